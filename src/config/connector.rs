@@ -1,0 +1,161 @@
+//! The validated connector: what the rest of walcast reads, with defaults resolved.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use super::error::Location;
+pub use super::model::{CleanupPolicy, DeliveryMode, PublicationMode, SnapshotMode, SslMode};
+use super::selector::TableSelector;
+use super::values::Secret;
+
+/// One connector, ready to run.
+#[derive(Debug, Clone)]
+pub struct Connector {
+    /// The file it came from (for messages).
+    pub file: PathBuf,
+    pub name: String,
+    pub source: Source,
+    pub kafka: Kafka,
+    pub registry: Registry,
+    pub delivery: Delivery,
+    pub metrics: Metrics,
+    pub heartbeat: Heartbeat,
+    /// Table rules in file order; exact names before patterns when resolving.
+    pub tables: Vec<TableRule>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Source {
+    pub host: String,
+    pub port: u16,
+    pub dbname: String,
+    pub user: String,
+    pub password: Option<Secret>,
+    pub sslmode: SslMode,
+    pub sslrootcert: Option<PathBuf>,
+    pub slot: String,
+    pub publication: String,
+    pub publication_mode: PublicationMode,
+    pub snapshot_mode: SnapshotMode,
+    pub connect_timeout: Duration,
+}
+
+impl Source {
+    /// `user@host:port/dbname`: enough to find the database in a log line, never a password.
+    pub fn display_target(&self) -> String {
+        format!("{}@{}:{}/{}", self.user, self.host, self.port, self.dbname)
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Kafka {
+    pub bootstrap_servers: String,
+    pub topic_prefix: String,
+    pub partitions: Option<i32>,
+    pub replication_factor: Option<i16>,
+    pub cleanup_policy: CleanupPolicy,
+    pub producer: BTreeMap<String, Secret>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Registry {
+    pub url: String,
+    pub username: Option<String>,
+    pub password: Option<Secret>,
+    pub ca_file: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Delivery {
+    pub mode: DeliveryMode,
+    pub shutdown_grace: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct Metrics {
+    pub enabled: bool,
+    pub listen: SocketAddr,
+}
+
+#[derive(Debug, Clone)]
+pub struct Heartbeat {
+    pub interval: Duration,
+    pub action_query: Option<String>,
+}
+
+/// How one table, or every table a pattern matches, is captured.
+#[derive(Debug, Clone)]
+pub struct TableRule {
+    pub selector: TableSelector,
+    /// Where the rule is written, for messages about it.
+    pub location: Location,
+    pub columns: ColumnSelection,
+    pub filter: Option<String>,
+    pub key: Option<Vec<String>>,
+    pub topic: Option<String>,
+    pub tombstones: bool,
+    pub masks: Vec<ColumnMask>,
+    /// Tables a pattern must skip.
+    pub exclude: Vec<TableSelector>,
+}
+
+impl TableRule {
+    /// True when this rule applies to `schema.table` (matched and not excluded).
+    pub fn applies_to(&self, schema: &str, table: &str) -> bool {
+        self.selector.matches(schema, table)
+            && !self.exclude.iter().any(|e| e.matches(schema, table))
+    }
+
+    /// Every column name the rule refers to, with what refers to it.
+    pub fn referenced_columns(&self) -> impl Iterator<Item = (&str, &'static str)> {
+        let listed = match &self.columns {
+            ColumnSelection::All => &[][..],
+            ColumnSelection::Include(c) => c.as_slice(),
+            ColumnSelection::Exclude(c) => c.as_slice(),
+        };
+        let what = match &self.columns {
+            ColumnSelection::Include(_) => "columns",
+            _ => "exclude_columns",
+        };
+        listed
+            .iter()
+            .map(move |c| (c.as_str(), what))
+            .chain(self.key.iter().flatten().map(|c| (c.as_str(), "key")))
+            .chain(self.masks.iter().map(|m| (m.column.as_str(), "mask")))
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ColumnSelection {
+    All,
+    Include(Vec<String>),
+    Exclude(Vec<String>),
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct ColumnMask {
+    pub column: String,
+    pub mask: Mask,
+}
+
+/// What a masked column's value becomes.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Mask {
+    /// Hex digest of salt + value; the same input gives the same output, so joins still work.
+    Hash {
+        algorithm: HashAlgorithm,
+        salt: Secret,
+    },
+    /// The value replaced by this fixed text.
+    Fixed(String),
+    /// The value cut to at most this many characters.
+    Truncate(usize),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HashAlgorithm {
+    Sha256,
+    Sha512,
+}

@@ -1,0 +1,278 @@
+//! The connector file as written: serde types for one `connectors/<name>.toml`.
+//!
+//! Every section denies unknown keys, so a typo is an error with a position rather
+//! than a silently ignored setting. Defaults are the ones a production user would pick;
+//! `connectors/example.toml` shows and explains each of them.
+
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
+use toml::Spanned;
+
+use super::values::{EnvString, EnvValue, HumanDuration, Secret};
+
+/// One connector: a database, the tables captured from it, and where events go.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConnectorFile {
+    /// Connector name: default slot, publication and topic prefix derive from it.
+    pub name: Spanned<String>,
+    pub source: SourceSection,
+    pub kafka: KafkaSection,
+    pub registry: RegistrySection,
+    #[serde(default)]
+    pub delivery: DeliverySection,
+    #[serde(default)]
+    pub metrics: MetricsSection,
+    #[serde(default)]
+    pub heartbeat: HeartbeatSection,
+    /// `[tables."schema.table"]` or `[tables."schema.*"]` entries.
+    #[serde(default)]
+    pub tables: BTreeMap<Spanned<String>, TableSection>,
+}
+
+/// `[source]`: the PostgreSQL database to capture.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SourceSection {
+    #[serde(default = "default_host")]
+    pub host: EnvString,
+    #[serde(default = "default_port")]
+    pub port: Spanned<EnvValue<u16>>,
+    pub dbname: EnvString,
+    pub user: EnvString,
+    pub password: Option<Spanned<Secret>>,
+    pub password_file: Option<Spanned<EnvString>>,
+    #[serde(default)]
+    pub sslmode: SslMode,
+    pub sslrootcert: Option<Spanned<EnvString>>,
+    pub slot: Option<Spanned<EnvString>>,
+    pub publication: Option<Spanned<EnvString>>,
+    #[serde(default)]
+    pub publication_mode: PublicationMode,
+    #[serde(default)]
+    pub snapshot_mode: SnapshotMode,
+    #[serde(default = "default_connect_timeout")]
+    pub connect_timeout: HumanDuration,
+}
+
+fn default_host() -> EnvString {
+    EnvString::new("localhost")
+}
+
+fn default_port() -> Spanned<EnvValue<u16>> {
+    Spanned::new(0..0, EnvValue(5432))
+}
+
+const fn default_connect_timeout() -> HumanDuration {
+    HumanDuration(std::time::Duration::from_secs(10))
+}
+
+/// libpq's `sslmode` values, with libpq's meaning.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum SslMode {
+    /// Plain TCP only.
+    Disable,
+    /// TLS when the server offers it, plain otherwise (libpq's default).
+    #[default]
+    Prefer,
+    /// TLS always; the certificate is not checked.
+    Require,
+    /// TLS, and the server certificate must chain to `sslrootcert`.
+    VerifyCa,
+    /// As verify-ca, and the certificate must name `host`.
+    VerifyFull,
+}
+
+/// Who owns the publication's table list.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PublicationMode {
+    /// walcast creates the publication and keeps its tables equal to the captured set.
+    #[default]
+    Managed,
+    /// The publication exists (made by a DBA); walcast only checks that it covers the tables.
+    Existing,
+}
+
+/// Debezium's `snapshot.mode` names.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SnapshotMode {
+    #[default]
+    Initial,
+    Never,
+    InitialOnly,
+    WhenNeeded,
+    NoData,
+}
+
+/// `[kafka]`: the cluster that receives one topic per table.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KafkaSection {
+    pub bootstrap_servers: EnvString,
+    pub topic_prefix: Option<Spanned<EnvString>>,
+    /// Partitions of topics walcast creates; absent means the broker's `num.partitions`.
+    pub partitions: Option<Spanned<EnvValue<i32>>>,
+    /// Replication factor of topics walcast creates; absent means the broker's default.
+    pub replication_factor: Option<Spanned<EnvValue<i16>>>,
+    #[serde(default)]
+    pub cleanup_policy: CleanupPolicy,
+    /// librdkafka producer properties passed through as given (values may be secrets).
+    #[serde(default)]
+    pub producer: BTreeMap<Spanned<String>, Secret>,
+}
+
+/// `cleanup.policy` of topics walcast creates.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+pub enum CleanupPolicy {
+    #[default]
+    #[serde(rename = "delete")]
+    Delete,
+    #[serde(rename = "compact")]
+    Compact,
+    #[serde(rename = "compact,delete")]
+    CompactDelete,
+}
+
+impl CleanupPolicy {
+    pub fn as_kafka_value(self) -> &'static str {
+        match self {
+            Self::Delete => "delete",
+            Self::Compact => "compact",
+            Self::CompactDelete => "compact,delete",
+        }
+    }
+}
+
+/// `[registry]`: a Confluent-compatible schema registry.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RegistrySection {
+    pub url: Spanned<EnvString>,
+    pub username: Option<EnvString>,
+    pub password: Option<Spanned<Secret>>,
+    pub password_file: Option<Spanned<EnvString>>,
+    pub ca_file: Option<Spanned<EnvString>>,
+}
+
+/// `[delivery]`: the delivery guarantee and shutdown behaviour.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeliverySection {
+    #[serde(default)]
+    pub mode: DeliveryMode,
+    #[serde(default = "default_shutdown_grace")]
+    pub shutdown_grace: HumanDuration,
+}
+
+impl Default for DeliverySection {
+    fn default() -> Self {
+        Self {
+            mode: DeliveryMode::default(),
+            shutdown_grace: default_shutdown_grace(),
+        }
+    }
+}
+
+const fn default_shutdown_grace() -> HumanDuration {
+    HumanDuration(std::time::Duration::from_secs(30))
+}
+
+/// See the Exactly-once contract in the README.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DeliveryMode {
+    #[default]
+    ExactlyOnce,
+    Transactional,
+    AtLeastOnce,
+}
+
+/// `[metrics]`: the Prometheus endpoint.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MetricsSection {
+    #[serde(default = "default_true")]
+    pub enabled: bool,
+    #[serde(default = "default_metrics_listen")]
+    pub listen: Spanned<EnvString>,
+}
+
+impl Default for MetricsSection {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            listen: default_metrics_listen(),
+        }
+    }
+}
+
+fn default_metrics_listen() -> Spanned<EnvString> {
+    Spanned::new(0..0, EnvString::new("0.0.0.0:9187"))
+}
+
+const fn default_true() -> bool {
+    true
+}
+
+/// `[heartbeat]`: keeps the slot moving while captured tables are idle.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HeartbeatSection {
+    #[serde(default = "default_heartbeat_interval")]
+    pub interval: HumanDuration,
+    /// SQL run on every beat (e.g. an upsert into `walcast.heartbeat`), so WAL that
+    /// other databases on the server generate can be released too.
+    pub action_query: Option<EnvString>,
+}
+
+impl Default for HeartbeatSection {
+    fn default() -> Self {
+        Self {
+            interval: default_heartbeat_interval(),
+            action_query: None,
+        }
+    }
+}
+
+const fn default_heartbeat_interval() -> HumanDuration {
+    HumanDuration(std::time::Duration::from_secs(10))
+}
+
+/// `[tables."schema.table"]`: how one table (or every table a pattern matches) is captured.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TableSection {
+    /// Only these columns are captured (key columns are always kept).
+    pub columns: Option<Vec<Spanned<String>>>,
+    /// Every column but these is captured.
+    pub exclude_columns: Option<Vec<Spanned<String>>>,
+    /// A row filter, a SQL boolean expression over the row (publication row filter, PG 15+).
+    pub filter: Option<Spanned<String>>,
+    /// Key columns to use instead of the primary key.
+    pub key: Option<Vec<Spanned<String>>>,
+    /// Topic name instead of `<topic_prefix>.<schema>.<table>`.
+    pub topic: Option<Spanned<EnvString>>,
+    /// Emit a tombstone (null value) after each delete; default true.
+    pub tombstones: Option<bool>,
+    /// Column masking: `column = { hash = "sha256", salt = "..." }`, `{ fixed = "***" }`
+    /// or `{ truncate = 20 }`.
+    #[serde(default)]
+    pub mask: BTreeMap<Spanned<String>, Spanned<MaskSection>>,
+    /// For patterns only: tables the pattern must not capture.
+    #[serde(default)]
+    pub exclude: Vec<Spanned<String>>,
+}
+
+/// One column's mask, exactly one of its ways set.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MaskSection {
+    pub hash: Option<String>,
+    pub salt: Option<Secret>,
+    pub fixed: Option<String>,
+    pub truncate: Option<usize>,
+}

@@ -1,0 +1,517 @@
+//! Turns a parsed connector file into a [`Connector`], checking everything that can be
+//! checked without a database; pure apart from reading `*_file` secrets.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::SocketAddr;
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+
+use toml::Spanned;
+
+use super::connector::*;
+use super::error::{ConfigError, Location};
+use super::model::{ConnectorFile, MaskSection, TableSection};
+use super::selector::TableSelector;
+use super::values::{EnvString, Secret};
+
+/// librdkafka properties walcast sets itself from other settings; a pass-through
+/// value would silently break a guarantee, so they are refused with the right key.
+const RESERVED_PRODUCER_KEYS: &[(&str, &str)] = &[
+    ("bootstrap.servers", "set [kafka] bootstrap_servers instead"),
+    (
+        "metadata.broker.list",
+        "set [kafka] bootstrap_servers instead",
+    ),
+    ("enable.idempotence", "it follows [delivery] mode"),
+    ("enable.gapless.guarantee", "it follows [delivery] mode"),
+    ("transactional.id", "it is derived from the connector name"),
+    (
+        "acks",
+        "walcast always uses acks=all; it follows [delivery] mode",
+    ),
+    ("request.required.acks", "walcast always uses acks=all"),
+];
+
+pub(super) struct Validator<'a> {
+    pub path: &'a Path,
+    pub text: &'a str,
+}
+
+impl Validator<'_> {
+    fn loc(&self, span: &Range<usize>) -> Location {
+        Location::from_span(self.path, self.text, span)
+    }
+
+    fn err(&self, span: &Range<usize>, message: impl Into<String>) -> ConfigError {
+        ConfigError::at(self.loc(span), message)
+    }
+
+    /// A path from the file, made relative to the file's folder when not absolute.
+    fn resolve_path(&self, value: &str) -> PathBuf {
+        let p = PathBuf::from(value);
+        if p.is_absolute() {
+            p
+        } else {
+            self.path.parent().unwrap_or(Path::new(".")).join(p)
+        }
+    }
+
+    fn secret(
+        &self,
+        inline: Option<Spanned<Secret>>,
+        file: Option<Spanned<EnvString>>,
+        section: &str,
+    ) -> Result<Option<Secret>, ConfigError> {
+        match (inline, file) {
+            (Some(_), Some(f)) => Err(self.err(
+                &f.span(),
+                format!("[{section}] has both password and password_file; keep one"),
+            )),
+            (Some(p), None) => Ok(Some(p.into_inner())),
+            (None, Some(f)) => {
+                let path = self.resolve_path(f.get_ref());
+                Secret::from_file(&path).map(Some).map_err(|e| {
+                    self.err(
+                        &f.span(),
+                        format!(
+                            "cannot read [{section}] password_file {}: {e}",
+                            path.display()
+                        ),
+                    )
+                })
+            }
+            (None, None) => Ok(None),
+        }
+    }
+
+    pub fn connector(&self, file: ConnectorFile) -> Result<Connector, ConfigError> {
+        let name_span = file.name.span();
+        let name = file.name.into_inner();
+        if name.is_empty()
+            || name.len() > 48
+            || !name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+        {
+            return Err(self.err(
+                &name_span,
+                format!("name `{name}` must be 1 to 48 characters of letters, digits, _ or -"),
+            ));
+        }
+        let derived = format!("walcast_{}", name.to_ascii_lowercase().replace('-', "_"));
+
+        let s = file.source;
+        let slot = match s.slot {
+            Some(slot) => self.slot_name(&slot, "slot")?,
+            None => derived.clone(),
+        };
+        let publication = match s.publication {
+            Some(p) => self.publication_name(&p)?,
+            None => derived,
+        };
+        if s.port.get_ref().0 == 0 {
+            return Err(self.err(
+                &s.port.span(),
+                "port 0 is not a port; the PostgreSQL default is 5432",
+            ));
+        }
+        let sslrootcert = s.sslrootcert.map(|c| self.resolve_path(c.get_ref()));
+        if matches!(s.sslmode, SslMode::VerifyCa | SslMode::VerifyFull) && sslrootcert.is_none() {
+            return Err(ConfigError::at(
+                self.loc(&(0..0)),
+                "[source] sslmode verify-ca/verify-full needs sslrootcert = \"/path/to/ca.pem\"",
+            ));
+        }
+        if s.host.is_empty() || s.dbname.is_empty() || s.user.is_empty() {
+            return Err(ConfigError::at(
+                self.loc(&(0..0)),
+                "[source] host, dbname and user must not be empty",
+            ));
+        }
+        let source = Source {
+            host: s.host.to_string(),
+            port: s.port.get_ref().0,
+            dbname: s.dbname.to_string(),
+            user: s.user.to_string(),
+            password: self.secret(s.password, s.password_file, "source")?,
+            sslmode: s.sslmode,
+            sslrootcert,
+            slot,
+            publication,
+            publication_mode: s.publication_mode,
+            snapshot_mode: s.snapshot_mode,
+            connect_timeout: s.connect_timeout.0,
+        };
+
+        let k = file.kafka;
+        if k.bootstrap_servers.trim().is_empty() {
+            return Err(ConfigError::at(
+                self.loc(&(0..0)),
+                "[kafka] bootstrap_servers is empty; list host:port pairs, comma separated",
+            ));
+        }
+        let topic_prefix = match k.topic_prefix {
+            Some(p) => {
+                self.topic_name(&p, "topic_prefix")?;
+                p.into_inner().to_string()
+            }
+            None => name.clone(),
+        };
+        let partitions = match k.partitions {
+            Some(p) if p.get_ref().0 < 1 => {
+                return Err(self.err(
+                    &p.span(),
+                    "partitions must be at least 1 (or leave it out for the broker's default)",
+                ))
+            }
+            p => p.map(|p| p.into_inner().0),
+        };
+        let replication_factor = match k.replication_factor {
+            Some(r) if r.get_ref().0 < 1 => return Err(self.err(
+                &r.span(),
+                "replication_factor must be at least 1 (or leave it out for the broker's default)",
+            )),
+            r => r.map(|r| r.into_inner().0),
+        };
+        let mut producer = BTreeMap::new();
+        for (key, value) in k.producer {
+            if let Some((_, why)) = RESERVED_PRODUCER_KEYS
+                .iter()
+                .find(|(k, _)| *k == key.get_ref())
+            {
+                return Err(self.err(
+                    &key.span(),
+                    format!(
+                        "[kafka.producer] `{}` is managed by walcast: {why}; remove it",
+                        key.get_ref()
+                    ),
+                ));
+            }
+            producer.insert(key.into_inner(), value);
+        }
+        let kafka = Kafka {
+            bootstrap_servers: k.bootstrap_servers.to_string(),
+            topic_prefix,
+            partitions,
+            replication_factor,
+            cleanup_policy: k.cleanup_policy,
+            producer,
+        };
+
+        let r = file.registry;
+        let url = r.url.get_ref().to_string();
+        if !(url.starts_with("http://") || url.starts_with("https://")) {
+            return Err(self.err(
+                &r.url.span(),
+                format!("[registry] url `{url}` must start with http:// or https://"),
+            ));
+        }
+        let registry = Registry {
+            url,
+            username: r.username.map(|u| u.to_string()),
+            password: self.secret(r.password, r.password_file, "registry")?,
+            ca_file: r.ca_file.map(|c| self.resolve_path(c.get_ref())),
+        };
+
+        let listen_span = file.metrics.listen.span();
+        let listen_text = file.metrics.listen.into_inner();
+        let listen: SocketAddr = listen_text.parse().map_err(|_| {
+            self.err(
+                &listen_span,
+                format!(
+                    "[metrics] listen `{listen_text}` is not an address:port such as 0.0.0.0:9187"
+                ),
+            )
+        })?;
+        if file.heartbeat.interval.0.is_zero() {
+            return Err(ConfigError::at(
+                self.loc(&(0..0)),
+                "[heartbeat] interval must be more than 0",
+            ));
+        }
+
+        if file.tables.is_empty() {
+            return Err(ConfigError::at(
+                self.loc(&(0..0)),
+                "no tables to capture; add a section such as [tables.\"public.orders\"] or [tables.\"public.*\"]",
+            ));
+        }
+        let mut tables = Vec::with_capacity(file.tables.len());
+        for (key, section) in file.tables {
+            tables.push(self.table(key, section)?);
+        }
+        // Exact names first, so an explicit entry overrides a pattern's settings.
+        tables.sort_by_key(|t| !t.selector.is_exact());
+
+        Ok(Connector {
+            file: self.path.to_owned(),
+            name,
+            source,
+            kafka,
+            registry,
+            delivery: Delivery {
+                mode: file.delivery.mode,
+                shutdown_grace: file.delivery.shutdown_grace.0,
+            },
+            metrics: Metrics {
+                enabled: file.metrics.enabled,
+                listen,
+            },
+            heartbeat: Heartbeat {
+                interval: file.heartbeat.interval.0,
+                action_query: file.heartbeat.action_query.map(|q| q.to_string()),
+            },
+            tables,
+        })
+    }
+
+    fn slot_name(&self, value: &Spanned<EnvString>, what: &str) -> Result<String, ConfigError> {
+        let v = value.get_ref().as_str();
+        if v.is_empty()
+            || v.len() > 63
+            || !v
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+        {
+            return Err(self.err(
+                &value.span(),
+                format!("{what} `{v}` must be 1 to 63 characters of a-z, 0-9 and _ (PostgreSQL's rule for slot names)"),
+            ));
+        }
+        Ok(v.to_owned())
+    }
+
+    fn publication_name(&self, value: &Spanned<EnvString>) -> Result<String, ConfigError> {
+        let v = value.get_ref().as_str();
+        if v.is_empty() || v.len() > 63 {
+            return Err(self.err(
+                &value.span(),
+                format!("publication `{v}` must be 1 to 63 bytes long"),
+            ));
+        }
+        Ok(v.to_owned())
+    }
+
+    fn topic_name(&self, value: &Spanned<EnvString>, what: &str) -> Result<(), ConfigError> {
+        let v = value.get_ref().as_str();
+        if v.is_empty()
+            || v.len() > 249
+            || v == "."
+            || v == ".."
+            || !v
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
+        {
+            return Err(self.err(
+                &value.span(),
+                format!("{what} `{v}` is not a valid Kafka topic name: use up to 249 of a-z A-Z 0-9 . _ -"),
+            ));
+        }
+        Ok(())
+    }
+
+    fn names(&self, list: Vec<Spanned<String>>, what: &str) -> Result<Vec<String>, ConfigError> {
+        let mut seen = BTreeSet::new();
+        let mut out = Vec::with_capacity(list.len());
+        for item in list {
+            if item.get_ref().is_empty() {
+                return Err(self.err(&item.span(), format!("{what} has an empty column name")));
+            }
+            if !seen.insert(item.get_ref().clone()) {
+                return Err(self.err(
+                    &item.span(),
+                    format!("{what} lists `{}` twice", item.get_ref()),
+                ));
+            }
+            out.push(item.into_inner());
+        }
+        Ok(out)
+    }
+
+    fn table(&self, key: Spanned<String>, t: TableSection) -> Result<TableRule, ConfigError> {
+        let span = key.span();
+        let selector = TableSelector::parse(key.get_ref()).map_err(|e| self.err(&span, e))?;
+        let columns = match (t.columns, t.exclude_columns) {
+            (Some(_), Some(ex)) => {
+                let at = ex.first().map_or(span.clone(), |c| c.span());
+                return Err(self.err(
+                    &at,
+                    format!("table {selector}: set columns or exclude_columns, not both"),
+                ));
+            }
+            (Some(c), None) if c.is_empty() => {
+                return Err(self.err(&span, format!("table {selector}: columns = [] captures nothing; list columns or remove the key")));
+            }
+            (Some(c), None) => ColumnSelection::Include(self.names(c, "columns")?),
+            (None, Some(e)) => ColumnSelection::Exclude(self.names(e, "exclude_columns")?),
+            (None, None) => ColumnSelection::All,
+        };
+        let key_columns = match t.key {
+            Some(k) if k.is_empty() => {
+                return Err(self.err(&span, format!("table {selector}: key = [] is empty; list the key columns or remove it to use the primary key")));
+            }
+            Some(k) => Some(self.names(k, "key")?),
+            None => None,
+        };
+        if let (ColumnSelection::Exclude(ex), Some(keys)) = (&columns, &key_columns) {
+            if let Some(k) = keys.iter().find(|k| ex.contains(k)) {
+                return Err(self.err(&span, format!("table {selector}: key column `{k}` is also in exclude_columns; a key column is always captured")));
+            }
+        }
+        let filter = match t.filter {
+            Some(f) => Some(self.filter(f, &selector)?),
+            None => None,
+        };
+        let topic = match t.topic {
+            Some(topic) => {
+                if !selector.is_exact() {
+                    return Err(self.err(&topic.span(), format!("table {selector}: a pattern can't set one topic for many tables; set topic on exact table entries")));
+                }
+                self.topic_name(&topic, "topic")?;
+                Some(topic.into_inner().to_string())
+            }
+            None => None,
+        };
+        let mut masks = Vec::with_capacity(t.mask.len());
+        for (column, mask) in t.mask {
+            let mask_span = mask.span();
+            masks.push(ColumnMask {
+                mask: self.mask(mask.into_inner(), &mask_span, column.get_ref())?,
+                column: column.into_inner(),
+            });
+        }
+        let mut exclude = Vec::with_capacity(t.exclude.len());
+        if !t.exclude.is_empty() && selector.is_exact() {
+            return Err(self.err(
+                &t.exclude[0].span(),
+                format!(
+                    "table {selector}: exclude only makes sense on a pattern such as \"public.*\""
+                ),
+            ));
+        }
+        for e in t.exclude {
+            exclude.push(TableSelector::parse(e.get_ref()).map_err(|m| self.err(&e.span(), m))?);
+        }
+        Ok(TableRule {
+            location: self.loc(&span),
+            selector,
+            columns,
+            filter,
+            key: key_columns,
+            topic,
+            tombstones: t.tombstones.unwrap_or(true),
+            masks,
+            exclude,
+        })
+    }
+
+    fn filter(&self, f: Spanned<String>, selector: &TableSelector) -> Result<String, ConfigError> {
+        let text = f.get_ref().trim();
+        if text.is_empty() {
+            return Err(self.err(&f.span(), format!("table {selector}: filter is empty; write a SQL condition such as \"status <> 'draft'\" or remove it")));
+        }
+        if let Err(problem) = check_sql_expression(text) {
+            return Err(self.err(
+                &f.span(),
+                format!("table {selector}: filter {problem}; write one SQL boolean expression"),
+            ));
+        }
+        Ok(text.to_owned())
+    }
+
+    fn mask(&self, m: MaskSection, span: &Range<usize>, column: &str) -> Result<Mask, ConfigError> {
+        let ways = [m.hash.is_some(), m.fixed.is_some(), m.truncate.is_some()]
+            .iter()
+            .filter(|b| **b)
+            .count();
+        let hint = "use { hash = \"sha256\", salt = \"${MASK_SALT}\" }, { fixed = \"****\" } or { truncate = 20 }";
+        if ways != 1 {
+            return Err(self.err(span, format!("mask for column `{column}` must set exactly one of hash, fixed, truncate; {hint}")));
+        }
+        if let Some(algorithm) = m.hash {
+            let algorithm = match algorithm.to_ascii_lowercase().replace('-', "").as_str() {
+                "sha256" => HashAlgorithm::Sha256,
+                "sha512" => HashAlgorithm::Sha512,
+                _ => return Err(self.err(span, format!("mask for column `{column}`: hash `{algorithm}` is not supported; use sha256 or sha512"))),
+            };
+            let salt = m.salt.ok_or_else(|| {
+                self.err(span, format!("mask for column `{column}`: a hash needs a salt (an unsalted hash of an email or phone number is easy to reverse); add salt = \"${{MASK_SALT}}\""))
+            })?;
+            return Ok(Mask::Hash { algorithm, salt });
+        }
+        if m.salt.is_some() {
+            return Err(self.err(
+                span,
+                format!("mask for column `{column}`: salt only goes with hash"),
+            ));
+        }
+        if let Some(fixed) = m.fixed {
+            return Ok(Mask::Fixed(fixed));
+        }
+        match m.truncate {
+            Some(0) | None => Err(self.err(
+                span,
+                format!("mask for column `{column}`: truncate must be at least 1"),
+            )),
+            Some(n) => Ok(Mask::Truncate(n)),
+        }
+    }
+}
+
+/// Cheap structural check of a user SQL expression: parentheses balance outside
+/// string literals and quoted identifiers, and no `;` ends it early. PostgreSQL does the
+/// real parsing (`walcast check` prepares it); this catches what would let the text
+/// escape the `WHERE ( … )` it is placed in.
+fn check_sql_expression(text: &str) -> Result<(), &'static str> {
+    let mut depth: i32 = 0;
+    let mut chars = text.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            '\'' | '"' => {
+                let mut closed = false;
+                while let Some(d) = chars.next() {
+                    if d == c {
+                        if chars.peek() == Some(&c) {
+                            chars.next();
+                        } else {
+                            closed = true;
+                            break;
+                        }
+                    }
+                }
+                if !closed {
+                    return Err("has an unterminated quote");
+                }
+            }
+            '(' => depth += 1,
+            ')' => {
+                depth -= 1;
+                if depth < 0 {
+                    return Err("has a `)` without its `(`");
+                }
+            }
+            ';' => return Err("contains `;`"),
+            _ => {}
+        }
+    }
+    if depth != 0 {
+        return Err("has a `(` without its `)`");
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::check_sql_expression;
+
+    #[test]
+    fn sql_expressions_are_checked_for_escapes() {
+        assert!(check_sql_expression("status <> 'draft' and (a > 1 or b)").is_ok());
+        assert!(check_sql_expression("name = 'it''s (fine'").is_ok());
+        assert!(check_sql_expression("\"we;ird\" = 1").is_ok());
+        assert!(check_sql_expression("true); drop table x").is_err());
+        assert!(check_sql_expression("true), public.x WHERE (true").is_err());
+        assert!(check_sql_expression("(a = 1").is_err());
+        assert!(check_sql_expression("a = 'open").is_err());
+    }
+}

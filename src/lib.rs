@@ -1,0 +1,11 @@
+//! walcast: PostgreSQL change-data-capture into Kafka.
+//!
+//! Layout (see DESIGN.md in the project docs for the data flow):
+//! - [`config`]: connector TOML files, validated with file:line:column errors.
+//! - [`postgres`]: ordinary SQL connections to the source database (catalog, setup).
+//! - [`preflight`]: `walcast check`, every prerequisite of a connector against the live database.
+//! - [`setup`]: `walcast setup`, migrations and the publication.
+//! - [`run`]: `walcast run`, one task per connector with clean shutdown.
+//! - [`logging`]: tracing subscriber, human or JSON.
+
+pub mod config;
