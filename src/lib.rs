@@ -9,3 +9,8 @@
 //! - [`logging`]: tracing subscriber, human or JSON.
 
 pub mod config;
+pub mod logging;
+pub mod postgres;
+pub mod preflight;
+pub mod run;
+pub mod setup;

@@ -1,1 +1,145 @@
-fn main() {}
+//! The `walcast` command line: parses arguments and calls into the library.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+use walcast::logging::{self, LogFormat};
+use walcast::{config, preflight, run, setup};
+
+/// PostgreSQL change-data-capture into Kafka: reads the WAL through logical replication
+/// (pgoutput) and produces Debezium-compatible Avro events, one topic per table.
+#[derive(Debug, Parser)]
+#[command(name = "walcast", version, about, long_about = None)]
+struct Cli {
+    /// Log lines as human-readable text or as JSON objects (to stderr).
+    #[arg(long, value_enum, default_value_t = Format::Human, global = true)]
+    log_format: Format,
+    /// Log level or filter (error, warn, info, debug, trace, or e.g. "walcast=debug");
+    /// defaults to RUST_LOG, then info.
+    #[arg(long, global = true)]
+    log_level: Option<String>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum Format {
+    Human,
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run a connector file, or every *.toml connector in a folder (each with its own
+    /// slot); stops cleanly on SIGINT or SIGTERM.
+    Run {
+        /// A connector .toml file, or a folder of them.
+        path: PathBuf,
+    },
+    /// Validate a connector file, then check the live database: reachable, wal_level,
+    /// privileges, free slots and WAL senders, tables and keys, slot and publication.
+    /// Prints one line per check and exits non-zero on any problem.
+    Check {
+        /// The connector .toml file (or a folder: every connector in it is checked).
+        path: PathBuf,
+    },
+    /// Prepare the database for a connector: walcast's support tables (tracked
+    /// migrations), the publication and grants. Safe to run again.
+    Setup {
+        /// The connector .toml file (or a folder of them).
+        path: PathBuf,
+        /// Also create the demo inventory schema (migrations/demo/).
+        #[arg(long)]
+        demo: bool,
+        /// Connect as this user (a table owner or superuser) instead of the connector's
+        /// user, and grant the connector's user what it needs. Its password is read
+        /// from the WALCAST_ADMIN_PASSWORD environment variable.
+        #[arg(long)]
+        admin_user: Option<String>,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let format = match cli.log_format {
+        Format::Human => LogFormat::Human,
+        Format::Json => LogFormat::Json,
+    };
+    if let Err(e) = logging::init(format, cli.log_level.as_deref()) {
+        eprintln!("error: {e}");
+        return ExitCode::FAILURE;
+    }
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(execute(cli.command)) {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::FAILURE,
+        Err(message) => {
+            eprintln!("error: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Runs one command; `Ok(false)` means it ran and found problems (already printed).
+async fn execute(command: Command) -> Result<bool, String> {
+    match command {
+        Command::Run { path } => {
+            let connectors = config::load_path(&path).map_err(|e| e.to_string())?;
+            let errors = run::run(connectors).await;
+            for e in &errors {
+                eprintln!("error: {e}");
+            }
+            Ok(errors.is_empty())
+        }
+        Command::Check { path } => {
+            let connectors = config::load_path(&path).map_err(|e| e.to_string())?;
+            let mut all_ok = true;
+            for connector in &connectors {
+                println!(
+                    "ok      {}: configuration is valid (connector {})",
+                    connector.file.display(),
+                    connector.name
+                );
+                for finding in preflight::check(connector).await {
+                    all_ok &= finding.ok;
+                    println!("{finding}");
+                }
+            }
+            Ok(all_ok)
+        }
+        Command::Setup {
+            path,
+            demo,
+            admin_user,
+        } => {
+            let connectors = config::load_path(&path).map_err(|e| e.to_string())?;
+            let options = setup::SetupOptions {
+                demo,
+                admin_password: admin_user
+                    .as_ref()
+                    .and_then(|_| std::env::var("WALCAST_ADMIN_PASSWORD").ok()),
+                admin_user,
+            };
+            for connector in &connectors {
+                let steps = setup::setup(connector, &options)
+                    .await
+                    .map_err(|e| format!("setup of connector {} failed: {e}", connector.name))?;
+                for step in steps {
+                    println!("{}: {step}", connector.name);
+                }
+            }
+            Ok(true)
+        }
+    }
+}

@@ -1,0 +1,12 @@
+//! Ordinary SQL connections to the source database (catalog queries, setup), with
+//! libpq-style TLS and errors that say what to fix. The replication stream is separate.
+
+mod catalog;
+mod connect;
+mod sql;
+
+pub use catalog::{
+    resolve_tables, CapturedTable, Catalog, CatalogTable, ReplicaIdentity, Resolution,
+};
+pub use connect::{connect, ConnectError};
+pub use sql::{quote_ident, quote_literal, quote_table};

@@ -1,0 +1,131 @@
+//! `walcast run`: one task per connector, a shared shutdown signal (SIGINT/SIGTERM),
+//! and an exit status that says whether every connector ended cleanly.
+
+use std::time::Duration;
+
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+use tracing::{error, info, info_span, Instrument};
+
+use crate::config::Connector;
+use crate::postgres::connect;
+use crate::preflight;
+use crate::setup::publication::{self, PublicationSync};
+
+/// Why one connector stopped with an error.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error("connector {connector}: {message}")]
+    Failed { connector: String, message: String },
+    #[error("connector {connector}: streaming changes needs the replication reader, which this build of walcast does not have yet (see README, Limits); the database is checked and the publication ready")]
+    StreamingUnavailable { connector: String },
+}
+
+/// Runs every connector until each stops or a shutdown signal arrives; returns the
+/// errors of those that failed (empty means a clean stop).
+pub async fn run(connectors: Vec<Connector>) -> Vec<RunError> {
+    let (shutdown_tx, shutdown_rx) = watch::channel(false);
+    let mut tasks = JoinSet::new();
+    for connector in connectors {
+        let span = info_span!("connector", name = %connector.name);
+        let rx = shutdown_rx.clone();
+        tasks.spawn(run_connector(connector, rx).instrument(span));
+    }
+    let signal = tokio::spawn(async move {
+        wait_for_signal().await;
+        info!("shutdown requested; stopping connectors");
+        let _ = shutdown_tx.send(true);
+    });
+    let mut errors = Vec::new();
+    while let Some(joined) = tasks.join_next().await {
+        match joined {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => {
+                error!("{e}");
+                errors.push(e);
+            }
+            Err(panic) => errors.push(RunError::Failed {
+                connector: "?".into(),
+                message: format!("task ended abnormally: {panic}"),
+            }),
+        }
+    }
+    signal.abort();
+    errors
+}
+
+async fn wait_for_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+/// Prepares one connector: waits for its database (retrying transient failures with
+/// backoff until shutdown), runs the preflight, and makes the publication current.
+async fn run_connector(
+    connector: Connector,
+    mut shutdown: watch::Receiver<bool>,
+) -> Result<(), RunError> {
+    let failed = |message: String| RunError::Failed {
+        connector: connector.name.clone(),
+        message,
+    };
+    let mut backoff = Duration::from_millis(500);
+    let client = loop {
+        match connect(&connector.source, None).await {
+            Ok(client) => break client,
+            Err(e) if e.transient => {
+                error!(retry_in_ms = backoff.as_millis() as u64, "{e}");
+                tokio::select! {
+                    _ = tokio::time::sleep(backoff) => {}
+                    _ = shutdown.changed() => return Ok(()),
+                }
+                backoff = (backoff * 2).min(Duration::from_secs(30));
+            }
+            Err(e) => return Err(failed(e.to_string())),
+        }
+    };
+    let problems: Vec<String> = preflight::check(&connector)
+        .await
+        .into_iter()
+        .filter(|f| !f.ok)
+        .map(|f| f.message)
+        .collect();
+    if !problems.is_empty() {
+        return Err(failed(format!(
+            "{} preflight problem(s): {}; run walcast check {} for details",
+            problems.len(),
+            problems.join("; "),
+            connector.file.display()
+        )));
+    }
+    match publication::sync(&connector, &client).await {
+        Ok(PublicationSync::Created { tables } | PublicationSync::Updated { tables }) => {
+            info!(publication = %connector.source.publication, tables, "publication updated");
+        }
+        Ok(_) => {}
+        Err(e) => return Err(failed(e.to_string())),
+    }
+    if *shutdown.borrow() {
+        return Ok(());
+    }
+    Err(RunError::StreamingUnavailable {
+        connector: connector.name.clone(),
+    })
+}
