@@ -1,0 +1,242 @@
+//! The integration-test harness: real PostgreSQL and Apache Kafka, started once per
+//! test binary by `deploy/local/up` (the same mechanism users run), a fresh database
+//! per test, and nothing left running afterwards.
+//!
+//! Every stack is started with `--watch-pid <this process>`: a watchdog stops it as soon
+//! as the test binary exits, whether the tests passed, panicked or the run was killed.
+//! Set `WALCAST_TEST_STACK_DIR` to the state dir of a stack you started yourself
+//! (`deploy/local/up`) to reuse it between runs; the harness then stops nothing.
+
+#![allow(dead_code)]
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::OnceLock;
+
+/// A running stack, as described by its `stack.env`.
+#[derive(Debug, Clone)]
+pub struct Stack {
+    pub dir: PathBuf,
+    pub env: HashMap<String, String>,
+}
+
+impl Stack {
+    pub fn get(&self, key: &str) -> &str {
+        self.env.get(key).map(String::as_str).unwrap_or("")
+    }
+
+    pub fn pg_port(&self) -> u16 {
+        self.get("WALCAST_PG_PORT")
+            .parse()
+            .expect("WALCAST_PG_PORT")
+    }
+
+    pub fn kafka_bootstrap(&self) -> &str {
+        self.get("WALCAST_KAFKA_BOOTSTRAP")
+    }
+
+    /// Runs SQL as the superuser in `dbname` with psql; panics with psql's error on failure.
+    pub fn psql(&self, dbname: &str, sql: &str) -> String {
+        let out = self.psql_output(dbname, sql);
+        assert!(
+            out.status.success(),
+            "psql failed: {sql}\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).trim().to_owned()
+    }
+
+    pub fn psql_output(&self, dbname: &str, sql: &str) -> Output {
+        let bin = Path::new(self.get("WALCAST_PG_BIN")).join("psql");
+        Command::new(bin)
+            .args(["-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1"])
+            .args(["-h", self.get("WALCAST_PG_HOST")])
+            .args(["-p", self.get("WALCAST_PG_PORT")])
+            .args(["-U", self.get("WALCAST_PG_USER"), "-d", dbname])
+            .args(["-c", sql])
+            .output()
+            .expect("run psql")
+    }
+}
+
+fn repo_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn read_env(dir: &Path) -> HashMap<String, String> {
+    let text = std::fs::read_to_string(dir.join("stack.env"))
+        .unwrap_or_else(|e| panic!("{}/stack.env: {e}", dir.display()));
+    text.lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|l| l.split_once('='))
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect()
+}
+
+/// Starts `services` in a new state directory, watched by this process.
+fn start(services: &str, extra_env: &[(&str, &str)]) -> Stack {
+    let dir = std::env::temp_dir().join(format!(
+        "walcast-test-{}-{}",
+        std::process::id(),
+        services.replace(',', "-")
+    ));
+    let _ = std::fs::remove_dir_all(&dir);
+    let mut cmd = Command::new(repo_root().join("deploy/local/up"));
+    cmd.args(["--services", services])
+        .arg("--state-dir")
+        .arg(&dir)
+        .args(["--watch-pid", &std::process::id().to_string()]);
+    for (k, v) in extra_env {
+        cmd.env(k, v);
+    }
+    let out = cmd.output().expect("run deploy/local/up");
+    assert!(
+        out.status.success(),
+        "deploy/local/up failed:\n{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Stack {
+        env: read_env(&dir),
+        dir,
+    }
+}
+
+/// PostgreSQL (wal_level=logical) and Kafka, shared by every test of this binary.
+pub fn stack() -> &'static Stack {
+    static STACK: OnceLock<Stack> = OnceLock::new();
+    STACK.get_or_init(|| match std::env::var("WALCAST_TEST_STACK_DIR") {
+        Ok(dir) if !dir.is_empty() => {
+            let dir = PathBuf::from(dir);
+            Stack {
+                env: read_env(&dir),
+                dir,
+            }
+        }
+        _ => start("postgres,kafka", &[]),
+    })
+}
+
+/// A second PostgreSQL with wal_level=replica: the classic misconfiguration.
+pub fn replica_level_postgres() -> &'static Stack {
+    static STACK: OnceLock<Stack> = OnceLock::new();
+    STACK.get_or_init(|| start("postgres", &[("WALCAST_PG_WAL_LEVEL", "replica")]))
+}
+
+/// A database of its own for one test, dropped (with its slots) when the test ends.
+pub struct TestDb {
+    pub stack: &'static Stack,
+    pub name: String,
+    pub dir: tempfile::TempDir,
+}
+
+impl TestDb {
+    pub fn new(stack: &'static Stack) -> Self {
+        static NEXT: AtomicUsize = AtomicUsize::new(0);
+        let name = format!(
+            "t{}_{}",
+            std::process::id(),
+            NEXT.fetch_add(1, Ordering::Relaxed)
+        );
+        stack.psql("postgres", &format!("CREATE DATABASE {name}"));
+        Self {
+            stack,
+            name,
+            dir: tempfile::tempdir().expect("tempdir"),
+        }
+    }
+
+    pub fn psql(&self, sql: &str) -> String {
+        self.stack.psql(&self.name, sql)
+    }
+
+    /// Writes a connector file for this database; `name` also names slot and publication.
+    /// `tables` is appended verbatim (the `[tables."…"]` sections).
+    pub fn connector(&self, name: &str, source_extra: &str, tables: &str) -> PathBuf {
+        let text = format!(
+            r#"name = "{name}"
+[source]
+host = "127.0.0.1"
+port = {port}
+dbname = "{db}"
+user = "postgres"
+sslmode = "disable"
+connect_timeout = "3s"
+{source_extra}
+[kafka]
+bootstrap_servers = "{kafka}"
+topic_prefix = "{db}"
+[registry]
+url = "http://127.0.0.1:8081"
+[metrics]
+enabled = false
+{tables}
+"#,
+            port = self.stack.pg_port(),
+            db = self.name,
+            kafka = if self.stack.kafka_bootstrap().is_empty() {
+                "127.0.0.1:9"
+            } else {
+                self.stack.kafka_bootstrap()
+            },
+        );
+        let path = self.dir.path().join(format!("{name}.toml"));
+        std::fs::write(&path, text).expect("write connector");
+        path
+    }
+}
+
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        let _ = self.stack.psql_output(
+            "postgres",
+            &format!(
+                "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE database = '{0}' AND NOT active",
+                self.name
+            ),
+        );
+        let _ = self.stack.psql_output(
+            "postgres",
+            &format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name),
+        );
+    }
+}
+
+/// The result of one walcast invocation.
+#[derive(Debug)]
+pub struct Run {
+    pub code: Option<i32>,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Run {
+    pub fn lines(&self) -> Vec<&str> {
+        self.stdout.lines().collect()
+    }
+
+    /// The lines that report a problem.
+    pub fn problems(&self) -> Vec<&str> {
+        self.stdout
+            .lines()
+            .filter(|l| l.starts_with("PROBLEM"))
+            .collect()
+    }
+}
+
+/// Runs the walcast binary with `args` and waits for it.
+pub fn walcast(args: &[&str], env: &[(&str, &str)]) -> Run {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_walcast"));
+    cmd.args(args).env_remove("RUST_LOG");
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let out = cmd.output().expect("run walcast");
+    Run {
+        code: out.status.code(),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}

@@ -1,0 +1,7 @@
+//! Integration tests against real PostgreSQL and Apache Kafka (see `common`).
+
+mod check;
+mod common;
+mod kafka_smoke;
+mod run;
+mod setup;
