@@ -75,8 +75,30 @@ fn read_env(dir: &Path) -> HashMap<String, String> {
         .collect()
 }
 
+/// Removes the state directories of earlier test runs whose process is gone (their
+/// watchdog stopped the services but keeps the directory for post-mortems).
+fn remove_stale_state_dirs() {
+    let Ok(entries) = std::fs::read_dir(std::env::temp_dir()) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let Some(pid) = name
+            .strip_prefix("walcast-test-")
+            .and_then(|rest| rest.split('-').next())
+            .and_then(|pid| pid.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        if pid != std::process::id() && !Path::new(&format!("/proc/{pid}")).exists() {
+            let _ = std::fs::remove_dir_all(entry.path());
+        }
+    }
+}
+
 /// Starts `services` in a new state directory, watched by this process.
 fn start(services: &str, extra_env: &[(&str, &str)]) -> Stack {
+    remove_stale_state_dirs();
     let dir = std::env::temp_dir().join(format!(
         "walcast-test-{}-{}",
         std::process::id(),
