@@ -96,10 +96,8 @@ async fn execute(command: Command) -> Result<bool, String> {
     match command {
         Command::Run { path } => {
             let connectors = config::load_path(&path).map_err(|e| e.to_string())?;
+            // Each connector's error is already logged (one line each) by the runner.
             let errors = run::run(connectors).await;
-            for e in &errors {
-                eprintln!("error: {e}");
-            }
             Ok(errors.is_empty())
         }
         Command::Check { path } => {
