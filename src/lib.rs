@@ -14,3 +14,4 @@ pub mod postgres;
 pub mod preflight;
 pub mod run;
 pub mod setup;
+pub mod source;

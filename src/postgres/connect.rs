@@ -21,7 +21,11 @@ pub struct ConnectError {
 }
 
 impl ConnectError {
-    fn config(message: String) -> Self {
+    pub(crate) fn new(message: String, transient: bool) -> Self {
+        Self { message, transient }
+    }
+
+    pub(crate) fn config(message: String) -> Self {
         Self {
             message,
             transient: false,
@@ -105,6 +109,18 @@ fn timed_out(target: &str, after: Duration) -> ConnectError {
 /// behaviour without a root certificate), verify-ca checks the chain against
 /// `sslrootcert`, verify-full also checks the host name.
 fn tls_connector(source: &Source) -> Result<MakeTlsConnector, ConnectError> {
+    let mut connector = MakeTlsConnector::new(ssl_connector(source)?);
+    let check_host = source.sslmode == SslMode::VerifyFull;
+    connector.set_callback(move |conf, _domain| {
+        conf.set_verify_hostname(check_host);
+        Ok(())
+    });
+    Ok(connector)
+}
+
+/// The OpenSSL client configuration for `sslmode` (shared with the replication
+/// connection); host-name checking is applied per connection (verify-full only).
+pub(crate) fn ssl_connector(source: &Source) -> Result<SslConnector, ConnectError> {
     let tls_err = |e: openssl::error::ErrorStack| {
         ConnectError::config(format!("cannot set up TLS for PostgreSQL: {e}"))
     };
@@ -124,27 +140,33 @@ fn tls_connector(source: &Source) -> Result<MakeTlsConnector, ConnectError> {
     } else {
         builder.set_verify(SslVerifyMode::NONE);
     }
-    let mut connector = MakeTlsConnector::new(builder.build());
-    let check_host = source.sslmode == SslMode::VerifyFull;
-    connector.set_callback(move |conf, _domain| {
-        conf.set_verify_hostname(check_host);
-        Ok(())
-    });
-    Ok(connector)
+    Ok(builder.build())
 }
 
 /// One line: what failed, where, and what to change.
 fn explain(e: &tokio_postgres::Error, source: &Source, user: &str, target: &str) -> ConnectError {
     if let Some(db) = e.as_db_error() {
-        let code = db.code();
+        return explain_server_error(db.code(), db.message(), source, user, target);
+    }
+    explain_client_error(&error_chain(e), source, user, target)
+}
+
+/// A server's refusal at login (an ErrorResponse), as one line with its fix.
+pub(crate) fn explain_server_error(
+    code: &SqlState,
+    server_message: &str,
+    source: &Source,
+    user: &str,
+    target: &str,
+) -> ConnectError {
+    {
         let message = if *code == SqlState::INVALID_PASSWORD {
             format!(
                 "PostgreSQL at {target} rejected the password of user {user}; check [source] password / password_file"
             )
         } else if *code == SqlState::INVALID_AUTHORIZATION_SPECIFICATION {
             format!(
-                "PostgreSQL at {target} refused user {user}: {}; add a pg_hba.conf entry for this host, user and database, or fix [source] user",
-                db.message()
+                "PostgreSQL at {target} refused user {user}: {server_message}; add a pg_hba.conf entry for this host, user and database, or fix [source] user"
             )
         } else if *code == SqlState::INVALID_CATALOG_NAME {
             format!(
@@ -154,8 +176,7 @@ fn explain(e: &tokio_postgres::Error, source: &Source, user: &str, target: &str)
         } else if *code == SqlState::TOO_MANY_CONNECTIONS {
             return ConnectError {
                 message: format!(
-                    "PostgreSQL at {target} has no free connections: {}",
-                    db.message()
+                    "PostgreSQL at {target} has no free connections: {server_message}"
                 ),
                 transient: true,
             };
@@ -168,14 +189,22 @@ fn explain(e: &tokio_postgres::Error, source: &Source, user: &str, target: &str)
             };
         } else {
             format!(
-                "PostgreSQL at {target} refused the connection: {} ({})",
-                db.message(),
+                "PostgreSQL at {target} refused the connection: {server_message} ({})",
                 code.code()
             )
         };
-        return ConnectError::config(message);
+        ConnectError::config(message)
     }
-    let text = error_chain(e);
+}
+
+/// A failure on walcast's side of the connection (network, TLS, missing password).
+pub(crate) fn explain_client_error(
+    text: &str,
+    source: &Source,
+    user: &str,
+    target: &str,
+) -> ConnectError {
+    let text = text.to_owned();
     if text.contains("password missing") {
         return ConnectError::config(format!(
             "PostgreSQL at {target} asks user {user} for a password; set [source] password (e.g. \"${{PGPASSWORD}}\") or password_file"

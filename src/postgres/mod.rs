@@ -9,4 +9,5 @@ pub use catalog::{
     resolve_tables, CapturedTable, Catalog, CatalogTable, ReplicaIdentity, Resolution,
 };
 pub use connect::{connect, ConnectError};
+pub(crate) use connect::{explain_client_error, explain_server_error, ssl_connector};
 pub use sql::{quote_ident, quote_literal, quote_table};

@@ -3,5 +3,6 @@
 mod check;
 mod common;
 mod kafka_smoke;
+mod replication;
 mod run;
 mod setup;

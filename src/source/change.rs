@@ -1,0 +1,82 @@
+//! What the replication reader hands downstream: committed transactions as a
+//! sequence of typed events, in commit order.
+
+use std::sync::Arc;
+
+use super::lsn::Lsn;
+use super::relation::RelationInfo;
+use super::value::Value;
+
+/// A row's values, in the relation's column order.
+pub type Row = Vec<Value>;
+
+/// The old row of an update or delete, as PostgreSQL sent it.
+#[derive(Debug, Clone, PartialEq)]
+pub enum OldRow {
+    /// Only the replica identity key columns carry values (the others are Null).
+    Key(Row),
+    /// The whole row (REPLICA IDENTITY FULL).
+    Full(Row),
+}
+
+impl OldRow {
+    pub fn values(&self) -> &Row {
+        match self {
+            Self::Key(r) | Self::Full(r) => r,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RowOp {
+    Insert,
+    Update,
+    Delete,
+}
+
+/// One row change.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RowChange {
+    pub relation: Arc<RelationInfo>,
+    pub op: RowOp,
+    /// Updates: present when the key changed or the table is REPLICA IDENTITY FULL.
+    /// Deletes: always present.
+    pub old: Option<OldRow>,
+    /// Inserts and updates.
+    pub new: Option<Row>,
+}
+
+/// A transaction's boundary or content, or a message outside any transaction.
+#[derive(Debug, Clone, PartialEq)]
+pub enum TxEvent {
+    Begin {
+        xid: u32,
+        /// The LSN of the commit record: with the index of an event inside the
+        /// transaction, it orders every event totally.
+        commit_lsn: Lsn,
+        /// µs since the Unix epoch.
+        commit_time_us: i64,
+    },
+    Change(RowChange),
+    Truncate {
+        relations: Vec<Arc<RelationInfo>>,
+        cascade: bool,
+        restart_identity: bool,
+    },
+    /// `pg_logical_emit_message`: inside a transaction when transactional, else alone.
+    Message {
+        transactional: bool,
+        lsn: Lsn,
+        prefix: String,
+        content: bytes::Bytes,
+    },
+    /// A table's shape changed (a new version) inside this transaction.
+    RelationChanged(Arc<RelationInfo>),
+    Commit {
+        xid: u32,
+        commit_lsn: Lsn,
+        /// Where the transaction's WAL ends: confirming this LSN releases it.
+        end_lsn: Lsn,
+        commit_time_us: i64,
+    },
+}

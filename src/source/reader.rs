@@ -1,0 +1,429 @@
+//! The replication reader: starts streaming a slot, decodes pgoutput, resolves
+//! relations and values, puts large streamed transactions through the spool, and
+//! hands committed transactions downstream in commit order over a bounded channel
+//! (a slow consumer slows the reader; nothing grows without bound).
+//!
+//! Position reporting: every `status_interval`, and whenever the server asks, the
+//! reader sends a standby status update whose flush LSN is whatever the consumer has
+//! published on the `flushed` watch channel (the checkpoint), never more.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use tokio::sync::{mpsc, watch};
+use tokio_postgres::Client;
+use tracing::{debug, warn};
+
+use super::change::{OldRow, Row, RowChange, RowOp, TxEvent};
+use super::lsn::{pg_micros_to_unix_micros, Lsn};
+use super::pgoutput::{self, Column, DecodeContext, DecodeError, Message, OldTuple, TupleData};
+use super::relation::{RelationCache, RelationError, RelationInfo};
+use super::replication::{ReplicationConnection, ReplicationError, WalMessage};
+use super::spool::{Spool, SpoolConfig};
+use super::value::{parse_text, ValueError};
+use crate::config::Source;
+
+/// How to stream.
+#[derive(Debug, Clone)]
+pub struct ReaderConfig {
+    pub slot: String,
+    pub publication: String,
+    /// 0/0 starts at the slot's confirmed position.
+    pub start_lsn: Lsn,
+    pub status_interval: Duration,
+    pub spool: SpoolConfig,
+}
+
+/// Why the reader stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum ReaderError {
+    #[error(transparent)]
+    Replication(#[from] ReplicationError),
+    #[error("{0}")]
+    Decode(#[from] DecodeError),
+    #[error(transparent)]
+    Relation(#[from] RelationError),
+    #[error("table {table}, column {column}: {error}")]
+    Value {
+        table: String,
+        column: String,
+        error: ValueError,
+    },
+    #[error("a change refers to relation {0}, which the server never described (protocol error)")]
+    UnknownRelation(u32),
+    #[error("a row of {table} has {got} columns, its relation has {expected}")]
+    ColumnCount {
+        table: String,
+        got: usize,
+        expected: usize,
+    },
+    #[error("cannot spool a large streamed transaction to disk: {0}")]
+    Spool(#[from] std::io::Error),
+    #[error("two-phase transactions are not supported (the slot was created with two_phase); recreate it without")]
+    TwoPhase,
+    #[error("the downstream stage stopped")]
+    Downstream,
+}
+
+impl ReaderError {
+    /// True when reconnecting may help.
+    pub fn is_transient(&self) -> bool {
+        matches!(self, Self::Replication(e) if e.is_transient())
+    }
+}
+
+/// A started stream.
+pub struct Reader {
+    conn: ReplicationConnection,
+    catalog: Client,
+    cache: RelationCache,
+    spool: Spool,
+    out: mpsc::Sender<TxEvent>,
+    flushed: watch::Receiver<Lsn>,
+    status_interval: Duration,
+    /// The end of the WAL the server has told us about.
+    received: Lsn,
+    /// The top-level xid of the streamed transaction whose chunk is arriving.
+    in_stream: Option<u32>,
+}
+
+impl std::fmt::Debug for Reader {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Reader")
+            .field("received", &self.received)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Reader {
+    /// Connects for replication and starts streaming `config.slot`. `catalog` is an
+    /// ordinary connection to the same database, for type lookups.
+    pub async fn start(
+        source: &Source,
+        catalog: Client,
+        config: &ReaderConfig,
+        out: mpsc::Sender<TxEvent>,
+        flushed: watch::Receiver<Lsn>,
+    ) -> Result<Self, ReaderError> {
+        let mut conn = ReplicationConnection::connect(source).await?;
+        let version = conn.pgoutput_version();
+        let mut options = vec![
+            ("proto_version", version.to_string()),
+            (
+                "publication_names",
+                crate::postgres::quote_ident(&config.publication),
+            ),
+        ];
+        if conn.server_version() >= 140000 {
+            options.push(("messages", "true".to_owned()));
+        }
+        if version >= 2 {
+            options.push(("streaming", "on".to_owned()));
+        }
+        conn.start_replication(&config.slot, config.start_lsn, &options)
+            .await?;
+        debug!(slot = %config.slot, proto_version = version, "replication started");
+        Ok(Self {
+            conn,
+            catalog,
+            cache: RelationCache::default(),
+            spool: Spool::new(config.spool.clone()),
+            out,
+            flushed,
+            status_interval: config.status_interval,
+            received: config.start_lsn,
+            in_stream: None,
+        })
+    }
+
+    /// Streams until `shutdown` turns true (then confirms the flushed position and
+    /// stops cleanly) or an error ends it.
+    pub async fn run(mut self, mut shutdown: watch::Receiver<bool>) -> Result<(), ReaderError> {
+        let mut ticker = tokio::time::interval(self.status_interval);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                message = self.conn.recv() => {
+                    match message? {
+                        Some(WalMessage::XLogData { wal_end, data, .. }) => {
+                            self.received = self.received.max(wal_end);
+                            self.handle(data).await?;
+                        }
+                        Some(WalMessage::Keepalive { wal_end, reply_requested, .. }) => {
+                            self.received = self.received.max(wal_end);
+                            if reply_requested {
+                                self.send_status(false).await?;
+                            }
+                        }
+                        None => return Err(ReplicationError::Io {
+                            target: "PostgreSQL".into(),
+                            detail: "the server ended the replication stream".into(),
+                        }.into()),
+                    }
+                }
+                _ = ticker.tick() => self.send_status(false).await?,
+                _ = shutdown.changed() => {
+                    self.send_status(false).await?;
+                    self.conn.stop().await?;
+                    return Ok(());
+                }
+            }
+        }
+    }
+
+    async fn send_status(&mut self, reply: bool) -> Result<(), ReaderError> {
+        let flushed = *self.flushed.borrow();
+        self.conn
+            .send_status(self.received, flushed, flushed, reply)
+            .await?;
+        Ok(())
+    }
+
+    async fn emit(&self, event: TxEvent) -> Result<(), ReaderError> {
+        self.out
+            .send(event)
+            .await
+            .map_err(|_| ReaderError::Downstream)
+    }
+
+    async fn handle(&mut self, data: Bytes) -> Result<(), ReaderError> {
+        let ctx = DecodeContext {
+            in_stream: self.in_stream.is_some(),
+        };
+        let message = pgoutput::decode(&data, ctx)?;
+        if let Some(top) = self.in_stream {
+            match &message {
+                Message::StreamStop => {
+                    self.in_stream = None;
+                    return Ok(());
+                }
+                Message::Message(m) if !m.transactional => {}
+                _ => {
+                    let subxid = message_xid(&message).unwrap_or(top);
+                    self.spool.append(top, subxid, &data)?;
+                    return Ok(());
+                }
+            }
+        }
+        match message {
+            Message::Begin(b) => {
+                self.emit(TxEvent::Begin {
+                    xid: b.xid,
+                    commit_lsn: b.final_lsn,
+                    commit_time_us: pg_micros_to_unix_micros(b.commit_time),
+                })
+                .await
+            }
+            Message::Commit(c) => {
+                self.emit(TxEvent::Commit {
+                    xid: 0,
+                    commit_lsn: c.commit_lsn,
+                    end_lsn: c.end_lsn,
+                    commit_time_us: pg_micros_to_unix_micros(c.commit_time),
+                })
+                .await
+            }
+            Message::StreamStart(s) => {
+                self.in_stream = Some(s.xid);
+                Ok(())
+            }
+            Message::StreamStop => Ok(()),
+            Message::StreamAbort(a) => {
+                self.spool.abort(a.xid, a.subxid);
+                Ok(())
+            }
+            Message::StreamCommit(c) => {
+                self.emit(TxEvent::Begin {
+                    xid: c.xid,
+                    commit_lsn: c.commit_lsn,
+                    commit_time_us: pg_micros_to_unix_micros(c.commit_time),
+                })
+                .await?;
+                let mut replay = self.spool.commit(c.xid)?;
+                while let Some(record) = replay.next_record()? {
+                    let message = pgoutput::decode(&record, DecodeContext { in_stream: true })?;
+                    self.apply(message, true).await?;
+                }
+                self.emit(TxEvent::Commit {
+                    xid: c.xid,
+                    commit_lsn: c.commit_lsn,
+                    end_lsn: c.end_lsn,
+                    commit_time_us: pg_micros_to_unix_micros(c.commit_time),
+                })
+                .await
+            }
+            Message::Origin(o) => {
+                debug!(origin = %o.name, "transaction replicated from another origin");
+                Ok(())
+            }
+            Message::BeginPrepare(_)
+            | Message::Prepare(_)
+            | Message::CommitPrepared(_)
+            | Message::RollbackPrepared(_)
+            | Message::StreamPrepare(_) => Err(ReaderError::TwoPhase),
+            other => self.apply(other, false).await,
+        }
+    }
+
+    /// Relation, Type and data messages, live or replayed from the spool.
+    async fn apply(&mut self, message: Message, replayed: bool) -> Result<(), ReaderError> {
+        match message {
+            Message::Relation(r) => {
+                let (info, changed) = self.cache.apply(&r, &self.catalog).await?;
+                if changed {
+                    debug!(table = %info.qualified(), version = info.version, "table changed shape");
+                    self.emit(TxEvent::RelationChanged(info)).await?;
+                }
+                Ok(())
+            }
+            Message::Type(t) => {
+                self.cache.note_type(t.oid, &t.namespace, &t.name);
+                Ok(())
+            }
+            Message::Insert(i) => {
+                let relation = self.relation(i.relation)?;
+                let new = Some(to_row(&relation, &i.new)?);
+                self.emit(TxEvent::Change(RowChange {
+                    relation,
+                    op: RowOp::Insert,
+                    old: None,
+                    new,
+                }))
+                .await
+            }
+            Message::Update(u) => {
+                let relation = self.relation(u.relation)?;
+                let old = u
+                    .old
+                    .as_ref()
+                    .map(|o| to_old_row(&relation, o))
+                    .transpose()?;
+                let new = Some(to_row(&relation, &u.new)?);
+                self.emit(TxEvent::Change(RowChange {
+                    relation,
+                    op: RowOp::Update,
+                    old,
+                    new,
+                }))
+                .await
+            }
+            Message::Delete(d) => {
+                let relation = self.relation(d.relation)?;
+                let old = Some(to_old_row(&relation, &d.old)?);
+                self.emit(TxEvent::Change(RowChange {
+                    relation,
+                    op: RowOp::Delete,
+                    old,
+                    new: None,
+                }))
+                .await
+            }
+            Message::Truncate(t) => {
+                let relations = t
+                    .relations
+                    .iter()
+                    .map(|oid| self.relation(*oid))
+                    .collect::<Result<Vec<_>, _>>()?;
+                self.emit(TxEvent::Truncate {
+                    relations,
+                    cascade: t.options & 1 == 1,
+                    restart_identity: t.options & 2 == 2,
+                })
+                .await
+            }
+            Message::Message(m) => {
+                self.emit(TxEvent::Message {
+                    transactional: m.transactional,
+                    lsn: m.lsn,
+                    prefix: m.prefix,
+                    content: m.content,
+                })
+                .await
+            }
+            other => {
+                if replayed {
+                    warn!(
+                        ?other,
+                        "unexpected message inside a streamed transaction; ignored"
+                    );
+                }
+                Ok(())
+            }
+        }
+    }
+
+    fn relation(&self, oid: u32) -> Result<std::sync::Arc<RelationInfo>, ReaderError> {
+        self.cache
+            .get(oid)
+            .cloned()
+            .ok_or(ReaderError::UnknownRelation(oid))
+    }
+}
+
+/// The xid a streamed data message carries (its (sub)transaction).
+fn message_xid(message: &Message) -> Option<u32> {
+    match message {
+        Message::Relation(m) => m.xid,
+        Message::Type(m) => m.xid,
+        Message::Insert(m) => m.xid,
+        Message::Update(m) => m.xid,
+        Message::Delete(m) => m.xid,
+        Message::Truncate(m) => m.xid,
+        Message::Message(m) => m.xid,
+        _ => None,
+    }
+}
+
+fn to_old_row(relation: &RelationInfo, old: &OldTuple) -> Result<OldRow, ReaderError> {
+    Ok(match old {
+        OldTuple::Key(t) => OldRow::Key(to_row(relation, t)?),
+        OldTuple::Full(t) => OldRow::Full(to_row(relation, t)?),
+    })
+}
+
+/// Parses a tuple's columns into values of the relation's types.
+pub fn to_row(relation: &RelationInfo, tuple: &TupleData) -> Result<Row, ReaderError> {
+    if tuple.columns.len() != relation.columns.len() {
+        return Err(ReaderError::ColumnCount {
+            table: relation.qualified(),
+            got: tuple.columns.len(),
+            expected: relation.columns.len(),
+        });
+    }
+    let mut row = Vec::with_capacity(tuple.columns.len());
+    for (column, info) in tuple.columns.iter().zip(&relation.columns) {
+        let value = match column {
+            Column::Null => super::value::Value::Null,
+            Column::UnchangedToast => super::value::Value::UnchangedToast,
+            Column::Text(bytes) => {
+                let text = std::str::from_utf8(bytes).map_err(|_| ReaderError::Value {
+                    table: relation.qualified(),
+                    column: info.name.clone(),
+                    error: ValueError {
+                        ty: info.type_info.name.clone(),
+                        text: "<not UTF-8>".into(),
+                        reason: "the server sent bytes that are not UTF-8".into(),
+                    },
+                })?;
+                parse_text(&info.type_info.pg_type, text).map_err(|error| ReaderError::Value {
+                    table: relation.qualified(),
+                    column: info.name.clone(),
+                    error,
+                })?
+            }
+            Column::Binary(_) => {
+                return Err(ReaderError::Value {
+                    table: relation.qualified(),
+                    column: info.name.clone(),
+                    error: ValueError {
+                        ty: info.type_info.name.clone(),
+                        text: "<binary>".into(),
+                        reason: "binary column data was not requested".into(),
+                    },
+                })
+            }
+        };
+        row.push(value);
+    }
+    Ok(row)
+}

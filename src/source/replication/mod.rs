@@ -1,0 +1,9 @@
+//! The replication connection and the streaming-replication sub-protocol.
+
+mod connection;
+pub mod protocol;
+
+pub use connection::{
+    CreatedSlot, QueryResult, ReplicationConnection, ReplicationError, SystemIdentity,
+};
+pub use protocol::WalMessage;
