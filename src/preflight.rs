@@ -321,6 +321,10 @@ async fn check_table(
                     "filter `{filter}` is not valid SQL for it: {why} ({})",
                     rule.location
                 ));
+            } else if table.owned {
+                if let Some(p) = probe_publication(client, version, captured).await {
+                    problems.push(p);
+                }
             }
         }
     }
@@ -426,4 +430,54 @@ async fn check_publication(
         ))),
     }
     Ok(())
+}
+
+/// PostgreSQL accepts a row filter that reads columns outside the replica identity, and
+/// then rejects every UPDATE and DELETE on the table. This publishes the table as
+/// walcast would, inside a transaction that is rolled back, and runs an UPDATE that
+/// touches no row: the same check fires at executor start.
+async fn probe_publication(
+    client: &Client,
+    version: i32,
+    captured: &CapturedTable<'_>,
+) -> Option<String> {
+    let table = captured.table;
+    let first = table.columns.first()?;
+    let name = format!("walcast_probe_{}", std::process::id());
+    let entry = crate::setup::publication::publication_entry(captured, version);
+    let statements = [
+        format!(
+            "CREATE PUBLICATION {} FOR TABLE {entry} WITH (publish = 'update, delete')",
+            quote_ident(&name)
+        ),
+        format!(
+            "UPDATE {} SET {col} = {col} WHERE false",
+            quote_table(&table.schema, &table.name),
+            col = quote_ident(first)
+        ),
+    ];
+    client.batch_execute("BEGIN").await.ok()?;
+    let mut problem = None;
+    for statement in &statements {
+        if let Err(e) = client.execute(statement.as_str(), &[]).await {
+            let (message, detail) = e
+                .as_db_error()
+                .map(|d| {
+                    (
+                        d.message().to_owned(),
+                        d.detail().unwrap_or_default().to_owned(),
+                    )
+                })
+                .unwrap_or_else(|| (e.to_string(), String::new()));
+            problem = Some(format!(
+                "PostgreSQL would reject every UPDATE and DELETE on it once published ({message}{}{detail}); filter only on replica identity (key) columns, or run ALTER TABLE {} REPLICA IDENTITY FULL ({})",
+                if detail.is_empty() { "" } else { ": " },
+                quote_table(&table.schema, &table.name),
+                captured.rule.location
+            ));
+            break;
+        }
+    }
+    let _ = client.batch_execute("ROLLBACK").await;
+    problem
 }

@@ -39,6 +39,8 @@ pub struct CatalogTable {
     pub primary_key: Vec<String>,
     pub columns: Vec<String>,
     pub is_partition: bool,
+    /// A partitioned table (its rows live in partitions).
+    pub is_partitioned: bool,
     /// The current user owns it (or is a member of its owner): needed to publish it.
     pub owned: bool,
     pub can_select: bool,
@@ -66,7 +68,8 @@ SELECT c.oid, n.nspname::text, c.relname::text, c.relreplident::text, c.relispar
        ARRAY(SELECT a.attname::text FROM pg_index i
              JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = ANY (i.indkey)
              WHERE i.indrelid = c.oid AND i.indisprimary
-             ORDER BY array_position(i.indkey::int2[], a.attnum))
+             ORDER BY array_position(i.indkey::int2[], a.attnum)),
+       c.relkind = 'p'
 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
 WHERE c.relkind IN ('r', 'p')
   AND n.nspname <> 'information_schema' AND n.nspname NOT LIKE 'pg\\_%'
@@ -88,6 +91,7 @@ impl Catalog {
                     can_select: r.try_get(6)?,
                     columns: r.try_get(7)?,
                     primary_key: r.try_get(8)?,
+                    is_partitioned: r.try_get(9)?,
                 })
             })
             .collect::<Result<_, tokio_postgres::Error>>()?;

@@ -3,8 +3,11 @@
 
 use tokio_postgres::Client;
 
+use crate::config::ColumnSelection;
 use crate::config::{Connector, PublicationMode};
-use crate::postgres::{quote_ident, quote_table, resolve_tables, Catalog};
+use crate::postgres::{
+    quote_ident, quote_table, resolve_tables, CapturedTable, Catalog, ReplicaIdentity,
+};
 
 /// What the sync did.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -57,19 +60,34 @@ pub async fn sync(
         )));
     }
     let tables = resolution.captured.len();
+    let version: i32 = client
+        .query_one("SELECT current_setting('server_version_num')::int", &[])
+        .await
+        .map_err(db)?
+        .try_get(0)
+        .map_err(db)?;
     let list = resolution
         .captured
         .iter()
-        .map(|c| {
-            let name = quote_table(&c.table.schema, &c.table.name);
-            match &c.rule.filter {
-                Some(f) => format!("{name} WHERE ({f})"),
-                None => name,
-            }
-        })
+        .map(|c| publication_entry(c, version))
         .collect::<Vec<_>>()
         .join(", ");
-    let has_filters = resolution.captured.iter().any(|c| c.rule.filter.is_some());
+    // Filters and column lists can't be compared with the catalog's normalised form,
+    // so a publication that has them is always re-set (SET is idempotent).
+    let has_extras = list.contains(" WHERE (")
+        || resolution
+            .captured
+            .iter()
+            .any(|c| column_list(c, version).is_some());
+    let via_root = version >= 130000 && resolution.captured.iter().any(|c| c.table.is_partitioned);
+    let publish = format!(
+        "publish = 'insert, update, delete, truncate'{}",
+        if via_root {
+            ", publish_via_partition_root = true"
+        } else {
+            ""
+        }
+    );
     let name = quote_ident(&source.publication);
 
     let exists = client
@@ -91,7 +109,7 @@ pub async fn sync(
             // Prepared statements carry exactly one command, so a filter can't smuggle a second.
             client
                 .execute(
-                    &format!("CREATE PUBLICATION {name} FOR TABLE {list} WITH (publish = 'insert, update, delete, truncate')"),
+                    &format!("CREATE PUBLICATION {name} FOR TABLE {list} WITH ({publish})"),
                     &[],
                 )
                 .await
@@ -124,9 +142,7 @@ pub async fn sync(
             let mut have = published;
             wanted.sort_unstable();
             have.sort_unstable();
-            // Row filters can't be compared as written (the catalog keeps them normalised),
-            // so a filtered publication is always re-set; SET is idempotent.
-            if wanted == have && !has_filters {
+            if wanted == have && !has_extras {
                 return Ok(PublicationSync::UpToDate { tables });
             }
             for statement in [
@@ -143,4 +159,60 @@ pub async fn sync(
             Ok(PublicationSync::Updated { tables })
         }
     }
+}
+
+/// One `FOR TABLE` entry: the table, its column list (PG 15+) and its row filter.
+pub(crate) fn publication_entry(captured: &CapturedTable<'_>, version: i32) -> String {
+    let mut entry = quote_table(&captured.table.schema, &captured.table.name);
+    if let Some(columns) = column_list(captured, version) {
+        entry.push_str(" (");
+        entry.push_str(
+            &columns
+                .iter()
+                .map(|c| quote_ident(c))
+                .collect::<Vec<_>>()
+                .join(", "),
+        );
+        entry.push(')');
+    }
+    if let Some(filter) = &captured.rule.filter {
+        entry.push_str(&format!(" WHERE ({filter})"));
+    }
+    entry
+}
+
+/// The columns to publish when the rule narrows them, so unwanted data never leaves
+/// the server. Only on PostgreSQL 15+, and only for tables whose replica identity is a
+/// key: PostgreSQL requires a column list to cover the replica identity, which for
+/// REPLICA IDENTITY FULL is every column (tables with another identity than their
+/// primary key are narrowed by walcast instead).
+/// Key columns are always kept.
+pub fn column_list(captured: &CapturedTable<'_>, version: i32) -> Option<Vec<String>> {
+    let table = captured.table;
+    if version < 150000
+        || table.replica_identity != ReplicaIdentity::Default
+        || table.primary_key.is_empty()
+    {
+        return None;
+    }
+    let keep: Vec<String> = match &captured.rule.columns {
+        ColumnSelection::All => return None,
+        ColumnSelection::Include(include) => table
+            .columns
+            .iter()
+            .filter(|c| {
+                include.contains(c)
+                    || table.primary_key.contains(c)
+                    || captured.rule.key.as_ref().is_some_and(|k| k.contains(c))
+            })
+            .cloned()
+            .collect(),
+        ColumnSelection::Exclude(exclude) => table
+            .columns
+            .iter()
+            .filter(|c| !exclude.contains(c) || table.primary_key.contains(c))
+            .cloned()
+            .collect(),
+    };
+    (keep.len() < table.columns.len()).then_some(keep)
 }

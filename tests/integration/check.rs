@@ -12,7 +12,7 @@ fn a_prepared_database_passes_every_check() {
     let file = db.connector(
         "good",
         "",
-        "[tables.\"public.orders\"]\nfilter = \"status <> 'draft'\"",
+        "[tables.\"public.orders\"]\nfilter = \"id > 0\"",
     );
     let setup = walcast(&["setup", file.to_str().unwrap()], &[]);
     assert_eq!(setup.code, Some(0), "{setup:?}");
@@ -225,6 +225,34 @@ fn a_slot_of_another_plugin_or_in_use_is_a_problem() {
         run.problems().iter().any(|p| p.contains(
             "slot walcast_slotted exists but is a logical slot with plugin test_decoding"
         )),
+        "{run:?}"
+    );
+}
+
+#[test]
+fn a_filter_outside_the_replica_identity_is_a_problem() {
+    let db = TestDb::new(stack());
+    db.psql(ORDERS);
+    let file = db.connector(
+        "rowfilter",
+        "",
+        "[tables.\"public.orders\"]\nfilter = \"status <> 'draft'\"",
+    );
+    let run = walcast(&["check", file.to_str().unwrap()], &[]);
+    assert_eq!(run.code, Some(1), "{run:?}");
+    assert!(
+        run.problems().iter().any(|p| p.contains("table public.orders: PostgreSQL would reject every UPDATE and DELETE on it once published")
+            && p.contains("REPLICA IDENTITY FULL")),
+        "{run:?}"
+    );
+    // The probe left nothing behind.
+    assert_eq!(db.psql("SELECT count(*) FROM pg_publication"), "0");
+    db.psql("ALTER TABLE public.orders REPLICA IDENTITY FULL");
+    let run = walcast(&["check", file.to_str().unwrap()], &[]);
+    assert!(
+        run.problems()
+            .iter()
+            .all(|p| !p.contains("table public.orders")),
         "{run:?}"
     );
 }

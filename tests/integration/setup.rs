@@ -99,3 +99,36 @@ fn admin_setup_grants_the_connector_user() {
     assert_eq!(after.code, Some(0), "{after:?}");
     db.psql(&format!("DROP OWNED BY {user}; DROP ROLE {user}"));
 }
+
+#[test]
+fn column_lists_and_partition_roots_reach_the_publication() {
+    let db = TestDb::new(stack());
+    db.psql(
+        "CREATE TABLE public.customers (id int PRIMARY KEY, email text, notes text, secret text)",
+    );
+    db.psql("CREATE TABLE public.events (id int, at date, PRIMARY KEY (id, at)) PARTITION BY RANGE (at)");
+    db.psql("CREATE TABLE public.events_2026 PARTITION OF public.events FOR VALUES FROM ('2026-01-01') TO ('2027-01-01')");
+    let file = db.connector(
+        "lists",
+        "",
+        "[tables.\"public.*\"]\n[tables.\"public.customers\"]\nexclude_columns = [\"secret\", \"notes\"]",
+    );
+    let run = walcast(&["setup", file.to_str().unwrap()], &[]);
+    assert_eq!(run.code, Some(0), "{run:?}");
+    assert_eq!(
+        db.psql("SELECT tablename || ':' || array_to_string(attnames, ',') FROM pg_publication_tables WHERE pubname = 'walcast_lists' ORDER BY 1"),
+        "customers:id,email\nevents:id,at"
+    );
+    assert_eq!(
+        db.psql("SELECT pubviaroot FROM pg_publication WHERE pubname = 'walcast_lists'"),
+        "t"
+    );
+    // Running it again re-sets the list (it can't be compared) and changes nothing.
+    let again = walcast(&["setup", file.to_str().unwrap()], &[]);
+    assert!(
+        again
+            .stdout
+            .contains("updated publication walcast_lists to 2 table(s)"),
+        "{again:?}"
+    );
+}
