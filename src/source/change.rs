@@ -72,6 +72,11 @@ pub enum TxEvent {
     },
     /// A table's shape changed (a new version) inside this transaction.
     RelationChanged(Arc<RelationInfo>),
+    /// The connection was lost and re-established: PostgreSQL resends every
+    /// transaction after the slot's confirmed position, so a transaction that had begun
+    /// and not committed must be dropped; already committed ones come again (the
+    /// checkpoint skips them).
+    Restarted,
     Commit {
         xid: u32,
         commit_lsn: Lsn,

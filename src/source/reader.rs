@@ -63,6 +63,8 @@ pub enum ReaderError {
     TwoPhase,
     #[error("the downstream stage stopped")]
     Downstream,
+    #[error("{0}")]
+    Missing(String),
 }
 
 impl ReaderError {
@@ -85,6 +87,8 @@ pub struct Reader {
     received: Lsn,
     /// The top-level xid of the streamed transaction whose chunk is arriving.
     in_stream: Option<u32>,
+    /// Slot and publication, for messages.
+    names: ReaderConfig,
 }
 
 impl std::fmt::Debug for Reader {
@@ -121,7 +125,8 @@ impl Reader {
             options.push(("streaming", "on".to_owned()));
         }
         conn.start_replication(&config.slot, config.start_lsn, &options)
-            .await?;
+            .await
+            .map_err(|e| explain_missing(e, config))?;
         debug!(slot = %config.slot, proto_version = version, "replication started");
         Ok(Self {
             conn,
@@ -133,6 +138,7 @@ impl Reader {
             status_interval: config.status_interval,
             received: config.start_lsn,
             in_stream: None,
+            names: config.clone(),
         })
     }
 
@@ -144,7 +150,7 @@ impl Reader {
         loop {
             tokio::select! {
                 message = self.conn.recv() => {
-                    match message? {
+                    match message.map_err(|e| explain_missing(e, &self.names))? {
                         Some(WalMessage::XLogData { wal_end, data, .. }) => {
                             self.received = self.received.max(wal_end);
                             self.handle(data).await?;
@@ -426,4 +432,59 @@ pub fn to_row(relation: &RelationInfo, tuple: &TupleData) -> Result<Row, ReaderE
         row.push(value);
     }
     Ok(row)
+}
+
+/// A slot or publication that does not exist (42704) is not transient: say which and
+/// what to do.
+fn explain_missing(e: ReplicationError, config: &ReaderConfig) -> ReaderError {
+    match e.code() {
+        Some("42704") => ReaderError::Missing(format!(
+            "{e}; the slot ({}) or publication ({}) does not exist: run walcast setup, or check that nobody dropped them",
+            config.slot, config.publication
+        )),
+        _ => ReaderError::Replication(e),
+    }
+}
+
+/// Streams with [`Reader`] until `shutdown`, reconnecting with exponential backoff
+/// (0.5 s doubling to 30 s) after transient failures: the server restarts from the
+/// slot's confirmed position, announced downstream as [`TxEvent::Restarted`].
+pub async fn stream_with_reconnect(
+    source: &Source,
+    config: &ReaderConfig,
+    out: mpsc::Sender<TxEvent>,
+    flushed: watch::Receiver<Lsn>,
+    mut shutdown: watch::Receiver<bool>,
+) -> Result<(), ReaderError> {
+    let mut backoff = Duration::from_millis(500);
+    loop {
+        let attempt = async {
+            let catalog = crate::postgres::connect(source, None)
+                .await
+                .map_err(|e| ReaderError::Replication(ReplicationError::Connect(e)))?;
+            Reader::start(source, catalog, config, out.clone(), flushed.clone()).await
+        };
+        let result = match attempt.await {
+            Ok(reader) => {
+                backoff = Duration::from_millis(500);
+                reader.run(shutdown.clone()).await
+            }
+            Err(e) => Err(e),
+        };
+        match result {
+            Ok(()) => return Ok(()),
+            Err(e) if e.is_transient() => {
+                warn!(error = %e, retry_in_ms = backoff.as_millis() as u64, "replication interrupted; reconnecting from the slot's confirmed position");
+                out.send(TxEvent::Restarted)
+                    .await
+                    .map_err(|_| ReaderError::Downstream)?;
+                tokio::select! {
+                    _ = tokio::time::sleep(backoff) => {}
+                    _ = shutdown.changed() => return Ok(()),
+                }
+                backoff = (backoff * 2).min(Duration::from_secs(30));
+            }
+            Err(e) => return Err(e),
+        }
+    }
 }

@@ -533,3 +533,95 @@ async fn scram_and_md5_logins_stream() {
     assert_eq!(changes(&events).len(), 1);
     db.psql(&format!("DROP ROLE {scram_user}; DROP ROLE {md5_user}"));
 }
+
+#[tokio::test]
+async fn a_lost_connection_reconnects_and_loses_nothing() {
+    let db = TestDb::new(stack());
+    db.psql("CREATE TABLE t (id int PRIMARY KEY)");
+    db.psql("CREATE PUBLICATION p FOR TABLE t");
+    let slot = format!("s_{}", db.name);
+    db.psql(&format!(
+        "SELECT pg_create_logical_replication_slot('{slot}', 'pgoutput')"
+    ));
+    let source = source_for(&db, "reconnect");
+    let config = ReaderConfig {
+        slot: slot.clone(),
+        publication: "p".into(),
+        start_lsn: Lsn::ZERO,
+        status_interval: Duration::from_millis(100),
+        spool: SpoolConfig::default(),
+    };
+    let (tx, mut rx) = mpsc::channel(64);
+    let (flushed_tx, flushed_rx) = watch::channel(Lsn::ZERO);
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let task = {
+        let source = source.clone();
+        tokio::spawn(async move {
+            walcast::source::reader::stream_with_reconnect(
+                &source, &config, tx, flushed_rx, stop_rx,
+            )
+            .await
+        })
+    };
+    let mut seen = Vec::new();
+    db.psql("INSERT INTO t VALUES (1)");
+    let end = next_commit(&mut rx, &mut seen).await;
+    flushed_tx.send(end).unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await; // the status update carries it
+    db.psql(&format!("SELECT pg_terminate_backend(active_pid) FROM pg_replication_slots WHERE slot_name = '{slot}'"));
+    db.psql("INSERT INTO t VALUES (2)");
+    next_commit(&mut rx, &mut seen).await;
+    stop_tx.send(true).unwrap();
+    task.await.unwrap().expect("clean stop");
+    assert_eq!(
+        seen,
+        ["Int4(1)", "restarted", "Int4(2)"],
+        "row 1 was confirmed, so only row 2 comes after the restart"
+    );
+}
+
+#[tokio::test]
+async fn a_missing_slot_is_a_clear_permanent_error() {
+    let db = TestDb::new(stack());
+    db.psql("CREATE TABLE t (id int PRIMARY KEY)");
+    db.psql("CREATE PUBLICATION p FOR TABLE t");
+    let source = source_for(&db, "noslot");
+    let config = ReaderConfig {
+        slot: "walcast_nowhere".into(),
+        publication: "p".into(),
+        start_lsn: Lsn::ZERO,
+        status_interval: Duration::from_secs(1),
+        spool: SpoolConfig::default(),
+    };
+    let (tx, _rx) = mpsc::channel(8);
+    let (_flushed_tx, flushed_rx) = watch::channel(Lsn::ZERO);
+    let (_stop_tx, stop_rx) = watch::channel(false);
+    let err =
+        walcast::source::reader::stream_with_reconnect(&source, &config, tx, flushed_rx, stop_rx)
+            .await
+            .unwrap_err();
+    assert!(!err.is_transient());
+    let text = err.to_string();
+    assert!(
+        text.contains("replication slot \"walcast_nowhere\" does not exist")
+            && text.contains("run walcast setup"),
+        "{text}"
+    );
+}
+
+/// Receives until the next Commit, noting changes and restarts; returns its end LSN.
+async fn next_commit(rx: &mut mpsc::Receiver<TxEvent>, seen: &mut Vec<String>) -> Lsn {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let event = tokio::time::timeout_at(deadline, rx.recv())
+            .await
+            .expect("timed out")
+            .expect("stream ended");
+        match &event {
+            TxEvent::Change(c) => seen.push(format!("{:?}", c.new.as_ref().unwrap()[0])),
+            TxEvent::Restarted => seen.push("restarted".into()),
+            TxEvent::Commit { end_lsn, .. } => return *end_lsn,
+            _ => {}
+        }
+    }
+}
