@@ -6,3 +6,4 @@ mod kafka_smoke;
 mod replication;
 mod run;
 mod setup;
+mod tls;

@@ -1,0 +1,66 @@
+#!/usr/bin/env bash
+# Measures walcast's replication reader against PostgreSQL's own pg_recvlogical on the
+# same data: a backlog of ROWS row changes of an 8-column table, written either as one
+# transaction (ROWS_PER_TX=0, the flat-memory case) or in transactions of ROWS_PER_TX
+# rows, then read from a pgoutput slot by each. Prints rows/s and peak RSS.
+#
+# Usage: benches/replication.sh [ROWS] [ROWS_PER_TX]     (defaults: 1000000 100)
+# Starts its own PostgreSQL with deploy/local/up in a temporary state dir.
+set -euo pipefail
+repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+rows=${1:-1000000}
+per_tx=${2:-100}
+state=$(mktemp -d /tmp/walcast-bench-XXXXXX)
+trap '"$repo/deploy/local/down" --state-dir "$state" --purge >/dev/null 2>&1 || true' EXIT
+"$repo/deploy/local/up" --services postgres --state-dir "$state" >/dev/null
+set -a; . "$state/stack.env"; set +a
+psql="$WALCAST_PG_BIN/psql -X -q -At -h $WALCAST_PG_HOST -p $WALCAST_PG_PORT -U postgres -d postgres"
+
+$psql -c "CREATE TABLE bench (id bigint PRIMARY KEY, customer int, sku text, qty int, price numeric(12,2), status text, created timestamptz, note text)"
+$psql -c "CREATE PUBLICATION bench_pub FOR TABLE bench"
+$psql -c "SELECT pg_create_logical_replication_slot('walcast_bench', 'pgoutput')" >/dev/null
+$psql -c "SELECT pg_create_logical_replication_slot('recvlogical_bench', 'pgoutput')" >/dev/null
+
+echo "writing $rows rows ($([ "$per_tx" -eq 0 ] && echo 'one transaction' || echo "$per_tx per transaction"))" >&2
+insert="INSERT INTO bench SELECT i, i % 1000, 'sku-' || (i % 5000), 1 + i % 7, (i % 10000) / 100.0, 'paid', now(), 'note ' || i FROM generate_series(%s, %s) i"
+if [ "$per_tx" -eq 0 ]; then
+    # shellcheck disable=SC2059
+    $psql -c "$(printf "$insert" 1 "$rows")"
+else
+    $psql -c "CREATE PROCEDURE fill(n bigint, per bigint) LANGUAGE plpgsql AS \$\$
+        DECLARE s bigint := 1; BEGIN
+          WHILE s <= n LOOP
+            INSERT INTO bench SELECT i, i % 1000, 'sku-' || (i % 5000), 1 + i % 7, (i % 10000) / 100.0, 'paid', now(), 'note ' || i
+              FROM generate_series(s, least(s + per - 1, n)) i;
+            COMMIT; s := s + per;
+          END LOOP; END \$\$"
+    $psql -c "CALL fill($rows, $per_tx)"
+fi
+
+echo "pg_recvlogical (pgoutput, to /dev/null):" >&2
+start=$(date +%s.%N)
+timeout 600 "$WALCAST_PG_BIN/pg_recvlogical" -h "$WALCAST_PG_HOST" -p "$WALCAST_PG_PORT" -U postgres -d postgres \
+    --slot recvlogical_bench --start -o proto_version=1 -o publication_names=bench_pub \
+    --endpos "$($psql -c 'SELECT pg_current_wal_lsn()')" -f /dev/null
+end=$(date +%s.%N)
+python3 -c "import sys; s=float(sys.argv[2])-float(sys.argv[1]); print(f'pg_recvlogical rows={sys.argv[3]} seconds={s:.2f} rows_per_second={int(sys.argv[3])/s:.0f}')" "$start" "$end" "$rows"
+
+cd "$repo"
+cargo build --release --quiet --example stream_slot
+connector="$state/bench.toml"
+cat >"$connector" <<TOML
+name = "bench"
+[source]
+host = "$WALCAST_PG_HOST"
+port = $WALCAST_PG_PORT
+dbname = "postgres"
+user = "postgres"
+sslmode = "disable"
+[kafka]
+bootstrap_servers = "127.0.0.1:9"
+[registry]
+url = "http://127.0.0.1:9"
+[tables."public.bench"]
+TOML
+echo "walcast reader (decode + typed values):" >&2
+target/release/examples/stream_slot "$connector" walcast_bench bench_pub "$rows"
