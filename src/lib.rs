@@ -8,10 +8,12 @@
 //! - [`run`]: `walcast run`, one task per connector with clean shutdown.
 //! - [`logging`]: tracing subscriber, human or JSON.
 
+pub mod checkpoint;
 pub mod config;
 pub mod logging;
 pub mod postgres;
 pub mod preflight;
 pub mod run;
 pub mod setup;
+pub mod sink;
 pub mod source;

@@ -77,6 +77,12 @@ pub enum TxEvent {
     /// and not committed must be dropped; already committed ones come again (the
     /// checkpoint skips them).
     Restarted,
+    /// A keepalive outside any transaction: every change before `wal_end` has been
+    /// sent, so once everything handed downstream is acknowledged the slot may advance
+    /// here (this keeps WAL from piling up while captured tables are idle).
+    Idle {
+        wal_end: Lsn,
+    },
     Commit {
         xid: u32,
         commit_lsn: Lsn,

@@ -89,6 +89,8 @@ pub struct Reader {
     in_stream: Option<u32>,
     /// Slot and publication, for messages.
     names: ReaderConfig,
+    /// Between Begin and Commit of a (non-streamed) transaction.
+    in_txn: bool,
 }
 
 impl std::fmt::Debug for Reader {
@@ -139,6 +141,7 @@ impl Reader {
             received: config.start_lsn,
             in_stream: None,
             names: config.clone(),
+            in_txn: false,
         })
     }
 
@@ -157,6 +160,9 @@ impl Reader {
                         }
                         Some(WalMessage::Keepalive { wal_end, reply_requested, .. }) => {
                             self.received = self.received.max(wal_end);
+                            if !self.in_txn && self.in_stream.is_none() {
+                                self.emit(TxEvent::Idle { wal_end }).await?;
+                            }
                             if reply_requested {
                                 self.send_status(false).await?;
                             }
@@ -213,6 +219,7 @@ impl Reader {
         }
         match message {
             Message::Begin(b) => {
+                self.in_txn = true;
                 self.emit(TxEvent::Begin {
                     xid: b.xid,
                     commit_lsn: b.final_lsn,
@@ -221,6 +228,7 @@ impl Reader {
                 .await
             }
             Message::Commit(c) => {
+                self.in_txn = false;
                 self.emit(TxEvent::Commit {
                     xid: 0,
                     commit_lsn: c.commit_lsn,

@@ -1,0 +1,263 @@
+//! Positions and the acknowledgement tracker: the checkpoint is the end of the last
+//! transaction all of whose records Kafka acknowledged, and every transaction before it
+//! too. It (and only it) may be confirmed to PostgreSQL as the flush LSN. Pure.
+
+use std::collections::VecDeque;
+use std::fmt;
+
+use crate::source::lsn::Lsn;
+
+/// A record's place in the total order of a connector's output: the commit LSN of its
+/// transaction and its index inside it. An LSN alone is not enough: one WAL record can
+/// hold many rows, and a transaction many records.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Position {
+    pub commit_lsn: Lsn,
+    pub index: u32,
+}
+
+impl fmt::Display for Position {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}#{}", self.commit_lsn, self.index)
+    }
+}
+
+impl std::str::FromStr for Position {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let (lsn, index) = s
+            .split_once('#')
+            .ok_or_else(|| format!("`{s}` is not a position such as 16/B374D848#3"))?;
+        Ok(Self {
+            commit_lsn: lsn.parse()?,
+            index: index
+                .parse()
+                .map_err(|_| format!("`{s}` has a bad index"))?,
+        })
+    }
+}
+
+/// What may be confirmed: everything up to and including `position` is in Kafka, and
+/// PostgreSQL may release WAL up to `flush_lsn`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Checkpoint {
+    pub position: Position,
+    pub flush_lsn: Lsn,
+}
+
+#[derive(Debug)]
+struct Pending {
+    commit_lsn: Lsn,
+    end_lsn: Lsn,
+    last_index: u32,
+    outstanding: u64,
+    committed: bool,
+}
+
+/// Tracks transactions from their first record to the acknowledgement of their last.
+#[derive(Debug, Default)]
+pub struct AckTracker {
+    pending: VecDeque<Pending>,
+    checkpoint: Option<Checkpoint>,
+}
+
+impl AckTracker {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// A transaction (or a non-transactional message, as a transaction of its own) starts.
+    pub fn begin(&mut self, commit_lsn: Lsn) {
+        self.pending.push_back(Pending {
+            commit_lsn,
+            end_lsn: commit_lsn,
+            last_index: 0,
+            outstanding: 0,
+            committed: false,
+        });
+    }
+
+    /// A record of the current (last begun) transaction was handed to the producer.
+    pub fn sent(&mut self, index: u32) {
+        if let Some(tx) = self.pending.back_mut() {
+            tx.outstanding += 1;
+            tx.last_index = tx.last_index.max(index);
+        }
+    }
+
+    /// The current transaction has no more records; its WAL ends at `end_lsn`.
+    pub fn commit(&mut self, end_lsn: Lsn) {
+        if let Some(tx) = self.pending.back_mut() {
+            tx.end_lsn = end_lsn;
+            tx.committed = true;
+        }
+    }
+
+    /// The connection restarted: a transaction begun and not committed comes again whole.
+    pub fn drop_uncommitted(&mut self) {
+        if self.pending.back().is_some_and(|tx| !tx.committed) {
+            self.pending.pop_back();
+        }
+    }
+
+    /// Kafka acknowledged a record of the transaction that commits at `commit_lsn`.
+    pub fn acked(&mut self, commit_lsn: Lsn) {
+        if let Some(tx) = self.pending.iter_mut().find(|t| t.commit_lsn == commit_lsn) {
+            tx.outstanding = tx.outstanding.saturating_sub(1);
+        }
+    }
+
+    /// Nothing is in flight and the server's WAL is at `wal_end`: the idle database's
+    /// slot may advance there (nothing before it is left to send).
+    pub fn idle(&mut self, wal_end: Lsn) {
+        if self.pending.is_empty() {
+            let position = self
+                .checkpoint
+                .map_or_else(Position::default, |c| c.position);
+            let flush_lsn = self
+                .checkpoint
+                .map_or(wal_end, |c| c.flush_lsn.max(wal_end));
+            self.checkpoint = Some(Checkpoint {
+                position,
+                flush_lsn,
+            });
+        }
+    }
+
+    /// Moves past every leading transaction that is committed and fully acknowledged;
+    /// returns the new checkpoint when it moved.
+    pub fn advance(&mut self) -> Option<Checkpoint> {
+        let mut moved = false;
+        while let Some(front) = self.pending.front() {
+            if !(front.committed && front.outstanding == 0) {
+                break;
+            }
+            let done = self.pending.pop_front()?;
+            let flush_lsn = self
+                .checkpoint
+                .map_or(done.end_lsn, |c| c.flush_lsn.max(done.end_lsn));
+            self.checkpoint = Some(Checkpoint {
+                position: Position {
+                    commit_lsn: done.commit_lsn,
+                    index: done.last_index,
+                },
+                flush_lsn,
+            });
+            moved = true;
+        }
+        if moved {
+            self.checkpoint
+        } else {
+            None
+        }
+    }
+
+    pub fn checkpoint(&self) -> Option<Checkpoint> {
+        self.checkpoint
+    }
+
+    /// Records handed to the producer and not yet acknowledged.
+    pub fn in_flight(&self) -> u64 {
+        self.pending.iter().map(|t| t.outstanding).sum()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn positions_order_by_lsn_then_index_and_round_trip() {
+        let a = Position {
+            commit_lsn: Lsn(10),
+            index: 5,
+        };
+        let b = Position {
+            commit_lsn: Lsn(11),
+            index: 0,
+        };
+        assert!(a < b);
+        assert!(
+            Position {
+                commit_lsn: Lsn(10),
+                index: 6
+            } > a
+        );
+        assert_eq!("0/A#5".parse::<Position>().unwrap(), a);
+        assert_eq!(a.to_string(), "0/A#5");
+        assert!("0/A".parse::<Position>().is_err());
+    }
+
+    #[test]
+    fn the_checkpoint_waits_for_every_earlier_ack() {
+        let mut t = AckTracker::new();
+        t.begin(Lsn(100));
+        t.sent(0);
+        t.sent(1);
+        t.commit(Lsn(110));
+        t.begin(Lsn(200));
+        t.sent(0);
+        t.commit(Lsn(210));
+        // The second transaction is acked first: nothing moves.
+        t.acked(Lsn(200));
+        assert_eq!(t.advance(), None);
+        t.acked(Lsn(100));
+        assert_eq!(
+            t.advance(),
+            None,
+            "one record of the first is still in flight"
+        );
+        t.acked(Lsn(100));
+        let c = t.advance().unwrap();
+        assert_eq!(c.flush_lsn, Lsn(210));
+        assert_eq!(
+            c.position,
+            Position {
+                commit_lsn: Lsn(200),
+                index: 0
+            }
+        );
+        assert_eq!(t.in_flight(), 0);
+    }
+
+    #[test]
+    fn an_uncommitted_transaction_holds_the_checkpoint() {
+        let mut t = AckTracker::new();
+        t.begin(Lsn(100));
+        t.sent(0);
+        t.acked(Lsn(100));
+        assert_eq!(t.advance(), None);
+        t.drop_uncommitted();
+        t.idle(Lsn(500));
+        assert_eq!(t.checkpoint().unwrap().flush_lsn, Lsn(500));
+    }
+
+    #[test]
+    fn idle_advances_only_when_nothing_is_pending() {
+        let mut t = AckTracker::new();
+        t.begin(Lsn(100));
+        t.sent(0);
+        t.commit(Lsn(120));
+        t.idle(Lsn(900));
+        assert_eq!(t.checkpoint(), None);
+        t.acked(Lsn(100));
+        t.advance();
+        t.idle(Lsn(900));
+        assert_eq!(t.checkpoint().unwrap().flush_lsn, Lsn(900));
+        t.idle(Lsn(800));
+        assert_eq!(
+            t.checkpoint().unwrap().flush_lsn,
+            Lsn(900),
+            "never moves back"
+        );
+    }
+
+    #[test]
+    fn empty_transactions_pass_through() {
+        let mut t = AckTracker::new();
+        t.begin(Lsn(100));
+        t.commit(Lsn(130));
+        assert_eq!(t.advance().unwrap().flush_lsn, Lsn(130));
+    }
+}

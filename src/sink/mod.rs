@@ -1,0 +1,3 @@
+//! The Kafka side: partitioning, topics, the producer and delivery reports.
+
+pub mod partition;
