@@ -22,10 +22,8 @@ $psql -c "SELECT pg_create_logical_replication_slot('walcast_bench', 'pgoutput')
 $psql -c "SELECT pg_create_logical_replication_slot('recvlogical_bench', 'pgoutput')" >/dev/null
 
 echo "writing $rows rows ($([ "$per_tx" -eq 0 ] && echo 'one transaction' || echo "$per_tx per transaction"))" >&2
-insert="INSERT INTO bench SELECT i, i % 1000, 'sku-' || (i % 5000), 1 + i % 7, (i % 10000) / 100.0, 'paid', now(), 'note ' || i FROM generate_series(%s, %s) i"
 if [ "$per_tx" -eq 0 ]; then
-    # shellcheck disable=SC2059
-    $psql -c "$(printf "$insert" 1 "$rows")"
+    $psql -c "INSERT INTO bench SELECT i, i % 1000, 'sku-' || (i % 5000), 1 + i % 7, (i % 10000) / 100.0, 'paid', now(), 'note ' || i FROM generate_series(1, $rows) i"
 else
     $psql -c "CREATE PROCEDURE fill(n bigint, per bigint) LANGUAGE plpgsql AS \$\$
         DECLARE s bigint := 1; BEGIN

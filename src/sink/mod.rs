@@ -1,3 +1,4 @@
 //! The Kafka side: partitioning, topics, the producer and delivery reports.
 
+pub mod kafka;
 pub mod partition;
