@@ -35,6 +35,9 @@ pub struct ColumnInfo {
     pub type_modifier: i32,
     /// Part of the replica identity key.
     pub is_key: bool,
+    /// `NOT NULL` in the catalog when the relation was described (schemas mark such
+    /// columns required, as Debezium does).
+    pub not_null: bool,
 }
 
 /// A table as the stream describes it now.
@@ -106,6 +109,16 @@ impl RelationCache {
         message: &Relation,
         catalog: &Client,
     ) -> Result<(Arc<RelationInfo>, bool), RelationError> {
+        let not_null: Vec<String> = catalog
+            .query(
+                "SELECT attname::text FROM pg_attribute WHERE attrelid = $1 AND attnum > 0 AND NOT attisdropped AND attnotnull",
+                &[&message.oid],
+            )
+            .await
+            .map_err(|e| RelationError { oid: message.oid, detail: e.to_string() })?
+            .iter()
+            .filter_map(|r| r.try_get::<_, String>(0).ok())
+            .collect();
         let mut columns = Vec::with_capacity(message.columns.len());
         for c in &message.columns {
             columns.push(ColumnInfo {
@@ -113,6 +126,7 @@ impl RelationCache {
                 type_info: self.resolve(c.type_oid, catalog).await?,
                 type_modifier: c.type_modifier,
                 is_key: c.is_key(),
+                not_null: not_null.contains(&c.name),
             });
         }
         let mut info = RelationInfo {
