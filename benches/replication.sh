@@ -38,7 +38,7 @@ fi
 echo "pg_recvlogical (pgoutput, to /dev/null):" >&2
 start=$(date +%s.%N)
 timeout 600 "$WALCAST_PG_BIN/pg_recvlogical" -h "$WALCAST_PG_HOST" -p "$WALCAST_PG_PORT" -U postgres -d postgres \
-    --slot recvlogical_bench --start -o proto_version=1 -o publication_names=bench_pub \
+    --slot recvlogical_bench --start --status-interval=1 -o proto_version=1 -o publication_names=bench_pub \
     --endpos "$($psql -c 'SELECT pg_current_wal_lsn()')" -f /dev/null
 end=$(date +%s.%N)
 python3 -c "import sys; s=float(sys.argv[2])-float(sys.argv[1]); print(f'pg_recvlogical rows={sys.argv[3]} seconds={s:.2f} rows_per_second={int(sys.argv[3])/s:.0f}')" "$start" "$end" "$rows"
