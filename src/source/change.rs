@@ -44,6 +44,8 @@ pub struct RowChange {
     pub old: Option<OldRow>,
     /// Inserts and updates.
     pub new: Option<Row>,
+    /// The WAL position of the change itself (Debezium's `source.lsn`).
+    pub lsn: Lsn,
 }
 
 /// A transaction's boundary or content, or a message outside any transaction.

@@ -154,9 +154,9 @@ impl Reader {
             tokio::select! {
                 message = self.conn.recv() => {
                     match message.map_err(|e| explain_missing(e, &self.names))? {
-                        Some(WalMessage::XLogData { wal_end, data, .. }) => {
+                        Some(WalMessage::XLogData { wal_start, wal_end, data, .. }) => {
                             self.received = self.received.max(wal_end);
-                            self.handle(data).await?;
+                            self.handle(data, wal_start).await?;
                         }
                         Some(WalMessage::Keepalive { wal_end, reply_requested, .. }) => {
                             self.received = self.received.max(wal_end);
@@ -198,7 +198,8 @@ impl Reader {
             .map_err(|_| ReaderError::Downstream)
     }
 
-    async fn handle(&mut self, data: Bytes) -> Result<(), ReaderError> {
+    /// One pgoutput message; `lsn` is the WAL position of the change it carries.
+    async fn handle(&mut self, data: Bytes, lsn: Lsn) -> Result<(), ReaderError> {
         let ctx = DecodeContext {
             in_stream: self.in_stream.is_some(),
         };
@@ -212,7 +213,11 @@ impl Reader {
                 Message::Message(m) if !m.transactional => {}
                 _ => {
                     let subxid = message_xid(&message).unwrap_or(top);
-                    self.spool.append(top, subxid, &data)?;
+                    // The record keeps the change's LSN in front of the message.
+                    let mut record = Vec::with_capacity(8 + data.len());
+                    record.extend_from_slice(&lsn.0.to_be_bytes());
+                    record.extend_from_slice(&data);
+                    self.spool.append(top, subxid, &record)?;
                     return Ok(());
                 }
             }
@@ -255,8 +260,16 @@ impl Reader {
                 .await?;
                 let mut replay = self.spool.commit(c.xid)?;
                 while let Some(record) = replay.next_record()? {
-                    let message = pgoutput::decode(&record, DecodeContext { in_stream: true })?;
-                    self.apply(message, true).await?;
+                    let Some(lsn_bytes) = record.get(..8).and_then(|b| <[u8; 8]>::try_from(b).ok())
+                    else {
+                        return Err(ReaderError::Spool(std::io::Error::other(
+                            "spool record without its LSN",
+                        )));
+                    };
+                    let message =
+                        pgoutput::decode(&record.slice(8..), DecodeContext { in_stream: true })?;
+                    self.apply(message, Lsn(u64::from_be_bytes(lsn_bytes)), true)
+                        .await?;
                 }
                 self.emit(TxEvent::Commit {
                     xid: c.xid,
@@ -275,12 +288,17 @@ impl Reader {
             | Message::CommitPrepared(_)
             | Message::RollbackPrepared(_)
             | Message::StreamPrepare(_) => Err(ReaderError::TwoPhase),
-            other => self.apply(other, false).await,
+            other => self.apply(other, lsn, false).await,
         }
     }
 
     /// Relation, Type and data messages, live or replayed from the spool.
-    async fn apply(&mut self, message: Message, replayed: bool) -> Result<(), ReaderError> {
+    async fn apply(
+        &mut self,
+        message: Message,
+        lsn: Lsn,
+        replayed: bool,
+    ) -> Result<(), ReaderError> {
         match message {
             Message::Relation(r) => {
                 let (info, changed) = self.cache.apply(&r, &self.catalog).await?;
@@ -302,6 +320,7 @@ impl Reader {
                     op: RowOp::Insert,
                     old: None,
                     new,
+                    lsn,
                 }))
                 .await
             }
@@ -318,6 +337,7 @@ impl Reader {
                     op: RowOp::Update,
                     old,
                     new,
+                    lsn,
                 }))
                 .await
             }
@@ -329,6 +349,7 @@ impl Reader {
                     op: RowOp::Delete,
                     old,
                     new: None,
+                    lsn,
                 }))
                 .await
             }
