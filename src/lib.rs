@@ -7,12 +7,16 @@
 //! - [`setup`]: `walcast setup`, migrations and the publication.
 //! - [`run`]: `walcast run`, one task per connector with clean shutdown.
 //! - [`logging`]: tracing subscriber, human or JSON.
+//! - [`registry`]: the schema registry client and `walcast registry`, the dev registry.
 
 pub mod checkpoint;
+pub mod codec;
 pub mod config;
 pub mod logging;
+pub mod pipeline;
 pub mod postgres;
 pub mod preflight;
+pub mod registry;
 pub mod run;
 pub mod setup;
 pub mod sink;

@@ -59,6 +59,17 @@ enum Command {
         #[arg(long)]
         admin_user: Option<String>,
     },
+    /// Run walcast's development schema registry: a Confluent-Schema-Registry-compatible
+    /// REST server (Avro only) for tests and the quickstart; stops on SIGINT or SIGTERM.
+    Registry {
+        /// Address to listen on.
+        #[arg(long, default_value = "127.0.0.1:8081")]
+        listen: std::net::SocketAddr,
+        /// Folder for the registry's append-only log (created if missing); ids and
+        /// versions survive restarts.
+        #[arg(long)]
+        data_dir: PathBuf,
+    },
 }
 
 fn main() -> ExitCode {
@@ -137,6 +148,12 @@ async fn execute(command: Command) -> Result<bool, String> {
                     println!("{}: {step}", connector.name);
                 }
             }
+            Ok(true)
+        }
+        Command::Registry { listen, data_dir } => {
+            walcast::registry::serve(listen, &data_dir)
+                .await
+                .map_err(|e| e.to_string())?;
             Ok(true)
         }
     }

@@ -17,8 +17,6 @@ use crate::setup::publication::{self, PublicationSync};
 pub enum RunError {
     #[error("connector {connector}: {message}")]
     Failed { connector: String, message: String },
-    #[error("connector {connector}: streaming changes needs the replication reader, which this build of walcast does not have yet (see README, Limits); the database is checked and the publication ready")]
-    StreamingUnavailable { connector: String },
 }
 
 /// Runs every connector until each stops or a shutdown signal arrives; returns the
@@ -76,8 +74,9 @@ async fn wait_for_signal() {
     }
 }
 
-/// Prepares one connector: waits for its database (retrying transient failures with
-/// backoff until shutdown), runs the preflight, and makes the publication current.
+/// Runs one connector: waits for its database (retrying transient failures with
+/// backoff until shutdown), runs the preflight, makes the publication current, then
+/// streams until shutdown.
 async fn run_connector(
     connector: Connector,
     mut shutdown: watch::Receiver<bool>,
@@ -122,10 +121,11 @@ async fn run_connector(
         Ok(_) => {}
         Err(e) => return Err(failed(e.to_string())),
     }
+    drop(client);
     if *shutdown.borrow() {
         return Ok(());
     }
-    Err(RunError::StreamingUnavailable {
-        connector: connector.name.clone(),
-    })
+    crate::pipeline::run(connector.clone(), shutdown)
+        .await
+        .map_err(|e| failed(e.to_string()))
 }

@@ -277,22 +277,24 @@ impl KafkaSink {
             .fatal_error()
             .map(|(code, text)| format!("{code}: {text}"))
     }
+}
 
-    /// For exactly-once restarts: the position in the last record of each partition
-    /// of `topic` (partitions that are empty or hold no walcast record are absent).
-    pub fn last_positions(
-        &self,
-        topic: &str,
-        client_id: &str,
-    ) -> Result<HashMap<i32, Position>, SinkError> {
-        let consumer: BaseConsumer = base_config(&self.settings, client_id)
+/// For exactly-once restarts: the position in the last record of each partition of
+/// `topic` (partitions that are empty or hold no walcast record are absent). Blocking.
+pub fn last_positions(
+    settings: &Kafka,
+    topic: &str,
+    client_id: &str,
+) -> Result<HashMap<i32, Position>, SinkError> {
+    {
+        let consumer: BaseConsumer = base_config(settings, client_id)
             .set("group.id", format!("{client_id}-reconcile"))
             .set("enable.auto.commit", "false")
             .set("isolation.level", "read_committed")
             .create()
             .map_err(|e| SinkError::Config(e.to_string()))?;
         let metadata_err = |e: KafkaError| SinkError::Metadata {
-            servers: self.settings.bootstrap_servers.clone(),
+            servers: settings.bootstrap_servers.clone(),
             topic: topic.to_owned(),
             message: e.to_string(),
         };

@@ -3,6 +3,7 @@
 mod check;
 mod common;
 mod kafka_smoke;
+mod pipeline;
 mod replication;
 mod run;
 mod setup;

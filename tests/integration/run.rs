@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 use crate::common::{stack, walcast, TestDb};
 
 #[test]
-fn run_prepares_the_publication_and_says_streaming_is_not_built() {
+fn run_prepares_publication_and_slot_then_stops_cleanly_on_sigterm() {
     let db = TestDb::new(stack());
     db.psql("CREATE TABLE public.orders (id int PRIMARY KEY)");
     let file = db.connector("runner", "", "[tables.\"public.orders\"]");
@@ -16,18 +16,39 @@ fn run_prepares_the_publication_and_says_streaming_is_not_built() {
     let text = std::fs::read_to_string(&file).unwrap() + "[tables.\"public.orders_2026\"]\n";
     std::fs::write(&file, text).unwrap();
 
-    let run = walcast(&["run", path], &[]);
-    assert_eq!(run.code, Some(1), "{run:?}");
-    assert!(
-        run.stderr
-            .contains("connector runner: streaming changes needs the replication reader"),
-        "{run:?}"
-    );
+    let mut child = Command::new(env!("CARGO_BIN_EXE_walcast"))
+        .args(["run", path])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let started = Instant::now();
+    let active = format!("SELECT count(*) FROM pg_replication_slots WHERE slot_name = 'walcast_runner' AND database = '{}' AND active", db.name);
+    while db.psql(&active) != "1" {
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "walcast never started streaming"
+        );
+        assert!(child.try_wait().unwrap().is_none(), "walcast exited early");
+        std::thread::sleep(Duration::from_millis(100));
+    }
     assert_eq!(
         db.psql("SELECT count(*) FROM pg_publication_tables WHERE pubname = 'walcast_runner'"),
         "2",
         "run brings the publication up to date"
     );
+    assert!(Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap()
+        .success());
+    let output = child.wait_with_output().unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert_eq!(db.psql(&active), "0", "the slot is released");
 }
 
 #[test]

@@ -1,0 +1,38 @@
+//! Debezium-compatible change events and their Avro encoding, as Debezium 3.x's
+//! PostgreSQL connector with Confluent's AvroConverter produces them; pure, no I/O.
+//!
+//! - [`event`]: the event model (envelope, `source`, `transaction`, messages, BEGIN/END).
+//! - [`options`]: `decimal.handling.mode`, `time.precision.mode`, ... as Debezium names them.
+//! - [`mapping`]: PostgreSQL column → Connect schema and value representation.
+//! - [`connect`]: Connect schemas and their Avro JSON as the AvroConverter writes it.
+//! - [`table`]: one table version's key/envelope schemas and encoder ([`TableCodec`]).
+//! - [`records`]: message and transaction-metadata records.
+//! - [`wire`]: the Confluent framing (magic byte, schema id).
+//!
+//! Typical use: build a [`TableCodec`] when a table version first appears, register
+//! [`TableCodec::key_schema_json`] and [`TableCodec::envelope_schema_json`], then
+//! encode each [`ChangeEvent`] with the ids the registry returned into a reused buffer.
+
+pub mod connect;
+pub mod encode;
+pub mod event;
+pub mod java;
+pub mod mapping;
+pub mod options;
+pub mod records;
+pub mod schemas;
+pub mod table;
+pub mod temporal;
+pub mod wire;
+
+#[cfg(test)]
+mod tests;
+
+pub use event::{
+    ChangeEvent, ConnectorMeta, MessageEvent, Op, SnapshotRecord, SourceInfo, TransactionBlock,
+    TransactionMetadataEvent, TransactionStatus,
+};
+pub use mapping::{parse_default_expression, ColumnSpec};
+pub use options::CodecOptions;
+pub use records::{MessageCodec, TransactionCodec};
+pub use table::{EncodeError, EncodeStats, SchemaError, TableCodec, TableSpec};

@@ -1,0 +1,149 @@
+//! Encoders for the records that are not table rows: logical decoding messages
+//! (`<prefix>.message`, Debezium's `LogicalDecodingMessageMonitor`) and transaction
+//! boundaries (`<prefix>.transaction`, `TransactionMonitor`); pure, no I/O.
+
+use base64::Engine as _;
+
+use super::connect::ConnectSchema;
+use super::encode::{put_bytes, put_long, put_str};
+use super::event::{MessageEvent, TransactionMetadataEvent};
+use super::options::{BinaryHandling, CodecOptions};
+use super::schemas;
+use super::wire;
+
+/// Schemas and encoder of the logical-decoding message topic.
+#[derive(Debug, Clone)]
+pub struct MessageCodec {
+    binary: BinaryHandling,
+    key_json: String,
+    value_json: String,
+}
+
+impl MessageCodec {
+    pub fn new(opts: &CodecOptions) -> Self {
+        let content = match opts.binary_handling {
+            BinaryHandling::Bytes => ConnectSchema::bytes(),
+            _ => ConnectSchema::string(),
+        };
+        MessageCodec {
+            binary: opts.binary_handling,
+            key_json: schemas::message_key_schema().to_avro_json(),
+            value_json: schemas::message_value_schema(content).to_avro_json(),
+        }
+    }
+
+    pub fn key_schema_json(&self) -> &str {
+        &self.key_json
+    }
+
+    pub fn value_schema_json(&self) -> &str {
+        &self.value_json
+    }
+
+    /// The key `{prefix}` into `out` (cleared first), framed with `schema_id`.
+    pub fn encode_key(&self, event: &MessageEvent, schema_id: u32, out: &mut Vec<u8>) {
+        wire::start(out, schema_id);
+        put_long(out, 1);
+        put_str(out, &event.prefix);
+    }
+
+    /// The value `{op: "m", ts_ms, source, transaction, message}` into `out`.
+    pub fn encode_value(&self, event: &MessageEvent, schema_id: u32, out: &mut Vec<u8>) {
+        wire::start(out, schema_id);
+        put_str(out, "m");
+        put_long(out, 1);
+        put_long(out, event.ts_ns.div_euclid(1_000_000));
+        schemas::write_source(out, &event.source, "", "");
+        schemas::write_transaction_block(out, event.transaction.as_ref());
+        put_long(out, 1);
+        put_str(out, &event.prefix);
+        put_long(out, 1);
+        let content = &event.content[..];
+        match self.binary {
+            BinaryHandling::Bytes => put_bytes(out, content),
+            BinaryHandling::Base64 => put_str(
+                out,
+                &base64::engine::general_purpose::STANDARD.encode(content),
+            ),
+            BinaryHandling::Base64UrlSafe => put_str(
+                out,
+                &base64::engine::general_purpose::URL_SAFE.encode(content),
+            ),
+            BinaryHandling::Hex => {
+                let hex: String = content.iter().map(|b| format!("{b:02x}")).collect();
+                put_str(out, &hex)
+            }
+        }
+    }
+}
+
+/// Schemas and encoder of the transaction metadata topic.
+#[derive(Debug, Clone)]
+pub struct TransactionCodec {
+    key_json: String,
+    value_json: String,
+}
+
+impl Default for TransactionCodec {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl TransactionCodec {
+    pub fn new() -> Self {
+        TransactionCodec {
+            key_json: schemas::transaction_key_schema().to_avro_json(),
+            value_json: schemas::transaction_value_schema().to_avro_json(),
+        }
+    }
+
+    pub fn key_schema_json(&self) -> &str {
+        &self.key_json
+    }
+
+    pub fn value_schema_json(&self) -> &str {
+        &self.value_json
+    }
+
+    /// The key `{id}` into `out` (cleared first), framed with `schema_id`.
+    pub fn encode_key(&self, event: &TransactionMetadataEvent, schema_id: u32, out: &mut Vec<u8>) {
+        wire::start(out, schema_id);
+        put_str(out, &event.id());
+    }
+
+    /// The value `{status, id, event_count, data_collections, ts_ms}` into `out`.
+    pub fn encode_value(
+        &self,
+        event: &TransactionMetadataEvent,
+        schema_id: u32,
+        out: &mut Vec<u8>,
+    ) {
+        wire::start(out, schema_id);
+        put_str(out, event.status.as_str());
+        put_str(out, &event.id());
+        match event.event_count {
+            Some(n) => {
+                put_long(out, 1);
+                put_long(out, n);
+            }
+            None => put_long(out, 0),
+        }
+        match &event.data_collections {
+            Some(tables) => {
+                put_long(out, 1);
+                if !tables.is_empty() {
+                    put_long(out, tables.len() as i64);
+                    for (name, count) in tables {
+                        put_long(out, 1);
+                        put_str(out, name);
+                        put_long(out, *count);
+                    }
+                }
+                put_long(out, 0);
+            }
+            None => put_long(out, 0),
+        }
+        put_long(out, event.ts_ms);
+    }
+}

@@ -1,0 +1,315 @@
+//! walcast end to end: PostgreSQL → `walcast run` → Kafka, with the dev registry,
+//! checked against an oracle walcast did not compute (a `test_decoding` slot created
+//! before the workload): every committed change exactly once, in order per key, across
+//! a kill -9 in the middle of the stream.
+
+use std::collections::BTreeMap;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use apache_avro::types::Value as Avro;
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::Message;
+use walcast::registry::RegistryServer;
+
+use crate::common::{stack, TestDb};
+
+fn start_walcast(file: &std::path::Path, log: &std::path::Path) -> Child {
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log)
+        .unwrap();
+    Command::new(env!("CARGO_BIN_EXE_walcast"))
+        .args(["--log-format", "json", "run", file.to_str().unwrap()])
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .expect("start walcast")
+}
+
+/// (op, id, status) of each change of public.orders, per the oracle slot.
+fn oracle(db: &TestDb, slot: &str) -> Vec<(String, i64, Option<String>)> {
+    // The test cluster runs with synchronous_commit = off: a synchronous commit flushes
+    // the WAL of every earlier one, so decoding (which stops at the flush point) sees all.
+    db.psql("BEGIN; SET LOCAL synchronous_commit = on; SELECT txid_current(); COMMIT");
+    let out = db.psql(&format!("SELECT data FROM pg_logical_slot_peek_changes('{slot}', NULL, NULL) WHERE data LIKE 'table public.orders:%'"));
+    out.lines()
+        .map(|line| {
+            let op = if line.contains(": INSERT:") {
+                "c"
+            } else if line.contains(": UPDATE:") {
+                "u"
+            } else {
+                "d"
+            };
+            let id = line
+                .split("id[integer]:")
+                .nth(1)
+                .and_then(|r| r.split(' ').next())
+                .and_then(|v| v.parse().ok())
+                .unwrap();
+            // A delete's old row holds only the key (REPLICA IDENTITY DEFAULT).
+            let status = if op == "d" {
+                None
+            } else {
+                line.split("status[text]:'")
+                    .nth(1)
+                    .and_then(|r| r.split('\'').next())
+                    .map(str::to_owned)
+            };
+            (op.to_owned(), id, status)
+        })
+        .collect()
+}
+
+fn field<'a>(record: &'a Avro, name: &str) -> Option<&'a Avro> {
+    match record {
+        Avro::Record(fields) => fields.iter().find(|(n, _)| n == name).map(|(_, v)| v),
+        Avro::Union(_, inner) => field(inner, name),
+        _ => None,
+    }
+}
+
+fn text(v: Option<&Avro>) -> Option<String> {
+    match v? {
+        Avro::String(s) => Some(s.clone()),
+        Avro::Union(_, inner) => text(Some(inner)),
+        _ => None,
+    }
+}
+
+fn int(v: Option<&Avro>) -> Option<i64> {
+    match v? {
+        Avro::Int(i) => Some(i64::from(*i)),
+        Avro::Long(i) => Some(*i),
+        Avro::Union(_, inner) => int(Some(inner)),
+        _ => None,
+    }
+}
+
+/// Reads the topic from the start until `expected` change records (not tombstones)
+/// arrived and nothing more came for a moment; decodes them with the registry's schemas.
+async fn consume(
+    bootstrap: &str,
+    topic: &str,
+    registry: &str,
+    expected: usize,
+) -> (Vec<(String, i64, Option<String>)>, usize) {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("group.id", format!("check-{topic}"))
+        .set("auto.offset.reset", "earliest")
+        .set("enable.auto.commit", "false")
+        .create()
+        .unwrap();
+    consumer.subscribe(&[topic]).unwrap();
+    let http = reqwest::Client::new();
+    let mut schemas: BTreeMap<u32, apache_avro::Schema> = BTreeMap::new();
+    let mut changes = Vec::new();
+    let mut tombstones = 0;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut quiet_since = Instant::now();
+    while Instant::now() < deadline {
+        match consumer.poll(Duration::from_millis(200)) {
+            Some(Ok(m)) => {
+                quiet_since = Instant::now();
+                let Some(payload) = m.payload() else {
+                    tombstones += 1;
+                    continue;
+                };
+                assert_eq!(payload[0], 0, "Confluent magic byte");
+                let id = u32::from_be_bytes([payload[1], payload[2], payload[3], payload[4]]);
+                if let std::collections::btree_map::Entry::Vacant(slot) = schemas.entry(id) {
+                    let body: serde_json::Value = serde_json::from_str(
+                        &http
+                            .get(format!("{registry}/schemas/ids/{id}"))
+                            .send()
+                            .await
+                            .unwrap()
+                            .text()
+                            .await
+                            .unwrap(),
+                    )
+                    .unwrap();
+                    slot.insert(
+                        apache_avro::Schema::parse_str(body["schema"].as_str().unwrap()).unwrap(),
+                    );
+                }
+                let value = apache_avro::from_avro_datum(&schemas[&id], &mut &payload[5..], None)
+                    .expect("decodes with the registered schema");
+                let op = text(field(&value, "op")).unwrap();
+                let row = if op == "d" {
+                    field(&value, "before")
+                } else {
+                    field(&value, "after")
+                }
+                .unwrap();
+                // Deletes: Debezium fills the key-only old row's NOT NULL columns with
+                // their defaults, so only the key is compared.
+                let status = if op == "d" {
+                    None
+                } else {
+                    text(field(row, "status"))
+                };
+                changes.push((op, int(field(row, "id")).unwrap(), status));
+            }
+            Some(Err(e)) => panic!("consume: {e}"),
+            None if changes.len() >= expected && quiet_since.elapsed() > Duration::from_secs(3) => {
+                break
+            }
+            None => {}
+        }
+    }
+    (changes, tombstones)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn changes_reach_kafka_exactly_once_across_a_kill_9() {
+    let stack = stack();
+    let registry_dir = tempfile::tempdir().unwrap();
+    let registry = RegistryServer::start("127.0.0.1:0".parse().unwrap(), registry_dir.path())
+        .await
+        .unwrap();
+    let db = TestDb::new(stack);
+    db.psql("CREATE TABLE public.orders (id int PRIMARY KEY, status text NOT NULL, total numeric(10,2))");
+    let oracle_slot = format!("oracle_{}", db.name);
+    db.psql(&format!(
+        "SELECT pg_create_logical_replication_slot('{oracle_slot}', 'test_decoding')"
+    ));
+    let file = db.connector("e2e", "", "[tables.\"public.orders\"]");
+    let text_file = std::fs::read_to_string(&file)
+        .unwrap()
+        .replace("http://127.0.0.1:8081", &registry.url());
+    std::fs::write(&file, text_file).unwrap();
+    let setup = crate::common::walcast(&["setup", file.to_str().unwrap()], &[]);
+    assert_eq!(setup.code, Some(0), "{setup:?}");
+
+    let log = db.dir.path().join("walcast.log");
+    let mut walcast = start_walcast(&file, &log);
+    // Capture starts when walcast has created its slot (no initial snapshot here).
+    let started = Instant::now();
+    let slot_exists = format!("SELECT count(*) FROM pg_replication_slots WHERE slot_name = 'walcast_e2e' AND database = '{}'", db.name);
+    while db.psql(&slot_exists) != "1" {
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "walcast never created its slot"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // A workload in transactions of a few changes each, concurrently with walcast.
+    let workload = |from: i32, to: i32| {
+        let mut sql = String::new();
+        for i in from..to {
+            sql.push_str(&format!(
+                "BEGIN; INSERT INTO orders VALUES ({i}, 'new', {i}.50); UPDATE orders SET status = 'paid' WHERE id = {i}; {} COMMIT;\n",
+                if i % 3 == 0 { format!("DELETE FROM orders WHERE id = {i};") } else { String::new() }
+            ));
+        }
+        sql
+    };
+    let stack_env = stack.env.clone();
+    let dbname = db.name.clone();
+    let run_sql = move |sql: String| {
+        let bin = std::path::Path::new(&stack_env["WALCAST_PG_BIN"]).join("psql");
+        let status = Command::new(bin)
+            .args([
+                "-X",
+                "-q",
+                "-h",
+                &stack_env["WALCAST_PG_HOST"],
+                "-p",
+                &stack_env["WALCAST_PG_PORT"],
+                "-U",
+                "postgres",
+                "-d",
+                &dbname,
+            ])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .spawn()
+            .and_then(|mut child| {
+                use std::io::Write;
+                child.stdin.take().unwrap().write_all(sql.as_bytes())?;
+                child.wait()
+            })
+            .unwrap();
+        assert!(status.success());
+    };
+    run_sql(workload(1, 300));
+    // Kill -9 while the second half is being written and streamed.
+    let writer = {
+        let run_sql = run_sql.clone();
+        let sql = workload(300, 600);
+        std::thread::spawn(move || run_sql(sql))
+    };
+    std::thread::sleep(Duration::from_millis(700));
+    let _ = Command::new("kill")
+        .args(["-9", &walcast.id().to_string()])
+        .status();
+    let _ = walcast.wait();
+    writer.join().unwrap();
+    let mut walcast = start_walcast(&file, &log);
+    run_sql(workload(600, 700));
+
+    // The oracle is read until it stops growing (decoding trails the commits a little).
+    let mut expected = oracle(&db, &oracle_slot);
+    for _ in 0..20 {
+        std::thread::sleep(Duration::from_millis(500));
+        let again = oracle(&db, &oracle_slot);
+        if again.len() == expected.len() {
+            break;
+        }
+        expected = again;
+    }
+    let topic = format!("{}.public.orders", db.name);
+    let (got, tombstones) = consume(
+        stack.kafka_bootstrap(),
+        &topic,
+        &registry.url(),
+        expected.len(),
+    )
+    .await;
+    let _ = Command::new("kill")
+        .args(["-TERM", &walcast.id().to_string()])
+        .status();
+    let stopped = walcast.wait().unwrap();
+
+    let logs = std::fs::read_to_string(&log).unwrap_or_default();
+    if got != expected {
+        let first = got
+            .iter()
+            .zip(&expected)
+            .position(|(a, b)| a != b)
+            .unwrap_or(got.len().min(expected.len()));
+        eprintln!(
+            "first difference at {first}: got {:?} expected {:?}",
+            got.get(first..first + 5),
+            expected.get(first..first + 5)
+        );
+        eprintln!(
+            "oracle total {}, ids {:?}..{:?}; table: {}",
+            expected.len(),
+            expected.first(),
+            expected.last(),
+            db.psql("SELECT count(*) || ' rows, max id ' || max(id) FROM orders")
+        );
+    }
+    assert_eq!(
+        got.len(),
+        expected.len(),
+        "same number of changes as the oracle\nlog:\n{logs}"
+    );
+    assert_eq!(got, expected, "every change exactly once, in commit order");
+    assert_eq!(
+        tombstones,
+        expected.iter().filter(|(op, ..)| op == "d").count(),
+        "a tombstone after each delete"
+    );
+    assert!(stopped.success(), "clean stop on SIGTERM\n{logs}");
+    // The slot's confirmed position moved (WAL is released) and no slot is left active.
+    let confirmed = db.psql(&format!("SELECT confirmed_flush_lsn > '0/0' FROM pg_replication_slots WHERE slot_name = 'walcast_e2e' AND database = '{}'", db.name));
+    assert_eq!(confirmed, "t");
+    registry.shutdown().await.unwrap();
+}
