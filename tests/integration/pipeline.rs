@@ -313,3 +313,95 @@ async fn changes_reach_kafka_exactly_once_across_a_kill_9() {
     assert_eq!(confirmed, "t");
     registry.shutdown().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn confluents_python_client_decodes_walcast_records() {
+    let stack = stack();
+    let registry_dir = tempfile::tempdir().unwrap();
+    let registry = RegistryServer::start("127.0.0.1:0".parse().unwrap(), registry_dir.path())
+        .await
+        .unwrap();
+    let db = TestDb::new(stack);
+    db.psql("CREATE TYPE mood AS ENUM ('sad', 'happy')");
+    db.psql(
+        "CREATE TABLE public.items (id int PRIMARY KEY, name text NOT NULL, price numeric(10,2), placed timestamptz,
+         attrs jsonb, feeling mood, tags text[])",
+    );
+    let file = db.connector("py", "", "[tables.\"public.items\"]");
+    let text_file = std::fs::read_to_string(&file)
+        .unwrap()
+        .replace("http://127.0.0.1:8081", &registry.url());
+    std::fs::write(&file, text_file).unwrap();
+    assert_eq!(
+        crate::common::walcast(&["setup", file.to_str().unwrap()], &[]).code,
+        Some(0)
+    );
+    let log = db.dir.path().join("walcast.log");
+    let mut walcast = start_walcast(&file, &log);
+    let started = Instant::now();
+    let slot = format!("SELECT count(*) FROM pg_replication_slots WHERE slot_name = 'walcast_py' AND database = '{}'", db.name);
+    while db.psql(&slot) != "1" {
+        assert!(started.elapsed() < Duration::from_secs(30), "no slot");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    db.psql("INSERT INTO items VALUES (1, 'lamp', 12.50, '2026-01-16 10:00:00+02', '{\"w\": 3}', 'happy', '{a,b}')");
+    db.psql("UPDATE items SET price = 13.00 WHERE id = 1");
+    db.psql("DELETE FROM items WHERE id = 1");
+
+    let topic = format!("{}.public.items", db.name);
+    let script =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/python/read_topic.py");
+    let out = Command::new("python3")
+        .arg(script)
+        .args([stack.kafka_bootstrap(), &registry.url(), &topic, "4"])
+        .output()
+        .expect("python3");
+    let _ = Command::new("kill")
+        .args(["-TERM", &walcast.id().to_string()])
+        .status();
+    let _ = walcast.wait();
+    assert!(
+        out.status.success(),
+        "python failed: {}\nwalcast log: {}",
+        String::from_utf8_lossy(&out.stderr),
+        std::fs::read_to_string(&log).unwrap_or_default()
+    );
+    let records: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let records = records.as_array().unwrap();
+    assert_eq!(
+        records.len(),
+        4,
+        "create, update, delete, tombstone: {records:#?}"
+    );
+    let ops: Vec<&str> = records
+        .iter()
+        .map(|r| r["value"]["op"].as_str().unwrap_or("tombstone"))
+        .collect();
+    assert_eq!(ops, ["c", "u", "d", "tombstone"]);
+    for r in records {
+        assert_eq!(r["key"]["id"], 1, "{r}");
+        assert!(
+            r["headers"]["walcast.position"]
+                .as_str()
+                .is_some_and(|p| p.contains('#')),
+            "{r}"
+        );
+    }
+    let created = &records[0]["value"];
+    let after = &created["after"];
+    assert_eq!(after["name"], "lamp");
+    assert_eq!(after["price"], "12.50", "Connect Decimal → Python Decimal");
+    assert_eq!(
+        after["placed"], "2026-01-16T08:00:00.000000Z",
+        "ZonedTimestamp in UTC"
+    );
+    assert_eq!(after["attrs"], "{\"w\": 3}");
+    assert_eq!(after["feeling"], "happy");
+    assert_eq!(after["tags"], serde_json::json!(["a", "b"]));
+    assert_eq!(created["source"]["connector"], "postgresql");
+    assert_eq!(created["source"]["table"], "items");
+    assert_eq!(created["source"]["db"], db.name.as_str());
+    assert_eq!(records[1]["value"]["after"]["price"], "13.00");
+    assert_eq!(records[2]["value"]["before"]["id"], 1);
+    registry.shutdown().await.unwrap();
+}
