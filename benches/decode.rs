@@ -9,7 +9,10 @@ use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+use walcast::codec::{ChangeEvent, CodecOptions, ConnectorMeta, SourceInfo, TableCodec, TableSpec};
 use walcast::postgres::ReplicaIdentity;
+use walcast::source::change::{RowChange, RowOp};
+use walcast::source::lsn::Lsn;
 use walcast::source::pgoutput::{
     decode, encode, Column, DecodeContext, Insert, Message, TupleData,
 };
@@ -120,6 +123,52 @@ fn bench(c: &mut Criterion) {
     });
     group.bench_function("decode_and_parse_values", |b| {
         b.iter(|| decode_and_parse(black_box(&data), &relation))
+    });
+
+    // Avro: key + Debezium envelope, Confluent-framed, into reused buffers.
+    let relation = Arc::new(relation);
+    let codec = TableCodec::new(
+        &relation,
+        &TableSpec::from_relation(&relation),
+        "bench",
+        &CodecOptions::default(),
+    )
+    .expect("schemas derive");
+    let row = match decode(&data, CTX) {
+        Ok(Message::Insert(insert)) => to_row(&relation, &insert.new).expect("the row parses"),
+        other => panic!("expected an Insert, got {other:?}"),
+    };
+    let meta = Arc::new(ConnectorMeta::new("bench", "shop"));
+    let change = RowChange {
+        relation: relation.clone(),
+        op: RowOp::Insert,
+        old: None,
+        new: Some(row),
+        lsn: Lsn(0x1_0000),
+    };
+    let event = ChangeEvent::from_row_change(
+        change,
+        SourceInfo::streaming(
+            meta,
+            1_768_557_600_000_000,
+            Some(Lsn(0xFF00)),
+            Lsn(0x1_0000),
+            742,
+        ),
+        1_768_557_600_000_000_000,
+        None,
+    );
+    let (mut key, mut value) = (Vec::with_capacity(64), Vec::with_capacity(512));
+    group.bench_function("avro_encode_key_and_envelope", |b| {
+        b.iter(|| {
+            codec
+                .encode_key(black_box(event.key_row().unwrap_or_default()), 1, &mut key)
+                .expect("key");
+            codec
+                .encode_envelope(black_box(&event), 2, &mut value)
+                .expect("envelope");
+            key.len() + value.len()
+        })
     });
     group.finish();
 }

@@ -1,0 +1,72 @@
+#!/usr/bin/env bash
+# End-to-end catch-up: a backlog of ROWS row changes (8-column rows, ROWS_PER_TX per
+# transaction) streamed by `walcast run` into Kafka (acks=all, exactly_once, Avro via
+# the dev registry), timed until the slot's confirmed position (which only moves when
+# Kafka has acknowledged everything before it) reaches the end of the backlog.
+# Prints rows/s and walcast's peak RSS.
+#
+# Usage: benches/end_to_end.sh [ROWS] [ROWS_PER_TX]     (defaults: 1000000 100)
+set -euo pipefail
+repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+rows=${1:-1000000}
+per_tx=${2:-100}
+cd "$repo"
+cargo build --release --quiet --bin walcast
+bin=$repo/target/release/walcast
+state=$(mktemp -d /tmp/walcast-e2e-XXXXXX)
+walcast_pid=
+cleanup() {
+    [ -n "$walcast_pid" ] && kill "$walcast_pid" 2>/dev/null || true
+    "$repo/deploy/local/down" --state-dir "$state" --purge >/dev/null 2>&1 || true
+}
+trap cleanup EXIT
+"$repo/deploy/local/up" --services postgres,kafka --state-dir "$state" >/dev/null
+set -a; . "$state/stack.env"; set +a
+registry_port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+"$bin" registry --listen "127.0.0.1:$registry_port" --data-dir "$state/registry" >"$state/registry.log" 2>&1 &
+registry_pid=$!
+trap 'kill $registry_pid 2>/dev/null || true; cleanup' EXIT
+psql="$WALCAST_PG_BIN/psql -X -q -At -h $WALCAST_PG_HOST -p $WALCAST_PG_PORT -U postgres -d postgres"
+$psql -c "CREATE TABLE bench (id bigint PRIMARY KEY, customer int, sku text, qty int, price numeric(12,2), status text, created timestamptz, note text)"
+cat >"$state/bench.toml" <<TOML
+name = "bench"
+[source]
+host = "$WALCAST_PG_HOST"
+port = $WALCAST_PG_PORT
+dbname = "postgres"
+user = "postgres"
+sslmode = "disable"
+[kafka]
+bootstrap_servers = "$WALCAST_KAFKA_BOOTSTRAP"
+topic_prefix = "bench"
+[registry]
+url = "http://127.0.0.1:$registry_port"
+[metrics]
+enabled = false
+[tables."public.bench"]
+TOML
+"$bin" setup "$state/bench.toml" >/dev/null
+$psql -c "SELECT pg_create_logical_replication_slot('walcast_bench', 'pgoutput')" >/dev/null
+$psql -c "CREATE PROCEDURE fill(n bigint, per bigint) LANGUAGE plpgsql AS \$\$
+    DECLARE s bigint := 1; BEGIN
+      WHILE s <= n LOOP
+        INSERT INTO bench SELECT i, i % 1000, 'sku-' || (i % 5000), 1 + i % 7, (i % 10000) / 100.0, 'paid', now(), 'note ' || i
+          FROM generate_series(s, least(s + per - 1, n)) i;
+        COMMIT; s := s + per;
+      END LOOP; END \$\$"
+echo "writing $rows rows, $per_tx per transaction" >&2
+$psql -c "CALL fill($rows, $per_tx)"
+end_lsn=$($psql -c "SELECT pg_current_wal_lsn()")
+
+start=$(date +%s.%N)
+"$bin" run "$state/bench.toml" 2>"$state/walcast.log" &
+walcast_pid=$!
+for _ in $(seq 1 1200); do
+    done_=$($psql -c "SELECT confirmed_flush_lsn >= '$end_lsn' FROM pg_replication_slots WHERE slot_name = 'walcast_bench'")
+    [ "$done_" = "t" ] && break
+    sleep 0.25
+done
+end=$(date +%s.%N)
+rss=$(awk '/VmHWM/ {print $2}' "/proc/$walcast_pid/status")
+python3 -c "import sys; s=float(sys.argv[2])-float(sys.argv[1]); print(f'walcast end to end: rows={sys.argv[3]} seconds={s:.2f} rows_per_second={int(sys.argv[3])/s:.0f} peak_rss_mib={int(sys.argv[4])/1024:.1f}')" "$start" "$end" "$rows" "$rss"
+[ "$done_" = "t" ] || { echo "did not catch up; log:" >&2; tail -5 "$state/walcast.log" >&2; exit 1; }
