@@ -80,6 +80,12 @@ pub async fn run(
     connector: Connector,
     mut shutdown: watch::Receiver<bool>,
 ) -> Result<(), PipelineError> {
+    if connector.delivery.mode == DeliveryMode::Transactional {
+        return Err(PipelineError::Setup(format!(
+            "{}: [delivery] mode = \"transactional\" (Kafka transactions) is not available in this version; use \"exactly_once\" (the default: no change lost or repeated, without transactions)",
+            connector.file.display()
+        )));
+    }
     let connector = Arc::new(connector);
     ensure_slot(&connector).await?;
     let registry = RegistryClient::new(RegistryClientConfig::from_connector(&connector.registry))
