@@ -299,6 +299,14 @@ async fn send_all(
         };
         sink.send(&record, partition).await?;
         tracker.sent(position.index);
+        if connector.delivery.mode == DeliveryMode::ExactlyOnce {
+            // What this process sent also counts as present: after a reconnect the
+            // server resends from the confirmed position, which may lag behind it (a
+            // sent record is acknowledged eventually or stops the connector).
+            if let Some(partitions) = present.get_mut(&record.topic) {
+                partitions.insert(partition, position);
+            }
+        }
     }
     Ok(())
 }

@@ -97,13 +97,9 @@ fn remove_stale_state_dirs() {
 }
 
 /// Starts `services` in a new state directory, watched by this process.
-fn start(services: &str, extra_env: &[(&str, &str)]) -> Stack {
+fn start(name: &str, services: &str, extra_env: &[(&str, &str)]) -> Stack {
     remove_stale_state_dirs();
-    let dir = std::env::temp_dir().join(format!(
-        "walcast-test-{}-{}",
-        std::process::id(),
-        services.replace(',', "-")
-    ));
+    let dir = std::env::temp_dir().join(format!("walcast-test-{}-{name}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     let mut cmd = Command::new(repo_root().join("deploy/local/up"));
     cmd.args(["--services", services])
@@ -137,14 +133,63 @@ pub fn stack() -> &'static Stack {
                 dir,
             }
         }
-        _ => start("postgres,kafka", &[]),
+        _ => start("main", "postgres,kafka", &[]),
     })
 }
 
 /// A second PostgreSQL with wal_level=replica: the classic misconfiguration.
 pub fn replica_level_postgres() -> &'static Stack {
     static STACK: OnceLock<Stack> = OnceLock::new();
-    STACK.get_or_init(|| start("postgres", &[("WALCAST_PG_WAL_LEVEL", "replica")]))
+    STACK.get_or_init(|| {
+        start(
+            "replica",
+            "postgres",
+            &[("WALCAST_PG_WAL_LEVEL", "replica")],
+        )
+    })
+}
+
+/// A PostgreSQL of its own (wal_level=logical) that a fault test may restart without
+/// disturbing the others.
+pub fn restartable_postgres() -> &'static Stack {
+    static STACK: OnceLock<Stack> = OnceLock::new();
+    STACK.get_or_init(|| start("restartable", "postgres", &[]))
+}
+
+impl Stack {
+    /// Restarts this stack's PostgreSQL (fast shutdown: open connections are cut).
+    pub fn restart_postgres(&self) {
+        let pg_ctl = Path::new(self.get("WALCAST_PG_BIN")).join("pg_ctl");
+        let args = [
+            "-D",
+            self.get("WALCAST_PG_DATA"),
+            "-m",
+            "fast",
+            "-w",
+            "restart",
+            "-l",
+            self.get("WALCAST_PG_LOG"),
+        ];
+        let status = if running_as_root() {
+            Command::new("runuser")
+                .args(["-u", "postgres", "--"])
+                .arg(&pg_ctl)
+                .args(args)
+                .status()
+        } else {
+            Command::new(&pg_ctl).args(args).status()
+        }
+        .expect("pg_ctl");
+        assert!(status.success(), "pg_ctl restart failed");
+    }
+}
+
+fn running_as_root() -> bool {
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .map(|o| o.stdout.starts_with(b"0"))
+        .unwrap_or(false)
 }
 
 /// A database of its own for one test, dropped (with its slots) when the test ends.
