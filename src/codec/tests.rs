@@ -1032,4 +1032,3 @@ fn defaults_follow_postgres_default_value_converter() {
     assert_eq!(parse_default_expression(c("raw"), "'\\x00'::bytea"), None);
     assert_eq!(parse_default_expression(c("attrs"), "''::hstore"), None);
 }
-
