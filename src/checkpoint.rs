@@ -110,19 +110,19 @@ impl AckTracker {
 
     /// Nothing is in flight and the server's WAL is at `wal_end`: the idle database's
     /// slot may advance there (nothing before it is left to send).
-    pub fn idle(&mut self, wal_end: Lsn) {
-        if self.pending.is_empty() {
-            let position = self
-                .checkpoint
-                .map_or_else(Position::default, |c| c.position);
-            let flush_lsn = self
-                .checkpoint
-                .map_or(wal_end, |c| c.flush_lsn.max(wal_end));
-            self.checkpoint = Some(Checkpoint {
-                position,
-                flush_lsn,
-            });
+    /// Returns the checkpoint when it moved.
+    pub fn idle(&mut self, wal_end: Lsn) -> Option<Checkpoint> {
+        if !self.pending.is_empty() || self.checkpoint.is_some_and(|c| c.flush_lsn >= wal_end) {
+            return None;
         }
+        let position = self
+            .checkpoint
+            .map_or_else(Position::default, |c| c.position);
+        self.checkpoint = Some(Checkpoint {
+            position,
+            flush_lsn: wal_end,
+        });
+        self.checkpoint
     }
 
     /// Moves past every leading transaction that is committed and fully acknowledged;
@@ -229,7 +229,7 @@ mod tests {
         t.acked(Lsn(100));
         assert_eq!(t.advance(), None);
         t.drop_uncommitted();
-        t.idle(Lsn(500));
+        assert!(t.idle(Lsn(500)).is_some());
         assert_eq!(t.checkpoint().unwrap().flush_lsn, Lsn(500));
     }
 
@@ -239,13 +239,13 @@ mod tests {
         t.begin(Lsn(100));
         t.sent(0);
         t.commit(Lsn(120));
-        t.idle(Lsn(900));
+        assert_eq!(t.idle(Lsn(900)), None);
         assert_eq!(t.checkpoint(), None);
         t.acked(Lsn(100));
         t.advance();
         t.idle(Lsn(900));
         assert_eq!(t.checkpoint().unwrap().flush_lsn, Lsn(900));
-        t.idle(Lsn(800));
+        assert_eq!(t.idle(Lsn(800)), None);
         assert_eq!(
             t.checkpoint().unwrap().flush_lsn,
             Lsn(900),

@@ -135,18 +135,32 @@ pub async fn run(
     // Exactly-once: the last position already in each partition, loaded per topic.
     let mut present: HashMap<Arc<str>, HashMap<i32, Position>> = HashMap::new();
     let mut skipped: u64 = 0;
+    let mut last_recorded = std::time::Instant::now();
     let mut source_done = false;
     let result: Result<(), PipelineError> = loop {
         tokio::select! {
             biased;
             _ = shutdown.changed() => break Ok(()),
             Some(report) = reports.recv() => {
+                if report.commit_lsn == Lsn::ZERO {
+                    // A checkpoint record: informative, never part of the guarantee.
+                    if let Some(error) = report.error {
+                        warn!(error = %error, "could not record the checkpoint in {}", crate::sink::kafka::OFFSETS_TOPIC);
+                    }
+                    continue;
+                }
                 if let Some(error) = report.error {
                     break Err(crate::sink::kafka::SinkError::Delivery { commit_lsn: report.commit_lsn, message: error }.into());
                 }
                 tracker.acked(report.commit_lsn);
                 if let Some(checkpoint) = tracker.advance() {
                     let _ = flushed_tx.send(checkpoint.flush_lsn);
+                    if last_recorded.elapsed() >= Duration::from_secs(1) {
+                        last_recorded = std::time::Instant::now();
+                        if let Err(e) = sink.write_checkpoint(&connector.name, &connector.source.slot, &checkpoint).await {
+                            warn!(error = %e, "could not record the checkpoint");
+                        }
+                    }
                 }
             }
             event = events_rx.recv(), if !source_done => {
@@ -195,7 +209,11 @@ pub async fn run(
                         info!(table = %relation.qualified(), version = relation.version, "table changed shape; the next event registers a new schema");
                     }
                     TxEvent::Restarted => tracker.drop_uncommitted(),
-                    TxEvent::Idle { wal_end } => tracker.idle(wal_end),
+                    TxEvent::Idle { wal_end } => {
+                        if let Some(checkpoint) = tracker.idle(wal_end) {
+                            let _ = flushed_tx.send(checkpoint.flush_lsn);
+                        }
+                    }
                     TxEvent::Commit { end_lsn, .. } => {
                         tracker.commit(end_lsn);
                         tx.last_commit_lsn = Some(end_lsn);
@@ -226,6 +244,13 @@ pub async fn run(
         let _ = flushed_tx.send(checkpoint.flush_lsn);
     }
     if let Some(checkpoint) = tracker.checkpoint() {
+        if sink
+            .write_checkpoint(&connector.name, &connector.source.slot, &checkpoint)
+            .await
+            .is_ok()
+        {
+            let _ = tokio::task::block_in_place(|| sink.flush(Duration::from_secs(5)));
+        }
         info!(position = %checkpoint.position, flush_lsn = %checkpoint.flush_lsn, in_flight = tracker.in_flight(), skipped_as_already_present = skipped, "stopping; checkpoint confirmed");
     }
     let _ = stop_source_tx.send(true);

@@ -22,6 +22,10 @@ use crate::checkpoint::Position;
 use crate::config::{DeliveryMode, Kafka};
 use crate::source::lsn::Lsn;
 
+/// The compacted topic holding each connector's latest checkpoint, keyed by connector
+/// name: what an operator (or a later snapshot) reads to see where a connector stands.
+pub const OFFSETS_TOPIC: &str = "walcast.offsets";
+
 /// Header names carrying a record's position.
 pub const HEADER_POSITION: &str = "walcast.position";
 pub const HEADER_TXID: &str = "walcast.txid";
@@ -183,13 +187,20 @@ impl KafkaSink {
     }
 
     async fn create_topic(&self, topic: &str) -> Result<(), SinkError> {
-        let partitions = self.settings.partitions.unwrap_or(-1);
+        let compacted = topic == OFFSETS_TOPIC;
+        let partitions = if compacted {
+            1
+        } else {
+            self.settings.partitions.unwrap_or(-1)
+        };
         let replication =
             TopicReplication::Fixed(self.settings.replication_factor.map_or(-1, i32::from));
-        let new = NewTopic::new(topic, partitions, replication).set(
-            "cleanup.policy",
-            self.settings.cleanup_policy.as_kafka_value(),
-        );
+        let policy = if compacted {
+            "compact"
+        } else {
+            self.settings.cleanup_policy.as_kafka_value()
+        };
+        let new = NewTopic::new(topic, partitions, replication).set("cleanup.policy", policy);
         let results = self
             .admin
             .create_topics(
@@ -258,6 +269,36 @@ impl KafkaSink {
                 }
             }
         }
+    }
+
+    /// Records the connector's checkpoint in [`OFFSETS_TOPIC`] (best effort: its delivery
+    /// report carries LSN 0, which the checkpoint ignores).
+    pub async fn write_checkpoint(
+        &mut self,
+        connector: &str,
+        slot: &str,
+        checkpoint: &crate::checkpoint::Checkpoint,
+    ) -> Result<(), SinkError> {
+        let topic: Arc<str> = OFFSETS_TOPIC.into();
+        let partitions = self.ensure_topic(&topic).await?;
+        let value = serde_json::json!({
+            "connector": connector,
+            "slot": slot,
+            "position": checkpoint.position.to_string(),
+            "flush_lsn": checkpoint.flush_lsn.to_string(),
+            "ts_ms": std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64),
+        })
+        .to_string();
+        let base: BaseRecord<'_, [u8], [u8], usize> = BaseRecord::with_opaque_to(OFFSETS_TOPIC, 0)
+            .partition(partition_for_key(connector.as_bytes(), partitions))
+            .key(connector.as_bytes())
+            .payload(value.as_bytes());
+        self.producer
+            .send(base)
+            .map_err(|(e, _)| SinkError::Delivery {
+                commit_lsn: Lsn::ZERO,
+                message: format!("checkpoint record: {e}"),
+            })
     }
 
     /// Waits until every record handed over is acknowledged (or `timeout`).

@@ -483,5 +483,46 @@ async fn a_postgres_restart_mid_stream_loses_and_repeats_nothing() {
         "the restart was noticed\n{logs}"
     );
     assert!(stopped.success(), "{logs}");
+    // The final checkpoint is recorded in the compacted offsets topic.
+    let checkpoint = last_checkpoint(kafka.kafka_bootstrap(), "restart")
+        .expect("a checkpoint record for the connector");
+    assert_eq!(checkpoint["slot"], "walcast_restart");
+    let confirmed = db.psql(
+        "SELECT confirmed_flush_lsn FROM pg_replication_slots WHERE slot_name = 'walcast_restart'",
+    );
+    assert_eq!(
+        checkpoint["flush_lsn"].as_str(),
+        Some(confirmed.as_str()),
+        "the record matches the slot's confirmed position"
+    );
     registry.shutdown().await.unwrap();
+}
+
+/// The newest record of `connector` in walcast's offsets topic.
+fn last_checkpoint(bootstrap: &str, connector: &str) -> Option<serde_json::Value> {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set(
+            "group.id",
+            format!("offsets-check-{connector}-{}", std::process::id()),
+        )
+        .set("auto.offset.reset", "earliest")
+        .set("enable.auto.commit", "false")
+        .create()
+        .unwrap();
+    consumer
+        .subscribe(&[walcast::sink::kafka::OFFSETS_TOPIC])
+        .unwrap();
+    let mut found = None;
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let mut quiet_since = Instant::now();
+    while Instant::now() < deadline && quiet_since.elapsed() < Duration::from_secs(3) {
+        if let Some(Ok(m)) = consumer.poll(Duration::from_millis(200)) {
+            quiet_since = Instant::now();
+            if m.key() == Some(connector.as_bytes()) {
+                found = m.payload().and_then(|p| serde_json::from_slice(p).ok());
+            }
+        }
+    }
+    found
 }
