@@ -526,3 +526,85 @@ fn last_checkpoint(bootstrap: &str, connector: &str) -> Option<serde_json::Value
     }
     found
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_broker_outage_mid_stream_loses_and_repeats_nothing() {
+    let pg = stack();
+    let kafka = crate::common::restartable_kafka();
+    let registry_dir = tempfile::tempdir().unwrap();
+    let registry = RegistryServer::start("127.0.0.1:0".parse().unwrap(), registry_dir.path())
+        .await
+        .unwrap();
+    let db = TestDb::new(pg);
+    db.psql("CREATE TABLE public.orders (id int PRIMARY KEY, status text NOT NULL, total numeric(10,2))");
+    let oracle_slot = format!("oracle_{}", db.name);
+    db.psql(&format!(
+        "SELECT pg_create_logical_replication_slot('{oracle_slot}', 'test_decoding')"
+    ));
+    let file = db.connector("outage", "", "[tables.\"public.orders\"]");
+    let text_file = std::fs::read_to_string(&file)
+        .unwrap()
+        .replace("http://127.0.0.1:8081", &registry.url())
+        .replace(
+            &format!("bootstrap_servers = \"{}\"", pg.kafka_bootstrap()),
+            &format!("bootstrap_servers = \"{}\"", kafka.kafka_bootstrap()),
+        );
+    std::fs::write(&file, text_file).unwrap();
+    assert_eq!(
+        crate::common::walcast(&["setup", file.to_str().unwrap()], &[]).code,
+        Some(0)
+    );
+    let log = db.dir.path().join("walcast.log");
+    let mut walcast = start_walcast(&file, &log);
+    let slot = format!("SELECT count(*) FROM pg_replication_slots WHERE slot_name = 'walcast_outage' AND database = '{}' AND active", db.name);
+    let started = Instant::now();
+    while db.psql(&slot) != "1" {
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "walcast never streamed"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    for i in 1..=50 {
+        db.psql(&format!("INSERT INTO orders VALUES ({i}, 'new', {i})"));
+    }
+    kafka.stop_services();
+    for i in 51..=100 {
+        db.psql(&format!("INSERT INTO orders VALUES ({i}, 'new', {i}); UPDATE orders SET status = 'paid' WHERE id = {}", i - 50));
+    }
+    std::thread::sleep(Duration::from_secs(2));
+    assert!(
+        walcast.try_wait().unwrap().is_none(),
+        "walcast waits for the broker instead of exiting"
+    );
+    kafka.start_services("kafka");
+    let mut expected = oracle(&db, &oracle_slot);
+    for _ in 0..20 {
+        std::thread::sleep(Duration::from_millis(500));
+        let again = oracle(&db, &oracle_slot);
+        if again.len() == expected.len() {
+            break;
+        }
+        expected = again;
+    }
+    let topic = format!("{}.public.orders", db.name);
+    let (got, _) = consume(
+        kafka.kafka_bootstrap(),
+        &topic,
+        &registry.url(),
+        expected.len(),
+    )
+    .await;
+    let _ = Command::new("kill")
+        .args(["-TERM", &walcast.id().to_string()])
+        .status();
+    let stopped = walcast.wait().unwrap();
+    let logs = std::fs::read_to_string(&log).unwrap_or_default();
+    assert_eq!(expected.len(), 150);
+    assert_eq!(
+        got, expected,
+        "exactly once across the broker outage\n{logs}"
+    );
+    assert!(stopped.success(), "{logs}");
+    registry.shutdown().await.unwrap();
+}

@@ -192,6 +192,44 @@ fn running_as_root() -> bool {
         .unwrap_or(false)
 }
 
+/// A Kafka of its own that a fault test may stop and start again.
+pub fn restartable_kafka() -> &'static Stack {
+    static STACK: OnceLock<Stack> = OnceLock::new();
+    STACK.get_or_init(|| start("kafka-restartable", "kafka", &[]))
+}
+
+impl Stack {
+    /// Stops this stack's services (its data stays), as `deploy/local/down` does.
+    pub fn stop_services(&self) {
+        let out = Command::new(repo_root().join("deploy/local/down"))
+            .arg("--state-dir")
+            .arg(&self.dir)
+            .output()
+            .expect("down");
+        assert!(
+            out.status.success(),
+            "down failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    /// Starts `services` of this stack again on the same ports and data.
+    pub fn start_services(&self, services: &str) {
+        let out = Command::new(repo_root().join("deploy/local/up"))
+            .args(["--services", services])
+            .arg("--state-dir")
+            .arg(&self.dir)
+            .args(["--watch-pid", &std::process::id().to_string()])
+            .output()
+            .expect("up");
+        assert!(
+            out.status.success(),
+            "up failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
 /// A database of its own for one test, dropped (with its slots) when the test ends.
 pub struct TestDb {
     pub stack: &'static Stack,
