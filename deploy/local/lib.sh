@@ -1,8 +1,9 @@
 # shellcheck shell=bash disable=SC2034  # the layout variables are used by the scripts sourcing this
-# deploy/local/lib.sh: helpers shared by up, down, status, fetch-kafka and watchdog.
+# deploy/local/lib.sh: helpers shared by up, down, status, fetch-kafka, watchdog and demo.
 # Sourced, never run. Holds the defaults (versions, cache and state locations), the
-# state-dir layout, "is it running" checks that only trust our own pid files, and
-# the Kafka jar fetch (Maven, once per version, cached).
+# state-dir layout, "is it running" checks that only trust our own pid files, the
+# Kafka jar fetch (Maven, once per version, cached) and the walcast binary (built
+# with cargo unless WALCAST_BIN names one).
 
 WALCAST_LOCAL_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 WALCAST_REPO_DIR=$(cd "$WALCAST_LOCAL_DIR/../.." && pwd)
@@ -47,6 +48,11 @@ set_state_dir() {
     KAFKA_SERVER_LOG=$KAFKA_DIR/server.log   # log4j INFO and up
     KAFKA_PID_FILE=$KAFKA_DIR/kafka.pid
     KAFKA_SERVICE_ENV=$KAFKA_DIR/service.env
+    REGISTRY_DIR=$STATE/registry
+    REGISTRY_DATA=$REGISTRY_DIR/data         # walcast registry --data-dir (its append-only log)
+    REGISTRY_LOG=$REGISTRY_DIR/registry.log  # its stdout+stderr
+    REGISTRY_PID_FILE=$REGISTRY_DIR/registry.pid
+    REGISTRY_SERVICE_ENV=$REGISTRY_DIR/service.env
 }
 
 default_state_dir() { printf '%s\n' "${WALCAST_STACK_DIR:-$WALCAST_REPO_DIR/.walcast-stack}"; }
@@ -77,6 +83,11 @@ kafka_pid() {
     local pid
     pid=$(read_pid "$KAFKA_PID_FILE" 2>/dev/null) || return 1
     pid_alive "$pid" && cmdline_has "$pid" "$KAFKA_PROPS" && printf '%s\n' "$pid"
+}
+registry_pid() {
+    local pid
+    pid=$(read_pid "$REGISTRY_PID_FILE" 2>/dev/null) || return 1
+    pid_alive "$pid" && cmdline_has "$pid" "--data-dir $REGISTRY_DATA" && printf '%s\n' "$pid"
 }
 watchdog_pid() {
     local pid
@@ -133,6 +144,31 @@ ensure_kafka_jars() {
         mv "$tmp" "$jars"
         log "cached $(find "$jars" -name '*.jar' | wc -l) jars in $jars"
     )
+}
+
+# --- the walcast binary ------------------------------------------------------------------
+# ensure_walcast_bin: set WALCAST to the walcast binary: $WALCAST_BIN when set, else
+# `cargo build --quiet --bin walcast` in the repo (a no-op when it is up to date; about
+# 1-2 min on a fresh clone) and its target/debug/walcast.
+ensure_walcast_bin() {
+    local t0 target
+    if [ -n "${WALCAST_BIN:-}" ]; then
+        [ -x "$WALCAST_BIN" ] && [ -f "$WALCAST_BIN" ] || die "WALCAST_BIN=$WALCAST_BIN is not an executable file"
+        WALCAST=$(realpath -- "$WALCAST_BIN")
+        return 0
+    fi
+    command -v cargo >/dev/null || die "cargo not found: install Rust (https://rustup.rs), or set WALCAST_BIN to a walcast binary"
+    t0=$(now)
+    log "building walcast (cargo build --bin walcast; 1-2 min on a fresh clone)"
+    # Lock fd closed: a build helper that outlives cargo (e.g. an sccache server)
+    # must not hold the state dir's lock.
+    (cd "$WALCAST_REPO_DIR" && cargo build --quiet --bin walcast >&2 9>&-) \
+        || die "cargo build --bin walcast failed (or set WALCAST_BIN to a walcast binary)"
+    target=${CARGO_TARGET_DIR:-target}
+    case "$target" in /*) ;; *) target=$WALCAST_REPO_DIR/$target ;; esac
+    WALCAST=$target/debug/walcast
+    [ -x "$WALCAST" ] || die "cargo build succeeded, but there is no $WALCAST (set WALCAST_BIN)"
+    log "walcast is built ($WALCAST) in $(elapsed "$t0")"
 }
 
 # --- ports -----------------------------------------------------------------------------
