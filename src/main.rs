@@ -70,6 +70,36 @@ enum Command {
         #[arg(long)]
         data_dir: PathBuf,
     },
+    /// Print a topic's records as JSON lines, one per record, keys and values decoded
+    /// through the schema registry (Confluent wire format, Avro). Reads every partition
+    /// without a consumer group (nothing is committed); a record that cannot be decoded
+    /// prints an "error" line and tailing goes on. Runs until SIGINT or SIGTERM unless
+    /// --max-messages or --timeout says otherwise.
+    Tail {
+        /// The topic to read, e.g. demo.inventory.customers.
+        topic: String,
+        /// Kafka bootstrap servers [default: the connector's, else 127.0.0.1:9092].
+        #[arg(long, value_name = "HOST:PORT")]
+        bootstrap_servers: Option<String>,
+        /// Schema registry URL (credentials as user:password@ if needed) [default: the
+        /// connector's [registry], else http://127.0.0.1:8081].
+        #[arg(long, value_name = "URL")]
+        registry: Option<String>,
+        /// Start at the beginning of each partition instead of the end.
+        #[arg(long)]
+        from_beginning: bool,
+        /// Stop after printing this many records.
+        #[arg(long, value_name = "N")]
+        max_messages: Option<u64>,
+        /// Stop after this long without a new record (e.g. 10s); also how long to wait
+        /// for the broker [default: run until SIGINT/SIGTERM; broker wait 10s].
+        #[arg(long, value_name = "DURATION", value_parser = walcast::tail::parse_duration)]
+        timeout: Option<std::time::Duration>,
+        /// Take the broker, the registry and their credentials from this connector file
+        /// (flags win).
+        #[arg(long, value_name = "FILE")]
+        connector: Option<PathBuf>,
+    },
 }
 
 fn main() -> ExitCode {
@@ -154,6 +184,28 @@ async fn execute(command: Command) -> Result<bool, String> {
             walcast::registry::serve(listen, &data_dir)
                 .await
                 .map_err(|e| e.to_string())?;
+            Ok(true)
+        }
+        Command::Tail {
+            topic,
+            bootstrap_servers,
+            registry,
+            from_beginning,
+            max_messages,
+            timeout,
+            connector,
+        } => {
+            walcast::tail::run(walcast::tail::TailArgs {
+                topic,
+                bootstrap_servers,
+                registry,
+                from_beginning,
+                max_messages,
+                timeout,
+                connector,
+            })
+            .await
+            .map_err(|e| e.to_string())?;
             Ok(true)
         }
     }

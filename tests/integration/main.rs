@@ -7,4 +7,5 @@ mod pipeline;
 mod replication;
 mod run;
 mod setup;
+mod tail;
 mod tls;
