@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use tokio::sync::watch;
 use tokio::task::JoinSet;
-use tracing::{error, info, info_span, Instrument};
+use tracing::{error, info, info_span, warn, Instrument};
 
 use crate::config::Connector;
 use crate::postgres::connect;
@@ -23,8 +23,27 @@ pub enum RunError {
 /// errors of those that failed (empty means a clean stop).
 pub async fn run(connectors: Vec<Connector>) -> Vec<RunError> {
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
+    // One metrics endpoint per process: the first enabled connector's address (all
+    // connectors' metrics are labelled with their name).
+    let listen: Vec<std::net::SocketAddr> = connectors
+        .iter()
+        .filter(|c| c.metrics.enabled)
+        .map(|c| c.metrics.listen)
+        .collect();
+    let metrics_server = listen.first().copied().map(|address| {
+        if listen.iter().any(|a| *a != address) {
+            warn!(%address, "connectors name different [metrics] listen addresses; serving all on the first");
+        }
+        let rx = shutdown_rx.clone();
+        tokio::spawn(async move {
+            if let Err(e) = crate::observe::serve(address, rx).await {
+                error!("cannot serve metrics on {address}: {e}; set [metrics] listen to a free address or enabled = false");
+            }
+        })
+    });
     let mut tasks = JoinSet::new();
     for connector in connectors {
+        crate::observe::metrics().set_streaming(&connector.name, false);
         let span = info_span!("connector", name = %connector.name);
         let rx = shutdown_rx.clone();
         tasks.spawn(run_connector(connector, rx).instrument(span));
@@ -49,6 +68,9 @@ pub async fn run(connectors: Vec<Connector>) -> Vec<RunError> {
         }
     }
     signal.abort();
+    if let Some(server) = metrics_server {
+        server.abort();
+    }
     errors
 }
 
