@@ -8,6 +8,9 @@
 //! - [`table`]: one table version's key/envelope schemas and encoder ([`TableCodec`]).
 //! - [`records`]: message and transaction-metadata records.
 //! - [`wire`]: the Confluent framing (magic byte, schema id).
+//! - [`json`]: the same records as Kafka Connect's JsonConverter writes them (with or
+//!   without the embedded schema), and the Connect string form Debezium's key-change
+//!   headers carry.
 //!
 //! Typical use: build a [`TableCodec`] when a table version first appears, register
 //! [`TableCodec::key_schema_json`] and [`TableCodec::envelope_schema_json`], then
@@ -17,6 +20,7 @@ pub mod connect;
 pub mod encode;
 pub mod event;
 pub mod java;
+pub mod json;
 pub mod mapping;
 pub mod options;
 pub mod records;
@@ -32,7 +36,8 @@ pub use event::{
     ChangeEvent, ConnectorMeta, MessageEvent, Op, SnapshotRecord, SourceInfo, TransactionBlock,
     TransactionMetadataEvent, TransactionStatus,
 };
+pub use json::{JsonRecord, JsonTableCodec};
 pub use mapping::{parse_default_expression, ColumnSpec};
-pub use options::CodecOptions;
+pub use options::{CodecOptions, EventFormat};
 pub use records::{MessageCodec, TransactionCodec};
 pub use table::{EncodeError, EncodeStats, SchemaError, TableCodec, TableSpec};

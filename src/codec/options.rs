@@ -60,6 +60,26 @@ pub enum IntervalHandling {
     String,
 }
 
+/// `[events] format`: how keys and values are serialized (Kafka Connect's converter a
+/// Debezium deployment would use).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum EventFormat {
+    /// Confluent's AvroConverter: Avro with the registry's wire header.
+    #[default]
+    Avro,
+    /// Kafka Connect's JsonConverter with `schemas.enable=false`: the payload alone.
+    Json,
+    /// JsonConverter with `schemas.enable=true`: `{"schema": ..., "payload": ...}`.
+    JsonWithSchema,
+}
+
+impl EventFormat {
+    /// Whether records are registered with (and framed for) a schema registry.
+    pub fn uses_registry(self) -> bool {
+        self == EventFormat::Avro
+    }
+}
+
 /// Everything that changes the schema or the encoding of column values.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CodecOptions {
@@ -128,6 +148,15 @@ macro_rules! named_option {
     };
 }
 
+named_option!(
+    EventFormat,
+    "format",
+    [
+        ("avro", Avro),
+        ("json", Json),
+        ("json_with_schema", JsonWithSchema),
+    ]
+);
 named_option!(
     DecimalHandling,
     "decimal.handling.mode",

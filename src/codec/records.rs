@@ -15,6 +15,8 @@ use super::wire;
 #[derive(Debug, Clone)]
 pub struct MessageCodec {
     binary: BinaryHandling,
+    key_schema: ConnectSchema,
+    value_schema: ConnectSchema,
     key_json: String,
     value_json: String,
 }
@@ -25,11 +27,25 @@ impl MessageCodec {
             BinaryHandling::Bytes => ConnectSchema::bytes(),
             _ => ConnectSchema::string(),
         };
+        let key_schema = schemas::message_key_schema();
+        let value_schema = schemas::message_value_schema(content);
         MessageCodec {
             binary: opts.binary_handling,
-            key_json: schemas::message_key_schema().to_avro_json(),
-            value_json: schemas::message_value_schema(content).to_avro_json(),
+            key_json: key_schema.to_avro_json(),
+            value_json: value_schema.to_avro_json(),
+            key_schema,
+            value_schema,
         }
+    }
+
+    /// The key as a Connect schema (for the JSON formats).
+    pub fn key_connect_schema(&self) -> &ConnectSchema {
+        &self.key_schema
+    }
+
+    /// The value as a Connect schema (for the JSON formats).
+    pub fn value_connect_schema(&self) -> &ConnectSchema {
+        &self.value_schema
     }
 
     pub fn key_schema_json(&self) -> &str {
@@ -80,6 +96,8 @@ impl MessageCodec {
 /// Schemas and encoder of the transaction metadata topic.
 #[derive(Debug, Clone)]
 pub struct TransactionCodec {
+    key_schema: ConnectSchema,
+    value_schema: ConnectSchema,
     key_json: String,
     value_json: String,
 }
@@ -92,10 +110,24 @@ impl Default for TransactionCodec {
 
 impl TransactionCodec {
     pub fn new() -> Self {
+        let key_schema = schemas::transaction_key_schema();
+        let value_schema = schemas::transaction_value_schema();
         TransactionCodec {
-            key_json: schemas::transaction_key_schema().to_avro_json(),
-            value_json: schemas::transaction_value_schema().to_avro_json(),
+            key_json: key_schema.to_avro_json(),
+            value_json: value_schema.to_avro_json(),
+            key_schema,
+            value_schema,
         }
+    }
+
+    /// The key as a Connect schema (for the JSON formats).
+    pub fn key_connect_schema(&self) -> &ConnectSchema {
+        &self.key_schema
+    }
+
+    /// The value as a Connect schema (for the JSON formats).
+    pub fn value_connect_schema(&self) -> &ConnectSchema {
+        &self.value_schema
     }
 
     pub fn key_schema_json(&self) -> &str {

@@ -92,6 +92,8 @@ pub enum EncodeError {
     },
     #[error("table {table} has no key columns: its events have a null Kafka key")]
     NoKey { table: String },
+    #[error("table {table}: the JSON form of an event could not be written: {reason}")]
+    Transcode { table: String, reason: &'static str },
 }
 
 /// How an encode went: values Debezium would also have turned into null
@@ -226,6 +228,11 @@ impl TableCodec {
             value_fields,
             opts: opts.clone(),
         })
+    }
+
+    /// The table, `schema.table`.
+    pub fn table(&self) -> &str {
+        &self.table
     }
 
     pub fn has_key(&self) -> bool {

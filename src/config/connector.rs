@@ -9,6 +9,10 @@ use super::error::Location;
 pub use super::model::{CleanupPolicy, DeliveryMode, PublicationMode, SnapshotMode, SslMode};
 use super::selector::TableSelector;
 use super::values::Secret;
+pub use crate::codec::options::{
+    BinaryHandling, DecimalHandling, EventFormat, HstoreHandling, IntervalHandling, TimePrecision,
+};
+use crate::codec::CodecOptions;
 
 /// One connector, ready to run.
 #[derive(Debug, Clone)]
@@ -22,6 +26,7 @@ pub struct Connector {
     pub delivery: Delivery,
     pub metrics: Metrics,
     pub heartbeat: Heartbeat,
+    pub events: Events,
     /// Table rules in file order; exact names before patterns when resolving.
     pub tables: Vec<TableRule>,
 }
@@ -59,6 +64,8 @@ pub struct Kafka {
     pub producer: BTreeMap<String, Secret>,
 }
 
+/// The schema registry. Without a `[registry]` section (allowed only with a JSON
+/// `[events] format`) `url` is empty: nothing registers or reads schemas then.
 #[derive(Debug, Clone)]
 pub struct Registry {
     pub url: String,
@@ -83,6 +90,28 @@ pub struct Metrics {
 pub struct Heartbeat {
     pub interval: Duration,
     pub action_query: Option<String>,
+}
+
+/// `[events]`: the shape and serialization of change events.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Events {
+    pub format: EventFormat,
+    /// `decimal_handling_mode`, `time_precision_mode`, `binary_handling_mode`,
+    /// `hstore_handling_mode`, `interval_handling_mode`, `unavailable_value_placeholder`.
+    pub codec: CodecOptions,
+    pub provide_transaction_metadata: bool,
+    pub emit_key_change_headers: bool,
+}
+
+impl Default for Events {
+    fn default() -> Self {
+        Self {
+            format: EventFormat::default(),
+            codec: CodecOptions::default(),
+            provide_transaction_metadata: false,
+            emit_key_change_headers: true,
+        }
+    }
 }
 
 /// How one table, or every table a pattern matches, is captured.

@@ -19,13 +19,16 @@ pub struct ConnectorFile {
     pub name: Spanned<String>,
     pub source: SourceSection,
     pub kafka: KafkaSection,
-    pub registry: RegistrySection,
+    /// Required by the Avro format (the default); the JSON formats use no registry.
+    pub registry: Option<RegistrySection>,
     #[serde(default)]
     pub delivery: DeliverySection,
     #[serde(default)]
     pub metrics: MetricsSection,
     #[serde(default)]
     pub heartbeat: HeartbeatSection,
+    #[serde(default)]
+    pub events: EventsSection,
     /// `[tables."schema.table"]` or `[tables."schema.*"]` entries.
     #[serde(default)]
     pub tables: BTreeMap<Spanned<String>, TableSection>,
@@ -240,6 +243,50 @@ impl Default for HeartbeatSection {
 
 const fn default_heartbeat_interval() -> HumanDuration {
     HumanDuration(std::time::Duration::from_secs(10))
+}
+
+/// `[events]`: how change events are shaped and serialized; Debezium's connector
+/// options of the same names (`decimal.handling.mode`, ...), with Debezium's defaults.
+/// Names are checked (with their position) by the validator.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EventsSection {
+    /// avro (default) | json | json_with_schema.
+    pub format: Option<Spanned<EnvString>>,
+    /// precise (default) | double | string.
+    pub decimal_handling_mode: Option<Spanned<EnvString>>,
+    /// adaptive (default) | adaptive_time_microseconds | connect.
+    pub time_precision_mode: Option<Spanned<EnvString>>,
+    /// bytes (default) | base64 | base64-url-safe | hex.
+    pub binary_handling_mode: Option<Spanned<EnvString>>,
+    /// json (default) | map.
+    pub hstore_handling_mode: Option<Spanned<EnvString>>,
+    /// numeric (default) | string.
+    pub interval_handling_mode: Option<Spanned<EnvString>>,
+    /// What an unchanged TOASTed value becomes; `hex:...` gives bytes.
+    pub unavailable_value_placeholder: Option<Spanned<EnvString>>,
+    /// BEGIN/END records on `<prefix>.transaction` and the `transaction` block.
+    #[serde(default)]
+    pub provide_transaction_metadata: bool,
+    /// `__debezium.oldkey` / `__debezium.newkey` headers on a key change.
+    #[serde(default = "default_true")]
+    pub emit_key_change_headers: bool,
+}
+
+impl Default for EventsSection {
+    fn default() -> Self {
+        Self {
+            format: None,
+            decimal_handling_mode: None,
+            time_precision_mode: None,
+            binary_handling_mode: None,
+            hstore_handling_mode: None,
+            interval_handling_mode: None,
+            unavailable_value_placeholder: None,
+            provide_transaction_metadata: false,
+            emit_key_change_headers: true,
+        }
+    }
 }
 
 /// `[tables."schema.table"]`: how one table (or every table a pattern matches) is captured.

@@ -385,3 +385,179 @@ fn missing_file_says_what_to_pass() {
         "/nonexistent/x.toml: no such file; pass a connector .toml file or a folder of them"
     );
 }
+
+#[test]
+fn events_default_to_debeziums_defaults() {
+    let c = parse(MINIMAL).unwrap();
+    assert_eq!(c.events, Events::default());
+    assert_eq!(c.events.format, EventFormat::Avro);
+    assert_eq!(c.events.codec, crate::codec::CodecOptions::default());
+    assert_eq!(
+        c.events.codec.unavailable_value_placeholder,
+        b"__debezium_unavailable_value"
+    );
+    assert!(!c.events.provide_transaction_metadata);
+    assert!(c.events.emit_key_change_headers);
+}
+
+#[test]
+fn every_events_option_is_read() {
+    let c = parse(&MINIMAL.replace(
+        "[tables.",
+        r#"[events]
+format = "json_with_schema"
+decimal_handling_mode = "string"
+time_precision_mode = "connect"
+binary_handling_mode = "base64-url-safe"
+hstore_handling_mode = "map"
+interval_handling_mode = "string"
+unavailable_value_placeholder = "hex:00ff"
+provide_transaction_metadata = true
+emit_key_change_headers = false
+[tables."#,
+    ))
+    .unwrap();
+    let e = &c.events;
+    assert_eq!(e.format, EventFormat::JsonWithSchema);
+    assert_eq!(e.codec.decimal_handling, DecimalHandling::String);
+    assert_eq!(e.codec.time_precision, TimePrecision::Connect);
+    assert_eq!(e.codec.binary_handling, BinaryHandling::Base64UrlSafe);
+    assert_eq!(e.codec.hstore_handling, HstoreHandling::Map);
+    assert_eq!(e.codec.interval_handling, IntervalHandling::String);
+    assert_eq!(e.codec.unavailable_value_placeholder, vec![0, 255]);
+    assert!(e.provide_transaction_metadata);
+    assert!(!e.emit_key_change_headers);
+
+    // Each mode on its own, every name Debezium accepts.
+    let one = |key: &str, value: &str| {
+        parse(&MINIMAL.replace(
+            "[tables.",
+            &format!("[events]\n{key} = \"{value}\"\n[tables."),
+        ))
+        .unwrap_or_else(|e| panic!("{key} = {value}: {e}"))
+        .events
+    };
+    assert_eq!(one("format", "json").format, EventFormat::Json);
+    assert_eq!(one("format", "avro").format, EventFormat::Avro);
+    for (value, want) in [
+        ("precise", DecimalHandling::Precise),
+        ("double", DecimalHandling::Double),
+        ("string", DecimalHandling::String),
+    ] {
+        assert_eq!(
+            one("decimal_handling_mode", value).codec.decimal_handling,
+            want
+        );
+    }
+    for (value, want) in [
+        ("adaptive", TimePrecision::Adaptive),
+        (
+            "adaptive_time_microseconds",
+            TimePrecision::AdaptiveTimeMicroseconds,
+        ),
+        ("connect", TimePrecision::Connect),
+    ] {
+        assert_eq!(one("time_precision_mode", value).codec.time_precision, want);
+    }
+    for (value, want) in [
+        ("bytes", BinaryHandling::Bytes),
+        ("base64", BinaryHandling::Base64),
+        ("base64-url-safe", BinaryHandling::Base64UrlSafe),
+        ("hex", BinaryHandling::Hex),
+    ] {
+        assert_eq!(
+            one("binary_handling_mode", value).codec.binary_handling,
+            want
+        );
+    }
+    assert_eq!(
+        one("hstore_handling_mode", "json").codec.hstore_handling,
+        HstoreHandling::Json
+    );
+    assert_eq!(
+        one("interval_handling_mode", "numeric")
+            .codec
+            .interval_handling,
+        IntervalHandling::Numeric
+    );
+    assert_eq!(
+        one("unavailable_value_placeholder", "n/a")
+            .codec
+            .unavailable_value_placeholder,
+        b"n/a"
+    );
+    std::env::set_var("WALCAST_TEST_FORMAT", "json");
+    assert_eq!(
+        one("format", "${WALCAST_TEST_FORMAT}").format,
+        EventFormat::Json
+    );
+}
+
+#[test]
+fn bad_events_values_point_at_the_value() {
+    let at = |key: &str, value: &str| {
+        // [events] starts on line 14 of MINIMAL with this replacement; the value is on 15.
+        let text = MINIMAL.replace("[tables.", &format!("[events]\n{key} = {value}\n[tables."));
+        error(&text)
+    };
+    let e = at("decimal_handling_mode", "\"exact\"");
+    let col = "decimal_handling_mode = ".len() + 1;
+    assert!(
+        e.starts_with(&format!("connectors/shop.toml:15:{col}:")),
+        "{e}"
+    );
+    assert!(
+        e.contains("`exact` is not valid; use one of: precise, double, string"),
+        "{e}"
+    );
+    let e = at("format", "\"protobuf\"");
+    assert!(e.starts_with("connectors/shop.toml:15:10:"), "{e}");
+    assert!(e.contains("avro, json, json_with_schema"), "{e}");
+    for (key, value, expected) in [
+        (
+            "time_precision_mode",
+            "\"nanos\"",
+            "adaptive_time_microseconds",
+        ),
+        ("binary_handling_mode", "\"base32\"", "base64-url-safe"),
+        ("hstore_handling_mode", "\"list\"", "json, map"),
+        ("interval_handling_mode", "\"iso\"", "numeric, string"),
+        (
+            "unavailable_value_placeholder",
+            "\"hex:abc\"",
+            "even number of hex digits",
+        ),
+        ("provide_transaction_metadata", "\"yes\"", "invalid type"),
+        ("emit_key_change_headers", "1", "invalid type"),
+        ("decimal_handling_mode", "2", "invalid type"),
+    ] {
+        let e = at(key, value);
+        assert!(e.starts_with("connectors/shop.toml:15:"), "{key}: {e}");
+        assert!(e.contains(expected), "{key}: expected `{expected}` in {e}");
+    }
+    let e = at("decimal_mode", "\"double\"");
+    assert!(e.starts_with("connectors/shop.toml:15:1:"), "{e}");
+    assert!(
+        e.contains("unknown field `decimal_mode`") && e.contains("decimal_handling_mode"),
+        "{e}"
+    );
+}
+
+#[test]
+fn the_registry_is_optional_only_for_json_formats() {
+    let without = MINIMAL.replace("[registry]\nurl = \"http://127.0.0.1:8081\"\n", "");
+    let e = error(&without);
+    assert!(
+        e.contains("missing field `registry`") && e.contains("format = \"json\""),
+        "{e}"
+    );
+    for format in ["json", "json_with_schema"] {
+        let c = parse(&without.replace(
+            "[tables.",
+            &format!("[events]\nformat = \"{format}\"\n[tables."),
+        ))
+        .unwrap();
+        assert!(!c.events.format.uses_registry());
+        assert_eq!(c.registry.url, "");
+    }
+}

@@ -10,7 +10,7 @@ use toml::Spanned;
 
 use super::connector::*;
 use super::error::{ConfigError, Location};
-use super::model::{ConnectorFile, MaskSection, TableSection};
+use super::model::{ConnectorFile, EventsSection, MaskSection, TableSection};
 use super::selector::TableSelector;
 use super::values::{EnvString, Secret};
 
@@ -198,19 +198,35 @@ impl Validator<'_> {
             producer,
         };
 
-        let r = file.registry;
-        let url = r.url.get_ref().to_string();
-        if !(url.starts_with("http://") || url.starts_with("https://")) {
-            return Err(self.err(
-                &r.url.span(),
-                format!("[registry] url `{url}` must start with http:// or https://"),
-            ));
-        }
-        let registry = Registry {
-            url,
-            username: r.username.map(|u| u.to_string()),
-            password: self.secret(r.password, r.password_file, "registry")?,
-            ca_file: r.ca_file.map(|c| self.resolve_path(c.get_ref())),
+        let events = self.events(file.events)?;
+        let registry = match file.registry {
+            Some(r) => {
+                let url = r.url.get_ref().to_string();
+                if !(url.starts_with("http://") || url.starts_with("https://")) {
+                    return Err(self.err(
+                        &r.url.span(),
+                        format!("[registry] url `{url}` must start with http:// or https://"),
+                    ));
+                }
+                Registry {
+                    url,
+                    username: r.username.map(|u| u.to_string()),
+                    password: self.secret(r.password, r.password_file, "registry")?,
+                    ca_file: r.ca_file.map(|c| self.resolve_path(c.get_ref())),
+                }
+            }
+            None if events.format.uses_registry() => {
+                return Err(ConfigError::at(
+                    self.loc(&(0..0)),
+                    "missing field `registry`: the Avro format needs a schema registry; add [registry] url = \"http://...\" (or set [events] format = \"json\" or \"json_with_schema\", which use none)",
+                ));
+            }
+            None => Registry {
+                url: String::new(),
+                username: None,
+                password: None,
+                ca_file: None,
+            },
         };
 
         let listen_span = file.metrics.listen.span();
@@ -261,7 +277,58 @@ impl Validator<'_> {
                 interval: file.heartbeat.interval.0,
                 action_query: file.heartbeat.action_query.map(|q| q.to_string()),
             },
+            events,
             tables,
+        })
+    }
+
+    /// One `[events]` option naming a mode: its default when absent, else the name
+    /// parsed as Debezium spells it (an error points at the value).
+    fn mode<T>(&self, value: Option<Spanned<EnvString>>, key: &str) -> Result<T, ConfigError>
+    where
+        T: std::str::FromStr<Err = crate::codec::options::OptionError> + Default,
+    {
+        let Some(value) = value else {
+            return Ok(T::default());
+        };
+        value.get_ref().parse::<T>().map_err(|e| {
+            self.err(
+                &value.span(),
+                format!(
+                    "[events] {key} `{}` is not valid; use one of: {}",
+                    e.value,
+                    e.allowed.trim_end().replace(' ', ", ")
+                ),
+            )
+        })
+    }
+
+    fn events(&self, e: EventsSection) -> Result<Events, ConfigError> {
+        let mut codec = crate::codec::CodecOptions {
+            decimal_handling: self.mode(e.decimal_handling_mode, "decimal_handling_mode")?,
+            time_precision: self.mode(e.time_precision_mode, "time_precision_mode")?,
+            binary_handling: self.mode(e.binary_handling_mode, "binary_handling_mode")?,
+            hstore_handling: self.mode(e.hstore_handling_mode, "hstore_handling_mode")?,
+            interval_handling: self.mode(e.interval_handling_mode, "interval_handling_mode")?,
+            ..Default::default()
+        };
+        if let Some(p) = e.unavailable_value_placeholder {
+            codec.unavailable_value_placeholder =
+                crate::codec::options::parse_placeholder(p.get_ref()).map_err(|_| {
+                    self.err(
+                        &p.span(),
+                        format!(
+                            "[events] unavailable_value_placeholder `{}`: after hex: write an even number of hex digits (the bytes), or drop hex: for text",
+                            p.get_ref()
+                        ),
+                    )
+                })?;
+        }
+        Ok(Events {
+            format: self.mode(e.format, "format")?,
+            codec,
+            provide_transaction_metadata: e.provide_transaction_metadata,
+            emit_key_change_headers: e.emit_key_change_headers,
         })
     }
 

@@ -1,18 +1,24 @@
 //! The event stage: turns the reader's transactions into Kafka records, the way
 //! Debezium's PostgreSQL connector would: one envelope per row change on the table's
 //! topic, a tombstone after each delete, a primary-key change as delete + tombstone +
-//! create, logical decoding messages on `<prefix>.message`, truncates skipped (Debezium's
-//! default `skipped.operations=t`). Columns the rule excludes are dropped, masks applied,
-//! schemas registered once per table version (the hot path does no HTTP).
+//! create (with Debezium's `__debezium.newkey` / `__debezium.oldkey` headers), logical
+//! decoding messages on `<prefix>.message`, truncates skipped (Debezium's default
+//! `skipped.operations=t`), and with `[events] provide_transaction_metadata` BEGIN/END
+//! records on `<prefix>.transaction` and a `transaction` block in every event. Columns
+//! the rule excludes are dropped, masks applied, schemas registered once per table
+//! version (the hot path does no HTTP). Records are Avro (Confluent wire format) or, with
+//! a JSON `[events] format`, Kafka Connect's JsonConverter JSON (no registry).
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
 use sha2::{Digest, Sha256, Sha512};
 
+use crate::codec::connect::ConnectSchema;
 use crate::codec::{
-    ChangeEvent, CodecOptions, ColumnSpec, ConnectorMeta, MessageCodec, MessageEvent, SourceInfo,
-    TableCodec, TableSpec,
+    ChangeEvent, CodecOptions, ColumnSpec, ConnectorMeta, EventFormat, JsonRecord, MessageCodec,
+    MessageEvent, SourceInfo, TableCodec, TableSpec, TransactionBlock, TransactionCodec,
+    TransactionMetadataEvent, TransactionStatus,
 };
 use crate::config::{ColumnSelection, Connector, HashAlgorithm, Mask, TableRule};
 use crate::postgres::ReplicaIdentity;
@@ -22,12 +28,34 @@ use crate::source::lsn::Lsn;
 use crate::source::relation::RelationInfo;
 use crate::source::value::Value;
 
+/// Debezium's header on the delete (and its tombstone) of a key change: the new key.
+pub const HEADER_NEW_KEY: &str = "__debezium.newkey";
+/// Debezium's header on the create of a key change: the old key.
+pub const HEADER_OLD_KEY: &str = "__debezium.oldkey";
+/// The data collection Debezium counts logical decoding messages under in transaction
+/// metadata (`LogicalDecodingMessageMonitor.LogicalDecodingMessageId.identifier()`).
+pub const MESSAGE_DATA_COLLECTION: &str = "LOGICAL_DECODING_MESSAGE";
+
 /// One record ready for the sink (position assigned by the caller, in order).
 #[derive(Debug, Clone)]
 pub struct Encoded {
     pub topic: Arc<str>,
     pub key: Option<Vec<u8>>,
     pub value: Option<Vec<u8>>,
+    /// Headers besides walcast's own position headers (Debezium's key-change headers).
+    pub headers: Vec<(&'static str, Vec<u8>)>,
+}
+
+impl Encoded {
+    /// A record without extra headers.
+    pub fn new(topic: Arc<str>, key: Option<Vec<u8>>, value: Option<Vec<u8>>) -> Self {
+        Encoded {
+            topic,
+            key,
+            value,
+            headers: Vec::new(),
+        }
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -49,12 +77,48 @@ pub struct TxContext {
     pub last_commit_lsn: Option<Lsn>,
 }
 
+/// How one record shape (a key or a value schema) is serialized. Every codec writes
+/// the Avro datum framed with a schema id; JSON renders that datum (the id is unused).
+#[derive(Debug, Clone)]
+enum Serializer {
+    /// Confluent's wire format under this registered schema id.
+    Avro(u32),
+    /// Kafka Connect's JsonConverter (with or without the schema).
+    Json(JsonRecord),
+}
+
+impl Serializer {
+    fn id(&self) -> u32 {
+        match self {
+            Serializer::Avro(id) => *id,
+            Serializer::Json(_) => 0,
+        }
+    }
+
+    /// The record bytes from a framed Avro datum.
+    fn finish(&self, framed: Vec<u8>, what: &str) -> Result<Vec<u8>, EventError> {
+        match self {
+            Serializer::Avro(_) => Ok(framed),
+            Serializer::Json(record) => {
+                let mut out = Vec::with_capacity(framed.len() * 2 + 16);
+                record
+                    .write_framed(&framed, &mut out)
+                    .map_err(|e| EventError::Encode {
+                        table: what.to_string(),
+                        message: e.to_string(),
+                    })?;
+                Ok(out)
+            }
+        }
+    }
+}
+
 /// What a table version needs to produce records.
 struct TableState {
     codec: TableCodec,
     topic: Arc<str>,
-    key_id: Option<u32>,
-    value_id: u32,
+    key: Option<Serializer>,
+    value: Serializer,
     /// Indexes of the relation's columns that are captured (all when `None`).
     projection: Option<Vec<usize>>,
     projected: Arc<RelationInfo>,
@@ -65,28 +129,179 @@ struct TableState {
     key_columns: Vec<usize>,
 }
 
+impl TableState {
+    fn encode_error(&self, e: crate::codec::EncodeError) -> EventError {
+        EventError::Encode {
+            table: self.projected.qualified(),
+            message: e.to_string(),
+        }
+    }
+
+    /// The Kafka key of `row` (`None` for a table without key columns).
+    fn encode_key(&self, row: &[Value]) -> Result<Option<Vec<u8>>, EventError> {
+        let Some(serializer) = &self.key else {
+            return Ok(None);
+        };
+        let mut buf = Vec::with_capacity(32);
+        self.codec
+            .encode_key(row, serializer.id(), &mut buf)
+            .map_err(|e| self.encode_error(e))?;
+        serializer.finish(buf, self.codec.table()).map(Some)
+    }
+
+    /// The Kafka value of `event`.
+    fn encode_value(&self, event: &ChangeEvent) -> Result<Vec<u8>, EventError> {
+        let mut buf = Vec::with_capacity(256);
+        self.codec
+            .encode_envelope(event, self.value.id(), &mut buf)
+            .map_err(|e| self.encode_error(e))?;
+        self.value.finish(buf, self.codec.table())
+    }
+
+    /// The value of Debezium's `__debezium.oldkey` / `__debezium.newkey` header for the
+    /// key of `row`.
+    ///
+    /// Debezium adds the key `Struct` as a Connect header; the Kafka Connect worker
+    /// serializes headers with its `header.converter`, whose default is
+    /// `SimpleHeaderConverter` whatever the key and value converters are (Avro or
+    /// JSON). That converter writes `Values.convertToString(schema, key)` as UTF-8: for
+    /// a struct `{"id":1}`, strings quoted with only `\` and `"` escaped, numbers as
+    /// Java prints them (a Decimal as `BigDecimal.toString()`), bytes in base64. This is
+    /// what a consumer of Debezium's topics receives, so walcast writes exactly that
+    /// text (in every `[events] format`), not the Avro-encoded key.
+    fn key_header(&self, row: &[Value]) -> Result<Vec<u8>, EventError> {
+        crate::codec::json::key_header_value(&self.codec, row)
+            .map(String::into_bytes)
+            .map_err(|e| self.encode_error(e))
+    }
+}
+
+/// The transaction topic's codec and serializers.
+struct TransactionTopic {
+    codec: TransactionCodec,
+    key: Serializer,
+    value: Serializer,
+    topic: Arc<str>,
+}
+
+impl TransactionTopic {
+    fn record(&self, event: &TransactionMetadataEvent) -> Result<Encoded, EventError> {
+        let mut key = Vec::with_capacity(32);
+        self.codec.encode_key(event, self.key.id(), &mut key);
+        let mut value = Vec::with_capacity(128);
+        self.codec.encode_value(event, self.value.id(), &mut value);
+        Ok(Encoded::new(
+            self.topic.clone(),
+            Some(self.key.finish(key, &self.topic)?),
+            Some(self.value.finish(value, &self.topic)?),
+        ))
+    }
+}
+
+/// Transaction metadata of the transaction being built (Debezium's
+/// `TransactionContext`): whether its BEGIN record went out, and its event counts.
+#[derive(Debug, Default)]
+struct TxMeta {
+    xid: u32,
+    commit_time_us: i64,
+    /// The LSN of the commit record: BEGIN's id when nothing came before the commit.
+    commit_lsn: Lsn,
+    begun: bool,
+    total: i64,
+    /// Events per data collection (`schema.table`), in order of first appearance.
+    collections: Vec<(String, i64)>,
+}
+
+impl TxMeta {
+    /// BEGIN's or END's record.
+    fn boundary(&self, status: TransactionStatus, lsn: Lsn) -> TransactionMetadataEvent {
+        let end = status == TransactionStatus::End;
+        TransactionMetadataEvent {
+            status,
+            xid: i64::from(self.xid),
+            lsn,
+            ts_ms: self.commit_time_us.div_euclid(1000),
+            event_count: end.then_some(self.total),
+            data_collections: end.then(|| {
+                // Debezium keeps the counts in a java.util.HashMap and lists them in its
+                // iteration order.
+                let names: Vec<&str> = self.collections.iter().map(|(n, _)| n.as_str()).collect();
+                crate::codec::java::hash_map_order(&names)
+                    .into_iter()
+                    .map(|i| self.collections[i].clone())
+                    .collect()
+            }),
+        }
+    }
+
+    /// Counts an event of `collection` at `lsn`, emitting BEGIN before the first one,
+    /// and returns the event's `transaction` block (Debezium's `TransactionMonitor`).
+    ///
+    /// Debezium writes BEGIN when PostgreSQL's BEGIN message arrives, with the id
+    /// `<xid>:<LSN of that message>`. Since PostgreSQL 15 pgoutput sends BEGIN just
+    /// before the transaction's first change, so that LSN is the first event's: walcast
+    /// writes BEGIN just before the first event with that LSN, which is the same record
+    /// (before 15 the message carries the transaction's first WAL position, which the
+    /// replication stream does not expose; walcast's id then differs in the LSN part).
+    fn event(
+        &mut self,
+        topic: &TransactionTopic,
+        collection: &str,
+        lsn: Lsn,
+        out: &mut Vec<Encoded>,
+    ) -> Result<TransactionBlock, EventError> {
+        if !self.begun {
+            out.push(topic.record(&self.boundary(TransactionStatus::Begin, lsn))?);
+            self.begun = true;
+        }
+        self.total += 1;
+        let order = match self.collections.iter_mut().find(|(n, _)| n == collection) {
+            Some((_, n)) => {
+                *n += 1;
+                *n
+            }
+            None => {
+                self.collections.push((collection.to_string(), 1));
+                1
+            }
+        };
+        Ok(TransactionBlock {
+            xid: i64::from(self.xid),
+            lsn,
+            total_order: self.total,
+            data_collection_order: order,
+        })
+    }
+}
+
 pub struct EventStage {
     connector: Arc<Connector>,
     meta: Arc<ConnectorMeta>,
     options: CodecOptions,
-    registry: RegistryClient,
+    /// `None` with a JSON format (no registry).
+    registry: Option<RegistryClient>,
     tables: HashMap<(u32, u32), TableState>,
-    messages: Option<(MessageCodec, u32, u32, Arc<str>)>,
+    messages: Option<(MessageCodec, Serializer, Serializer, Arc<str>)>,
+    transactions: Option<TransactionTopic>,
+    tx: TxMeta,
 }
 
 impl EventStage {
-    pub fn new(connector: Arc<Connector>, registry: RegistryClient) -> Self {
+    /// `registry` is needed by the Avro format only.
+    pub fn new(connector: Arc<Connector>, registry: Option<RegistryClient>) -> Self {
         let meta = Arc::new(ConnectorMeta::new(
             connector.kafka.topic_prefix.clone(),
             connector.source.dbname.clone(),
         ));
         Self {
+            options: connector.events.codec.clone(),
             connector,
             meta,
-            options: CodecOptions::default(),
             registry,
             tables: HashMap::new(),
             messages: None,
+            transactions: None,
+            tx: TxMeta::default(),
         }
     }
 
@@ -95,6 +310,32 @@ impl EventStage {
             .tables
             .iter()
             .find(|r| r.applies_to(&relation.schema, &relation.table))
+    }
+
+    /// How a record shape of `subject` is serialized in the connector's format:
+    /// registered (once; the client caches) for Avro, rendered for JSON.
+    async fn serializer(
+        &self,
+        subject: &str,
+        schema: &ConnectSchema,
+        avro_json: &str,
+    ) -> Result<Serializer, EventError> {
+        match self.connector.events.format {
+            EventFormat::Avro => {
+                let registry = self.registry.as_ref().ok_or_else(|| {
+                    EventError::Registry(
+                        "the Avro format needs a schema registry; set [registry] url".into(),
+                    )
+                })?;
+                let id = registry
+                    .register(subject, avro_json)
+                    .await
+                    .map_err(|e| EventError::Registry(e.to_string()))?;
+                Ok(Serializer::Avro(id))
+            }
+            EventFormat::Json => Ok(Serializer::Json(JsonRecord::new(schema, false))),
+            EventFormat::JsonWithSchema => Ok(Serializer::Json(JsonRecord::new(schema, true))),
+        }
     }
 
     async fn table(&mut self, relation: &Arc<RelationInfo>) -> Result<&TableState, EventError> {
@@ -183,31 +424,105 @@ impl EventStage {
                     .map(|m| m.mask.clone())
             })
             .collect();
-        let key_id = match codec.key_schema_json() {
-            Some(schema) => Some(
-                self.registry
-                    .register(&format!("{topic}-key"), schema)
-                    .await
-                    .map_err(|e| EventError::Registry(e.to_string()))?,
+        let key = match (codec.key_connect_schema(), codec.key_schema_json()) {
+            (Some(schema), Some(avro)) => Some(
+                self.serializer(&format!("{topic}-key"), schema, avro)
+                    .await?,
             ),
-            None => None,
+            _ => None,
         };
-        let value_id = self
-            .registry
-            .register(&format!("{topic}-value"), codec.envelope_schema_json())
-            .await
-            .map_err(|e| EventError::Registry(e.to_string()))?;
+        let value = self
+            .serializer(
+                &format!("{topic}-value"),
+                codec.envelope_connect_schema(),
+                codec.envelope_schema_json(),
+            )
+            .await?;
         Ok(TableState {
             codec,
             topic,
-            key_id,
-            value_id,
+            key,
+            value,
             projection,
             projected,
             masks,
             tombstones: rule.as_ref().is_none_or(|r| r.tombstones),
             key_columns,
         })
+    }
+
+    /// Makes sure the transaction topic's schemas are ready (registered for Avro).
+    async fn transaction_topic(&mut self) -> Result<(), EventError> {
+        if self.transactions.is_some() {
+            return Ok(());
+        }
+        let codec = TransactionCodec::new();
+        let topic: Arc<str> = format!("{}.transaction", self.connector.kafka.topic_prefix).into();
+        let key = self
+            .serializer(
+                &format!("{topic}-key"),
+                codec.key_connect_schema(),
+                codec.key_schema_json(),
+            )
+            .await?;
+        let value = self
+            .serializer(
+                &format!("{topic}-value"),
+                codec.value_connect_schema(),
+                codec.value_schema_json(),
+            )
+            .await?;
+        self.transactions = Some(TransactionTopic {
+            codec,
+            key,
+            value,
+            topic,
+        });
+        Ok(())
+    }
+
+    /// A transaction begins (PostgreSQL's BEGIN): its metadata starts afresh. With
+    /// `provide_transaction_metadata` its BEGIN record is written before its first event
+    /// (see [`TxMeta::event`]), or at its commit when it has none.
+    pub fn begin_transaction(&mut self, tx: &TxContext, commit_lsn: Lsn) {
+        self.tx = TxMeta {
+            xid: tx.xid,
+            commit_time_us: tx.commit_time_us,
+            commit_lsn,
+            ..TxMeta::default()
+        };
+    }
+
+    /// The transaction commits; its WAL ends at `end_lsn`. With
+    /// `provide_transaction_metadata`: its END record (`<xid>:<end_lsn>`, as Debezium's
+    /// id carries the LSN of the COMMIT message, which is the end of the commit record),
+    /// preceded by its BEGIN when no event wrote one (a transaction with nothing
+    /// captured in it: Debezium writes both then too).
+    pub async fn commit_transaction(
+        &mut self,
+        end_lsn: Lsn,
+        out: &mut Vec<Encoded>,
+    ) -> Result<(), EventError> {
+        if !self.connector.events.provide_transaction_metadata {
+            return Ok(());
+        }
+        self.transaction_topic().await?;
+        let Some(topic) = &self.transactions else {
+            return Ok(());
+        };
+        if !self.tx.begun {
+            out.push(
+                topic.record(
+                    &self
+                        .tx
+                        .boundary(TransactionStatus::Begin, self.tx.commit_lsn),
+                )?,
+            );
+            self.tx.begun = true;
+        }
+        out.push(topic.record(&self.tx.boundary(TransactionStatus::End, end_lsn))?);
+        self.tx = TxMeta::default();
+        Ok(())
     }
 
     /// The records of one row change, in the order Debezium emits them.
@@ -217,8 +532,19 @@ impl EventStage {
         tx: &TxContext,
         out: &mut Vec<Encoded>,
     ) -> Result<(), EventError> {
+        let metadata = self.connector.events.provide_transaction_metadata;
+        if metadata {
+            self.transaction_topic().await?;
+        }
+        let key_headers = self.connector.events.emit_key_change_headers;
         let meta = self.meta.clone();
-        let state = self.table(&change.relation).await?;
+        self.table(&change.relation).await?;
+        let id = (change.relation.oid, change.relation.version);
+        let Some(state) = self.tables.get(&id) else {
+            return Err(EventError::Schema("table state vanished".into()));
+        };
+        let tx_meta = &mut self.tx;
+        let tx_topic = self.transactions.as_ref().filter(|_| metadata);
         let project = |row: Vec<Value>| -> Vec<Value> {
             let row = match &state.projection {
                 Some(keep) => keep.iter().map(|&i| row[i].clone()).collect(),
@@ -239,46 +565,39 @@ impl EventStage {
         );
         let now_ns = now_ns();
         let projected = state.projected.clone();
-        let table = projected.qualified();
-        let encode_err = |e: crate::codec::EncodeError| EventError::Encode {
-            table: table.clone(),
-            message: e.to_string(),
-        };
+        let collection = projected.qualified();
 
         // A key change: delete (+ tombstone) of the old key, then a create.
         let key_changed = change.op == RowOp::Update
             && !state.key_columns.is_empty()
             && matches!((&old, &new), (Some(o), Some(n)) if state.key_columns.iter().any(|&i| !o[i].is_null() && o[i] != n[i]));
-        let emit = |event: ChangeEvent,
-                    tombstone: bool,
-                    out: &mut Vec<Encoded>|
+        let mut emit = |mut event: ChangeEvent,
+                        tombstone: bool,
+                        headers: Vec<(&'static str, Vec<u8>)>,
+                        out: &mut Vec<Encoded>|
          -> Result<(), EventError> {
-            let key = match (state.key_id, event.key_row()) {
-                (Some(id), Some(row)) => {
-                    let mut buf = Vec::new();
-                    state
-                        .codec
-                        .encode_key(row, id, &mut buf)
-                        .map_err(encode_err)?;
-                    Some(buf)
-                }
-                _ => None,
+            if let Some(topic) = tx_topic {
+                event.transaction = Some(tx_meta.event(topic, &collection, change.lsn, out)?);
+            }
+            let key = match event.key_row() {
+                Some(row) => state.encode_key(row)?,
+                None => None,
             };
-            let mut value = Vec::with_capacity(256);
-            state
-                .codec
-                .encode_envelope(&event, state.value_id, &mut value)
-                .map_err(encode_err)?;
+            let value = state.encode_value(&event)?;
             out.push(Encoded {
                 topic: state.topic.clone(),
                 key: key.clone(),
                 value: Some(value),
+                headers: headers.clone(),
             });
             if tombstone && state.tombstones && key.is_some() {
+                // Debezium's tombstone is a copy of the delete record (its headers too)
+                // without the value.
                 out.push(Encoded {
                     topic: state.topic.clone(),
                     key,
                     value: None,
+                    headers,
                 });
             }
             Ok(())
@@ -299,40 +618,62 @@ impl EventStage {
         };
         match change.op {
             RowOp::Update if key_changed => {
-                emit(make(RowOp::Delete, old, None), true, out)?;
-                emit(make(RowOp::Insert, None, new), false, out)?;
+                let (mut new_key, mut old_key) = (Vec::new(), Vec::new());
+                if key_headers {
+                    if let (Some(o), Some(n)) = (&old, &new) {
+                        new_key.push((HEADER_NEW_KEY, state.key_header(n)?));
+                        old_key.push((HEADER_OLD_KEY, state.key_header(o)?));
+                    }
+                }
+                emit(make(RowOp::Delete, old, None), true, new_key, out)?;
+                emit(make(RowOp::Insert, None, new), false, old_key, out)?;
             }
-            RowOp::Delete => emit(make(RowOp::Delete, old, None), true, out)?,
-            op => emit(make(op, old, new), false, out)?,
+            RowOp::Delete => emit(make(RowOp::Delete, old, None), true, Vec::new(), out)?,
+            op => emit(make(op, old, new), false, Vec::new(), out)?,
         }
         Ok(())
     }
 
-    /// A logical decoding message, on `<prefix>.message`.
+    /// A logical decoding message, on `<prefix>.message`. A transactional one is an
+    /// event of its transaction (counted in its metadata, with a `transaction` block);
+    /// a non-transactional one stands alone.
     pub async fn message(
         &mut self,
         prefix: String,
         content: bytes::Bytes,
         lsn: Lsn,
+        transactional: bool,
         tx: &TxContext,
         out: &mut Vec<Encoded>,
     ) -> Result<(), EventError> {
         if self.messages.is_none() {
             let codec = MessageCodec::new(&self.options);
             let topic: Arc<str> = format!("{}.message", self.connector.kafka.topic_prefix).into();
-            let key_id = self
-                .registry
-                .register(&format!("{topic}-key"), codec.key_schema_json())
-                .await
-                .map_err(|e| EventError::Registry(e.to_string()))?;
-            let value_id = self
-                .registry
-                .register(&format!("{topic}-value"), codec.value_schema_json())
-                .await
-                .map_err(|e| EventError::Registry(e.to_string()))?;
-            self.messages = Some((codec, key_id, value_id, topic));
+            let key = self
+                .serializer(
+                    &format!("{topic}-key"),
+                    codec.key_connect_schema(),
+                    codec.key_schema_json(),
+                )
+                .await?;
+            let value = self
+                .serializer(
+                    &format!("{topic}-value"),
+                    codec.value_connect_schema(),
+                    codec.value_schema_json(),
+                )
+                .await?;
+            self.messages = Some((codec, key, value, topic));
         }
-        let Some((codec, key_id, value_id, topic)) = &self.messages else {
+        let metadata = self.connector.events.provide_transaction_metadata && transactional;
+        if metadata {
+            self.transaction_topic().await?;
+        }
+        let transaction = match (&self.transactions, metadata) {
+            (Some(topic), true) => Some(self.tx.event(topic, MESSAGE_DATA_COLLECTION, lsn, out)?),
+            _ => None,
+        };
+        let Some((codec, key_serializer, value_serializer, topic)) = &self.messages else {
             return Ok(());
         };
         let event = MessageEvent {
@@ -346,17 +687,75 @@ impl EventStage {
                 tx.xid,
             ),
             ts_ns: now_ns(),
-            transaction: None,
+            transaction,
         };
         let mut key = Vec::new();
-        codec.encode_key(&event, *key_id, &mut key);
+        codec.encode_key(&event, key_serializer.id(), &mut key);
         let mut value = Vec::new();
-        codec.encode_value(&event, *value_id, &mut value);
-        out.push(Encoded {
-            topic: topic.clone(),
-            key: Some(key),
-            value: Some(value),
-        });
+        codec.encode_value(&event, value_serializer.id(), &mut value);
+        out.push(Encoded::new(
+            topic.clone(),
+            Some(key_serializer.finish(key, topic)?),
+            Some(value_serializer.finish(value, topic)?),
+        ));
+        Ok(())
+    }
+}
+
+/// The initial snapshot's rows (`op = r`).
+impl EventStage {
+    /// The record of one snapshot row: no `before`, the row as `after`, and
+    /// `source.snapshot` saying where the row sits in the snapshot.
+    pub async fn snapshot_row(
+        &mut self,
+        relation: Arc<RelationInfo>,
+        row: Vec<Value>,
+        marker: crate::source::snapshot::RowMarker,
+        consistent_point: Lsn,
+        out: &mut Vec<Encoded>,
+    ) -> Result<(), EventError> {
+        use crate::codec::{Op, SnapshotRecord};
+        use crate::source::snapshot::RowMarker;
+        let meta = self.meta.clone();
+        let state = self.table(&relation).await?;
+        let row = match &state.projection {
+            Some(keep) => keep.iter().map(|&i| row[i].clone()).collect(),
+            None => row,
+        };
+        let row = apply_masks(row, &state.masks);
+        let now = now_ns();
+        let source = SourceInfo {
+            connector: meta,
+            ts_us: now.div_euclid(1000),
+            snapshot: match marker {
+                RowMarker::First => SnapshotRecord::First,
+                RowMarker::FirstInTable => SnapshotRecord::FirstInDataCollection,
+                RowMarker::LastInTable => SnapshotRecord::LastInDataCollection,
+                RowMarker::Last => SnapshotRecord::Last,
+                RowMarker::Middle => SnapshotRecord::True,
+            },
+            last_commit_lsn: None,
+            lsn: Some(consistent_point),
+            tx_id: None,
+            xmin: None,
+            origin: None,
+            origin_lsn: None,
+        };
+        let event = ChangeEvent {
+            op: Op::Read,
+            relation: state.projected.clone(),
+            before: None,
+            after: Some(row),
+            source,
+            ts_ns: now,
+            transaction: None,
+        };
+        let key = match event.key_row() {
+            Some(row) => state.encode_key(row)?,
+            None => None,
+        };
+        let value = state.encode_value(&event)?;
+        out.push(Encoded::new(state.topic.clone(), key, Some(value)));
         Ok(())
     }
 }
@@ -433,5 +832,299 @@ mod tests {
         assert_eq!(out[2], Value::Text("long".into()));
         assert_eq!(out[3], Value::Int4(1));
         assert_eq!(out[4], Value::Null);
+    }
+
+    // --- The stage end to end, in the JSON format (no registry, no I/O) ---
+
+    use crate::source::relation::{ColumnInfo, TypeInfo};
+    use crate::source::types::builtin;
+
+    fn stage(events: &str) -> EventStage {
+        let text = format!(
+            r#"name = "shop"
+[source]
+dbname = "shopdb"
+user = "walcast"
+[kafka]
+bootstrap_servers = "127.0.0.1:9092"
+[events]
+format = "json"
+{events}
+[tables."public.*"]
+"#
+        );
+        let connector =
+            crate::config::parse_connector(std::path::Path::new("shop.toml"), &text).unwrap();
+        EventStage::new(Arc::new(connector), None)
+    }
+
+    fn relation(table: &str) -> Arc<RelationInfo> {
+        let column = |name: &str, oid: u32, key: bool| {
+            let pg_type = builtin(oid).unwrap();
+            ColumnInfo {
+                name: name.into(),
+                type_info: Arc::new(TypeInfo {
+                    oid,
+                    name: pg_type.name().to_string(),
+                    pg_type,
+                    enum_labels: None,
+                }),
+                type_modifier: -1,
+                is_key: key,
+                not_null: key,
+            }
+        };
+        Arc::new(RelationInfo {
+            oid: if table == "a" { 16_600 } else { 16_601 },
+            schema: "public".into(),
+            table: table.into(),
+            replica_identity: ReplicaIdentity::Default,
+            columns: vec![column("id", 23, true), column("name", 25, false)],
+            version: 1,
+        })
+    }
+
+    fn change(
+        rel: &Arc<RelationInfo>,
+        op: RowOp,
+        old: Option<i32>,
+        new: Option<i32>,
+        lsn: u64,
+    ) -> RowChange {
+        RowChange {
+            relation: rel.clone(),
+            op,
+            old: old.map(|id| OldRow::Key(vec![Value::Int4(id), Value::Null])),
+            new: new.map(|id| vec![Value::Int4(id), Value::Text(format!("n{id}"))]),
+            lsn: Lsn(lsn),
+        }
+    }
+
+    fn json(bytes: &Option<Vec<u8>>) -> serde_json::Value {
+        match bytes {
+            Some(b) => serde_json::from_slice(b).unwrap(),
+            None => serde_json::Value::Null,
+        }
+    }
+
+    const TX: TxContext = TxContext {
+        xid: 571,
+        commit_time_us: 1_700_000_000_123_456,
+        last_commit_lsn: Some(Lsn(900)),
+    };
+
+    #[tokio::test]
+    async fn transaction_metadata_and_key_change_headers() {
+        let mut stage = stage("provide_transaction_metadata = true");
+        let (a, b) = (relation("a"), relation("b"));
+        let mut out = Vec::new();
+        stage.begin_transaction(&TX, Lsn(2_000));
+        stage
+            .change(
+                change(&a, RowOp::Insert, None, Some(1), 1_000),
+                &TX,
+                &mut out,
+            )
+            .await
+            .unwrap();
+        stage
+            .change(
+                change(&b, RowOp::Insert, None, Some(5), 1_010),
+                &TX,
+                &mut out,
+            )
+            .await
+            .unwrap();
+        // The key of a.1 becomes 2: delete, tombstone, create.
+        stage
+            .change(
+                change(&a, RowOp::Update, Some(1), Some(2), 1_020),
+                &TX,
+                &mut out,
+            )
+            .await
+            .unwrap();
+        stage
+            .commit_transaction(Lsn(2_048), &mut out)
+            .await
+            .unwrap();
+
+        let topics: Vec<&str> = out.iter().map(|r| &*r.topic).collect();
+        assert_eq!(
+            topics,
+            [
+                "shop.transaction",
+                "shop.public.a",
+                "shop.public.b",
+                "shop.public.a",
+                "shop.public.a",
+                "shop.public.a",
+                "shop.transaction"
+            ]
+        );
+        // BEGIN: the first event's LSN in its id, the commit time.
+        assert_eq!(json(&out[0].key), serde_json::json!({"id": "571:1000"}));
+        assert_eq!(
+            json(&out[0].value),
+            serde_json::json!({"status": "BEGIN", "id": "571:1000", "event_count": null,
+                "data_collections": null, "ts_ms": 1_700_000_000_123_i64})
+        );
+        let block = |i: usize| json(&out[i].value)["transaction"].clone();
+        assert_eq!(
+            block(1),
+            serde_json::json!({"id": "571:1000", "total_order": 1, "data_collection_order": 1})
+        );
+        assert_eq!(
+            block(2),
+            serde_json::json!({"id": "571:1010", "total_order": 2, "data_collection_order": 1})
+        );
+        assert_eq!(
+            block(3),
+            serde_json::json!({"id": "571:1020", "total_order": 3, "data_collection_order": 2})
+        );
+        assert_eq!(out[4].value, None, "the delete's tombstone");
+        assert_eq!(
+            block(5),
+            serde_json::json!({"id": "571:1020", "total_order": 4, "data_collection_order": 3})
+        );
+        // END: the end LSN, every event counted per table (HashMap order).
+        assert_eq!(
+            json(&out[6].value),
+            serde_json::json!({"status": "END", "id": "571:2048", "event_count": 4,
+                "data_collections": [{"data_collection": "public.a", "event_count": 3},
+                    {"data_collection": "public.b", "event_count": 1}],
+                "ts_ms": 1_700_000_000_123_i64})
+        );
+
+        // Key-change headers: the new key on the delete and its tombstone, the old key
+        // on the create; none elsewhere.
+        assert_eq!(json(&out[3].value)["op"], "d");
+        assert_eq!(json(&out[3].key), serde_json::json!({"id": 1}));
+        let newkey = vec![(HEADER_NEW_KEY, br#"{"id":2}"#.to_vec())];
+        assert_eq!(out[3].headers, newkey);
+        assert_eq!(out[4].headers, newkey);
+        assert_eq!(json(&out[5].value)["op"], "c");
+        assert_eq!(json(&out[5].key), serde_json::json!({"id": 2}));
+        assert_eq!(
+            out[5].headers,
+            vec![(HEADER_OLD_KEY, br#"{"id":1}"#.to_vec())]
+        );
+        for i in [0, 1, 2, 6] {
+            assert!(out[i].headers.is_empty(), "record {i}");
+        }
+
+        // A transaction with nothing captured still gets BEGIN and END, as in Debezium;
+        // the counts start afresh.
+        out.clear();
+        stage.begin_transaction(&TxContext { xid: 572, ..TX }, Lsn(3_000));
+        stage
+            .commit_transaction(Lsn(3_040), &mut out)
+            .await
+            .unwrap();
+        assert_eq!(out.len(), 2);
+        assert_eq!(json(&out[0].value)["id"], "572:3000");
+        assert_eq!(json(&out[1].value)["id"], "572:3040");
+        assert_eq!(json(&out[1].value)["event_count"], 0);
+        assert_eq!(
+            json(&out[1].value)["data_collections"],
+            serde_json::json!([])
+        );
+    }
+
+    #[tokio::test]
+    async fn without_the_options_there_is_no_metadata_and_no_header() {
+        let mut stage = stage("emit_key_change_headers = false");
+        let a = relation("a");
+        let mut out = Vec::new();
+        stage.begin_transaction(&TX, Lsn(2_000));
+        stage
+            .change(
+                change(&a, RowOp::Update, Some(1), Some(2), 1_020),
+                &TX,
+                &mut out,
+            )
+            .await
+            .unwrap();
+        stage
+            .message(
+                "p".into(),
+                bytes::Bytes::from_static(b"x"),
+                Lsn(1_030),
+                true,
+                &TX,
+                &mut out,
+            )
+            .await
+            .unwrap();
+        stage
+            .commit_transaction(Lsn(2_048), &mut out)
+            .await
+            .unwrap();
+        assert_eq!(out.len(), 4, "delete, tombstone, create, message");
+        for r in &out {
+            assert!(r.headers.is_empty());
+            assert_ne!(&*r.topic, "shop.transaction");
+            if r.value.is_some() {
+                assert_eq!(json(&r.value)["transaction"], serde_json::Value::Null);
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn messages_count_in_their_transaction() {
+        let mut stage = stage("provide_transaction_metadata = true");
+        let mut out = Vec::new();
+        stage.begin_transaction(&TX, Lsn(2_000));
+        stage
+            .message(
+                "p".into(),
+                bytes::Bytes::from_static(b"x"),
+                Lsn(1_030),
+                true,
+                &TX,
+                &mut out,
+            )
+            .await
+            .unwrap();
+        stage
+            .message(
+                "p".into(),
+                bytes::Bytes::from_static(b"y"),
+                Lsn(1_040),
+                true,
+                &TX,
+                &mut out,
+            )
+            .await
+            .unwrap();
+        stage
+            .commit_transaction(Lsn(2_048), &mut out)
+            .await
+            .unwrap();
+        assert_eq!(out.len(), 4);
+        assert_eq!(&*out[1].topic, "shop.message");
+        assert_eq!(
+            json(&out[2].value)["transaction"],
+            serde_json::json!({"id": "571:1040", "total_order": 2, "data_collection_order": 2})
+        );
+        assert_eq!(
+            json(&out[3].value)["data_collections"],
+            serde_json::json!([{"data_collection": MESSAGE_DATA_COLLECTION, "event_count": 2}])
+        );
+        // A non-transactional message stands outside any transaction.
+        out.clear();
+        stage
+            .message(
+                "p".into(),
+                bytes::Bytes::from_static(b"z"),
+                Lsn(4_000),
+                false,
+                &TX,
+                &mut out,
+            )
+            .await
+            .unwrap();
+        assert_eq!(out.len(), 1);
+        assert_eq!(json(&out[0].value)["transaction"], serde_json::Value::Null);
     }
 }

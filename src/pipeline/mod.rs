@@ -10,6 +10,7 @@
 //! nor repeated.
 
 pub mod events;
+pub mod snapshot;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -25,7 +26,6 @@ use crate::sink::kafka::{last_positions, KafkaSink, OutRecord};
 use crate::source::change::TxEvent;
 use crate::source::lsn::Lsn;
 use crate::source::reader::{stream_with_reconnect, ReaderConfig};
-use crate::source::replication::ReplicationConnection;
 use crate::source::spool::SpoolConfig;
 use events::{EventStage, TxContext};
 
@@ -42,39 +42,6 @@ pub enum PipelineError {
     Sink(#[from] crate::sink::kafka::SinkError),
 }
 
-/// Creates the connector's slot when it does not exist yet; returns whether it did.
-pub async fn ensure_slot(connector: &Connector) -> Result<bool, PipelineError> {
-    let client = crate::postgres::connect(&connector.source, None)
-        .await
-        .map_err(|e| PipelineError::Setup(e.to_string()))?;
-    let exists = client
-        .query_opt(
-            "SELECT 1 FROM pg_replication_slots WHERE slot_name = $1",
-            &[&connector.source.slot],
-        )
-        .await
-        .map_err(|e| PipelineError::Setup(e.to_string()))?
-        .is_some();
-    if exists {
-        return Ok(false);
-    }
-    let mut conn = ReplicationConnection::connect(&connector.source)
-        .await
-        .map_err(|e| PipelineError::Setup(e.to_string()))?;
-    let slot = conn
-        .create_slot(&connector.source.slot, false, false)
-        .await
-        .map_err(|e| {
-            PipelineError::Setup(format!(
-                "cannot create replication slot {}: {e}",
-                connector.source.slot
-            ))
-        })?;
-    info!(slot = %slot.name, consistent_point = %slot.consistent_point, "created the replication slot; changes from here on are captured");
-    let _ = conn.stop().await;
-    Ok(true)
-}
-
 /// Runs `connector` until `shutdown` turns true or a fatal error.
 pub async fn run(
     connector: Connector,
@@ -87,9 +54,17 @@ pub async fn run(
         )));
     }
     let connector = Arc::new(connector);
-    ensure_slot(&connector).await?;
-    let registry = RegistryClient::new(RegistryClientConfig::from_connector(&connector.registry))
-        .map_err(|e| PipelineError::Setup(e.to_string()))?;
+    let plan = snapshot::prepare(&connector).await?;
+    let snapshot_only = connector.source.snapshot_mode == crate::config::SnapshotMode::InitialOnly;
+    // The JSON formats use no schema registry.
+    let registry = if connector.events.format.uses_registry() {
+        Some(
+            RegistryClient::new(RegistryClientConfig::from_connector(&connector.registry))
+                .map_err(|e| PipelineError::Setup(e.to_string()))?,
+        )
+    } else {
+        None
+    };
     let client_id = format!("walcast-{}", connector.name);
     let (mut sink, mut reports) =
         KafkaSink::new(&connector.kafka, connector.delivery.mode, &client_id)?;
@@ -108,6 +83,12 @@ pub async fn run(
     let source_task = {
         let connector = connector.clone();
         tokio::spawn(async move {
+            if let Some(plan) = plan {
+                snapshot::run(&connector, plan, &events_tx).await?;
+                if snapshot_only {
+                    return Ok(());
+                }
+            }
             stream_with_reconnect(
                 &connector.source,
                 &reader_config,
@@ -116,6 +97,7 @@ pub async fn run(
                 stop_source_rx,
             )
             .await
+            .map_err(PipelineError::from)
         })
     };
     let heartbeat_task = connector.heartbeat.action_query.clone().map(|query| {
@@ -135,8 +117,10 @@ pub async fn run(
     // Exactly-once: the last position already in each partition, loaded per topic.
     let mut present: HashMap<Arc<str>, HashMap<i32, Position>> = HashMap::new();
     let mut skipped: u64 = 0;
+    // The consistent point of a snapshot being sent, and of one waiting for its acks.
+    let mut snapshot_point: Option<Lsn> = None;
+    let mut snapshot_pending: Option<Lsn> = None;
     let mut last_recorded = std::time::Instant::now();
-    let mut source_done = false;
     let result: Result<(), PipelineError> = loop {
         tokio::select! {
             biased;
@@ -155,6 +139,10 @@ pub async fn run(
                 tracker.acked(report.commit_lsn);
                 if let Some(checkpoint) = tracker.advance() {
                     let _ = flushed_tx.send(checkpoint.flush_lsn);
+                    if snapshot_pending.is_some_and(|cp| checkpoint.flush_lsn >= cp) {
+                        snapshot_pending = None;
+                        tokio::spawn(snapshot::mark_completed(connector.clone()));
+                    }
                     if last_recorded.elapsed() >= Duration::from_secs(1) {
                         last_recorded = std::time::Instant::now();
                         if let Err(e) = sink.write_checkpoint(&connector.name, &connector.source.slot, &checkpoint).await {
@@ -163,10 +151,10 @@ pub async fn run(
                     }
                 }
             }
-            event = events_rx.recv(), if !source_done => {
+            event = events_rx.recv() => {
                 let Some(event) = event else {
-                    source_done = true;
-                    continue;
+                    // The source ended (initial_only done, or an error the source task reports).
+                    break Ok(());
                 };
                 match event {
                     TxEvent::Begin { xid, commit_lsn: lsn, commit_time_us } => {
@@ -175,6 +163,7 @@ pub async fn run(
                         commit_lsn = lsn;
                         index = 0;
                         tracker.begin(lsn);
+                        stage.begin_transaction(&tx, lsn);
                     }
                     TxEvent::Change(change) => {
                         records.clear();
@@ -192,7 +181,7 @@ pub async fn run(
                             index = 0;
                         }
                         records.clear();
-                        if let Err(e) = stage.message(prefix, content, lsn, &tx, &mut records).await {
+                        if let Err(e) = stage.message(prefix, content, lsn, transactional, &tx, &mut records).await {
                             break Err(e.into());
                         }
                         if let Err(e) = send_all(&mut sink, &connector, &client_id, &mut present, &mut records, &mut tracker, commit_lsn, &mut index, tx.xid, &mut skipped).await {
@@ -201,6 +190,28 @@ pub async fn run(
                         if !transactional {
                             tracker.commit(lsn);
                         }
+                    }
+                    TxEvent::SnapshotStarted { consistent_point } => {
+                        // Snapshot rows sort before every change streamed after the
+                        // consistent point, and after anything an earlier attempt sent.
+                        commit_lsn = Lsn(consistent_point.0.saturating_sub(1));
+                        index = 0;
+                        tx.xid = 0;
+                        tracker.begin(commit_lsn);
+                        snapshot_point = Some(consistent_point);
+                    }
+                    TxEvent::SnapshotRow { relation, row, marker } => {
+                        records.clear();
+                        if let Err(e) = stage.snapshot_row(relation, row, marker, snapshot_point.unwrap_or_default(), &mut records).await {
+                            break Err(e.into());
+                        }
+                        if let Err(e) = send_all(&mut sink, &connector, &client_id, &mut present, &mut records, &mut tracker, commit_lsn, &mut index, 0, &mut skipped).await {
+                            break Err(e);
+                        }
+                    }
+                    TxEvent::SnapshotCompleted { consistent_point } => {
+                        tracker.commit(consistent_point);
+                        snapshot_pending = Some(consistent_point);
                     }
                     TxEvent::Truncate { relations, .. } => {
                         debug!(tables = relations.len(), "truncate skipped (Debezium's default skipped.operations=t)");
@@ -215,12 +226,25 @@ pub async fn run(
                         }
                     }
                     TxEvent::Commit { end_lsn, .. } => {
+                        // Transaction metadata (END, or BEGIN and END) belongs to the
+                        // transaction: same positions, same checkpoint.
+                        records.clear();
+                        if let Err(e) = stage.commit_transaction(end_lsn, &mut records).await {
+                            break Err(e.into());
+                        }
+                        if let Err(e) = send_all(&mut sink, &connector, &client_id, &mut present, &mut records, &mut tracker, commit_lsn, &mut index, tx.xid, &mut skipped).await {
+                            break Err(e);
+                        }
                         tracker.commit(end_lsn);
                         tx.last_commit_lsn = Some(end_lsn);
                     }
                 }
                 if let Some(checkpoint) = tracker.advance() {
                     let _ = flushed_tx.send(checkpoint.flush_lsn);
+                    if snapshot_pending.is_some_and(|cp| checkpoint.flush_lsn >= cp) {
+                        snapshot_pending = None;
+                        tokio::spawn(snapshot::mark_completed(connector.clone()));
+                    }
                 }
                 if let Some(fatal) = sink.fatal_error() {
                     break Err(crate::sink::kafka::SinkError::Delivery { commit_lsn, message: fatal }.into());
@@ -243,6 +267,11 @@ pub async fn run(
     if let Some(checkpoint) = tracker.advance() {
         let _ = flushed_tx.send(checkpoint.flush_lsn);
     }
+    if let (Some(cp), Some(checkpoint)) = (snapshot_pending, tracker.checkpoint()) {
+        if checkpoint.flush_lsn >= cp {
+            snapshot::mark_completed(connector.clone()).await;
+        }
+    }
     if let Some(checkpoint) = tracker.checkpoint() {
         if sink
             .write_checkpoint(&connector.name, &connector.source.slot, &checkpoint)
@@ -263,7 +292,7 @@ pub async fn run(
     }
     result?;
     match source_result {
-        Ok(r) => r.map_err(PipelineError::from),
+        Ok(r) => r,
         Err(e) => Err(PipelineError::Setup(format!(
             "the reader task ended abnormally: {e}"
         ))),
@@ -319,6 +348,7 @@ async fn send_all(
             topic: encoded.topic,
             key: encoded.key,
             value: encoded.value,
+            headers: encoded.headers,
             position,
             txid,
         };

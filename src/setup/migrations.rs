@@ -12,10 +12,16 @@ pub struct Migration {
 }
 
 /// walcast's support objects, needed by every connector.
-pub const SUPPORT: &[Migration] = &[Migration {
-    id: "0001_walcast_schema.sql",
-    sql: include_str!("../../migrations/0001_walcast_schema.sql"),
-}];
+pub const SUPPORT: &[Migration] = &[
+    Migration {
+        id: "0001_walcast_schema.sql",
+        sql: include_str!("../../migrations/0001_walcast_schema.sql"),
+    },
+    Migration {
+        id: "0002_connector_state.sql",
+        sql: include_str!("../../migrations/0002_connector_state.sql"),
+    },
+];
 
 /// The demo inventory schema (`walcast setup --demo`).
 pub const DEMO: &[Migration] = &[Migration {

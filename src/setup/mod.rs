@@ -99,7 +99,7 @@ async fn grant(
     let mut statements = vec![
         format!("GRANT USAGE ON SCHEMA walcast TO {user}"),
         format!(
-            "GRANT SELECT, INSERT, UPDATE, DELETE ON walcast.heartbeat, walcast.signal TO {user}"
+            "GRANT SELECT, INSERT, UPDATE, DELETE ON walcast.heartbeat, walcast.signal, walcast.connector_state TO {user}"
         ),
     ];
     let schemas: std::collections::BTreeSet<&str> = resolution

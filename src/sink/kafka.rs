@@ -37,6 +37,9 @@ pub struct OutRecord {
     pub key: Option<Vec<u8>>,
     /// `None` is a tombstone.
     pub value: Option<Vec<u8>>,
+    /// Headers written after walcast's position headers (e.g. Debezium's
+    /// `__debezium.oldkey` / `__debezium.newkey`).
+    pub headers: Vec<(&'static str, Vec<u8>)>,
     pub position: Position,
     pub txid: u32,
 }
@@ -237,7 +240,7 @@ impl KafkaSink {
         let position = record.position.to_string();
         let txid = record.txid.to_string();
         loop {
-            let headers = OwnedHeaders::new_with_capacity(2)
+            let mut headers = OwnedHeaders::new_with_capacity(2 + record.headers.len())
                 .insert(Header {
                     key: HEADER_POSITION,
                     value: Some(position.as_bytes()),
@@ -246,6 +249,12 @@ impl KafkaSink {
                     key: HEADER_TXID,
                     value: Some(txid.as_bytes()),
                 });
+            for (key, value) in &record.headers {
+                headers = headers.insert(Header {
+                    key,
+                    value: Some(value.as_slice()),
+                });
+            }
             let mut base: BaseRecord<'_, [u8], [u8], usize> =
                 BaseRecord::with_opaque_to(&record.topic, record.position.commit_lsn.0 as usize)
                     .partition(partition)

@@ -85,6 +85,21 @@ pub enum TxEvent {
     Idle {
         wal_end: Lsn,
     },
+    /// The initial snapshot begins: its rows are the data as of `consistent_point`, where
+    /// streaming starts.
+    SnapshotStarted {
+        consistent_point: Lsn,
+    },
+    /// One row of the initial snapshot (Debezium's `op = r`).
+    SnapshotRow {
+        relation: Arc<RelationInfo>,
+        row: Row,
+        marker: super::snapshot::RowMarker,
+    },
+    /// Every snapshot row has been handed over.
+    SnapshotCompleted {
+        consistent_point: Lsn,
+    },
     Commit {
         xid: u32,
         commit_lsn: Lsn,

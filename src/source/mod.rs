@@ -11,6 +11,7 @@ pub mod pgoutput;
 pub mod reader;
 pub mod relation;
 pub mod replication;
+pub mod snapshot;
 pub mod spool;
 pub mod types;
 pub mod value;

@@ -608,3 +608,540 @@ async fn a_broker_outage_mid_stream_loses_and_repeats_nothing() {
     assert!(stopped.success(), "{logs}");
     registry.shutdown().await.unwrap();
 }
+
+/// Reads every record of `topic` (tombstones included) as (op, id, status, snapshot marker).
+async fn consume_all(
+    bootstrap: &str,
+    topic: &str,
+    registry: &str,
+    at_least: usize,
+) -> Vec<(String, i64, Option<String>, Option<String>)> {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("group.id", format!("all-{topic}"))
+        .set("auto.offset.reset", "earliest")
+        .set("enable.auto.commit", "false")
+        .create()
+        .unwrap();
+    consumer.subscribe(&[topic]).unwrap();
+    let http = reqwest::Client::new();
+    let mut schemas: BTreeMap<u32, apache_avro::Schema> = BTreeMap::new();
+    let mut out = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(90);
+    let mut quiet_since = Instant::now();
+    while Instant::now() < deadline {
+        match consumer.poll(Duration::from_millis(200)) {
+            Some(Ok(m)) => {
+                quiet_since = Instant::now();
+                let Some(payload) = m.payload() else { continue };
+                let id = u32::from_be_bytes([payload[1], payload[2], payload[3], payload[4]]);
+                if let std::collections::btree_map::Entry::Vacant(slot) = schemas.entry(id) {
+                    let body: serde_json::Value = serde_json::from_str(
+                        &http
+                            .get(format!("{registry}/schemas/ids/{id}"))
+                            .send()
+                            .await
+                            .unwrap()
+                            .text()
+                            .await
+                            .unwrap(),
+                    )
+                    .unwrap();
+                    slot.insert(
+                        apache_avro::Schema::parse_str(body["schema"].as_str().unwrap()).unwrap(),
+                    );
+                }
+                let value =
+                    apache_avro::from_avro_datum(&schemas[&id], &mut &payload[5..], None).unwrap();
+                let op = text(field(&value, "op")).unwrap();
+                let row = if op == "d" {
+                    field(&value, "before")
+                } else {
+                    field(&value, "after")
+                }
+                .unwrap();
+                let marker = field(&value, "source").and_then(|s| text(field(s, "snapshot")));
+                out.push((
+                    op,
+                    int(field(row, "id")).unwrap(),
+                    text(field(row, "status")),
+                    marker,
+                ));
+            }
+            Some(Err(e))
+                if e.rdkafka_error_code()
+                    == Some(rdkafka::types::RDKafkaErrorCode::UnknownTopicOrPartition) => {}
+            Some(Err(e)) => panic!("consume: {e}"),
+            None if out.len() >= at_least && quiet_since.elapsed() > Duration::from_secs(3) => {
+                break
+            }
+            None => {}
+        }
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_initial_snapshot_and_the_stream_add_up_to_the_table() {
+    let stack = stack();
+    let registry_dir = tempfile::tempdir().unwrap();
+    let registry = RegistryServer::start("127.0.0.1:0".parse().unwrap(), registry_dir.path())
+        .await
+        .unwrap();
+    let db = TestDb::new(stack);
+    db.psql("CREATE TABLE public.orders (id int PRIMARY KEY, status text NOT NULL, total numeric(10,2))");
+    db.psql("INSERT INTO orders SELECT i, 'old', i FROM generate_series(1, 20000) i");
+    let file = db.connector("snap", "", "[tables.\"public.orders\"]");
+    let text_file = std::fs::read_to_string(&file)
+        .unwrap()
+        .replace("http://127.0.0.1:8081", &registry.url());
+    std::fs::write(&file, text_file).unwrap();
+    assert_eq!(
+        crate::common::walcast(&["setup", file.to_str().unwrap()], &[]).code,
+        Some(0)
+    );
+    let log = db.dir.path().join("walcast.log");
+    let mut walcast = start_walcast(&file, &log);
+    // Changes while the snapshot is read: updates, deletes and inserts across the key range.
+    let started = Instant::now();
+    let slot = format!("SELECT count(*) FROM pg_replication_slots WHERE slot_name = 'walcast_snap' AND database = '{}'", db.name);
+    while db.psql(&slot) != "1" {
+        assert!(started.elapsed() < Duration::from_secs(30), "no slot");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    for i in 0..40 {
+        db.psql(&format!(
+            "UPDATE orders SET status = 'new{i}' WHERE id % 40 = {i}; DELETE FROM orders WHERE id = {}; INSERT INTO orders VALUES ({}, 'added', 1)",
+            500 * i + 7,
+            30000 + i
+        ));
+    }
+    let expected: BTreeMap<i64, String> = db
+        .psql("SELECT id || ' ' || status FROM orders")
+        .lines()
+        .map(|l| {
+            let (id, status) = l.split_once(' ').unwrap();
+            (id.parse().unwrap(), status.to_owned())
+        })
+        .collect();
+    let topic = format!("{}.public.orders", db.name);
+    let records = consume_all(stack.kafka_bootstrap(), &topic, &registry.url(), 36_000).await;
+    let _ = Command::new("kill")
+        .args(["-TERM", &walcast.id().to_string()])
+        .status();
+    let stopped = walcast.wait().unwrap();
+    let logs = std::fs::read_to_string(&log).unwrap_or_default();
+
+    let reads: Vec<_> = records.iter().filter(|r| r.0 == "r").collect();
+    assert_eq!(
+        reads.len(),
+        20000,
+        "every row existing at the consistent point, once\n{logs}"
+    );
+    assert_eq!(reads[0].3.as_deref(), Some("first"));
+    assert_eq!(reads[reads.len() - 1].3.as_deref(), Some("last"));
+    assert!(reads[1..reads.len() - 1]
+        .iter()
+        .all(|r| r.3.as_deref() == Some("true")));
+    assert!(records
+        .iter()
+        .filter(|r| r.0 != "r")
+        .all(|r| r.3.as_deref() == Some("false")));
+    // Replayed into a map by key, the topic equals the table.
+    let mut replayed: BTreeMap<i64, String> = BTreeMap::new();
+    for (op, id, status, _) in &records {
+        match op.as_str() {
+            "d" => {
+                replayed.remove(id);
+            }
+            _ => {
+                replayed.insert(*id, status.clone().unwrap());
+            }
+        }
+    }
+    assert_eq!(replayed.len(), expected.len());
+    assert!(
+        replayed == expected,
+        "the replayed topic equals the table\n{logs}"
+    );
+    assert!(stopped.success(), "{logs}");
+    assert_eq!(
+        db.psql("SELECT snapshot_completed FROM walcast.connector_state WHERE connector = 'snap'"),
+        "t"
+    );
+    registry.shutdown().await.unwrap();
+}
+
+/// One consumed record: key and value decoded (Avro through the registry, or as JSON
+/// text), and its headers as text.
+#[derive(Debug)]
+struct Consumed {
+    key: Option<serde_json::Value>,
+    value: Option<serde_json::Value>,
+    headers: BTreeMap<String, String>,
+}
+
+/// An Avro value as JSON (records as objects, unions unwrapped), for assertions.
+fn avro_json(v: &Avro) -> serde_json::Value {
+    use serde_json::Value as J;
+    match v {
+        Avro::Null => J::Null,
+        Avro::Boolean(b) => J::Bool(*b),
+        Avro::Int(i) => J::from(*i),
+        Avro::Long(i) => J::from(*i),
+        Avro::String(s) | Avro::Enum(_, s) => J::String(s.clone()),
+        Avro::Union(_, inner) => avro_json(inner),
+        Avro::Array(items) => J::Array(items.iter().map(avro_json).collect()),
+        Avro::Record(fields) => J::Object(
+            fields
+                .iter()
+                .map(|(k, v)| (k.clone(), avro_json(v)))
+                .collect(),
+        ),
+        other => J::String(format!("{other:?}")),
+    }
+}
+
+/// Every record of `topic` (all partitions) until `expected` arrived and nothing more
+/// came for a moment, in walcast's position order. `registry`: decode Avro through it;
+/// `None`: the records are JSON.
+async fn consume_records(
+    bootstrap: &str,
+    topic: &str,
+    registry: Option<&str>,
+    expected: usize,
+) -> Vec<Consumed> {
+    use rdkafka::message::Headers;
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("group.id", format!("records-{topic}"))
+        .set("auto.offset.reset", "earliest")
+        .set("enable.auto.commit", "false")
+        .create()
+        .unwrap();
+    consumer.subscribe(&[topic]).unwrap();
+    let http = reqwest::Client::new();
+    let mut schemas: BTreeMap<u32, apache_avro::Schema> = BTreeMap::new();
+    let mut out: Vec<(walcast::checkpoint::Position, Consumed)> = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut quiet_since = Instant::now();
+    while Instant::now() < deadline {
+        let m = match consumer.poll(Duration::from_millis(200)) {
+            Some(Ok(m)) => m,
+            // Subscribed before walcast created the topic.
+            Some(Err(e))
+                if e.rdkafka_error_code()
+                    == Some(rdkafka::error::RDKafkaErrorCode::UnknownTopicOrPartition) =>
+            {
+                continue
+            }
+            Some(Err(e)) => panic!("consume {topic}: {e}"),
+            None if out.len() >= expected && quiet_since.elapsed() > Duration::from_secs(3) => {
+                break
+            }
+            None => continue,
+        };
+        quiet_since = Instant::now();
+        let key = decode_record(m.key(), registry, &http, &mut schemas).await;
+        let value = decode_record(m.payload(), registry, &http, &mut schemas).await;
+        let headers: BTreeMap<String, String> = m
+            .headers()
+            .map(|h| {
+                h.iter()
+                    .map(|h| {
+                        (
+                            h.key.to_string(),
+                            String::from_utf8_lossy(h.value.unwrap_or_default()).into_owned(),
+                        )
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        let position = headers["walcast.position"].parse().unwrap();
+        out.push((
+            position,
+            Consumed {
+                key,
+                value,
+                headers,
+            },
+        ));
+    }
+    out.sort_by_key(|(p, _)| *p);
+    out.into_iter().map(|(_, c)| c).collect()
+}
+
+/// A key or value: JSON as is, or Avro decoded with the schema its id names.
+async fn decode_record(
+    bytes: Option<&[u8]>,
+    registry: Option<&str>,
+    http: &reqwest::Client,
+    schemas: &mut BTreeMap<u32, apache_avro::Schema>,
+) -> Option<serde_json::Value> {
+    let bytes = bytes?;
+    let Some(registry) = registry else {
+        return Some(serde_json::from_slice(bytes).expect("a JSON record"));
+    };
+    assert_eq!(bytes[0], 0, "Confluent magic byte");
+    let id = u32::from_be_bytes([bytes[1], bytes[2], bytes[3], bytes[4]]);
+    if let std::collections::btree_map::Entry::Vacant(slot) = schemas.entry(id) {
+        let body = http
+            .get(format!("{registry}/schemas/ids/{id}"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        let body: serde_json::Value = serde_json::from_str(&body).unwrap();
+        slot.insert(apache_avro::Schema::parse_str(body["schema"].as_str().unwrap()).unwrap());
+    }
+    let v = apache_avro::from_avro_datum(&schemas[&id], &mut &bytes[5..], None)
+        .expect("decodes with the registered schema");
+    Some(avro_json(&v))
+}
+
+/// Starts walcast on `file` and waits until its slot streams.
+fn start_streaming(db: &TestDb, file: &std::path::Path, name: &str) -> Child {
+    assert_eq!(
+        crate::common::walcast(&["setup", file.to_str().unwrap()], &[]).code,
+        Some(0)
+    );
+    let log = db.dir.path().join("walcast.log");
+    let walcast = start_walcast(file, &log);
+    let slot = format!("SELECT count(*) FROM pg_replication_slots WHERE slot_name = 'walcast_{name}' AND database = '{}' AND active", db.name);
+    let started = Instant::now();
+    while db.psql(&slot) != "1" {
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "walcast never streamed\n{}",
+            std::fs::read_to_string(&log).unwrap_or_default()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    walcast
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn transaction_metadata_and_key_change_headers_reach_kafka() {
+    let stack = stack();
+    let registry_dir = tempfile::tempdir().unwrap();
+    let registry = RegistryServer::start("127.0.0.1:0".parse().unwrap(), registry_dir.path())
+        .await
+        .unwrap();
+    let db = TestDb::new(stack);
+    db.psql("CREATE TABLE public.orders (id int PRIMARY KEY, status text NOT NULL)");
+    let file = db.connector(
+        "txmeta",
+        "",
+        "[events]\nprovide_transaction_metadata = true\n[tables.\"public.orders\"]",
+    );
+    let text_file = std::fs::read_to_string(&file)
+        .unwrap()
+        .replace("http://127.0.0.1:8081", &registry.url());
+    std::fs::write(&file, text_file).unwrap();
+    let mut walcast = start_streaming(&db, &file, "txmeta");
+    db.psql(
+        "BEGIN; INSERT INTO orders VALUES (1, 'new'); UPDATE orders SET id = 2, status = 'moved' WHERE id = 1; COMMIT",
+    );
+
+    let topic = format!("{}.public.orders", db.name);
+    let rows = consume_records(stack.kafka_bootstrap(), &topic, Some(&registry.url()), 4).await;
+    let tx_topic = format!("{}.transaction", db.name);
+    let boundaries =
+        consume_records(stack.kafka_bootstrap(), &tx_topic, Some(&registry.url()), 2).await;
+    let _ = Command::new("kill")
+        .args(["-TERM", &walcast.id().to_string()])
+        .status();
+    let stopped = walcast.wait().unwrap();
+    let logs = std::fs::read_to_string(db.dir.path().join("walcast.log")).unwrap_or_default();
+    assert!(stopped.success(), "{logs}");
+
+    // The table's records: create, then the key change as delete + tombstone + create.
+    let ops: Vec<&str> = rows
+        .iter()
+        .map(|r| {
+            r.value
+                .as_ref()
+                .map_or("tombstone", |v| v["op"].as_str().unwrap())
+        })
+        .collect();
+    assert_eq!(ops, ["c", "d", "tombstone", "c"], "{rows:#?}\n{logs}");
+    let keys: Vec<i64> = rows
+        .iter()
+        .map(|r| r.key.as_ref().unwrap()["id"].as_i64().unwrap())
+        .collect();
+    assert_eq!(keys, [1, 1, 1, 2]);
+    // Debezium's key-change headers: the key as Connect's header converter prints it.
+    assert_eq!(rows[0].headers.get("__debezium.newkey"), None);
+    assert_eq!(rows[0].headers.get("__debezium.oldkey"), None);
+    for r in &rows[1..3] {
+        assert_eq!(r.headers["__debezium.newkey"], r#"{"id":2}"#, "{r:?}");
+        assert_eq!(r.headers.get("__debezium.oldkey"), None);
+    }
+    assert_eq!(rows[3].headers["__debezium.oldkey"], r#"{"id":1}"#);
+    assert_eq!(rows[3].headers.get("__debezium.newkey"), None);
+    assert_eq!(rows[3].value.as_ref().unwrap()["after"]["status"], "moved");
+
+    // Every event's transaction block: id <xid>:<its lsn>, counted in order.
+    let xid = rows[0].value.as_ref().unwrap()["source"]["txId"]
+        .as_i64()
+        .unwrap();
+    let mut orders = Vec::new();
+    for r in rows.iter().filter(|r| r.value.is_some()) {
+        let v = r.value.as_ref().unwrap();
+        let block = &v["transaction"];
+        assert_eq!(
+            block["id"],
+            format!("{xid}:{}", v["source"]["lsn"]),
+            "{block}"
+        );
+        assert_eq!(v["source"]["txId"], xid);
+        orders.push((
+            block["total_order"].as_i64().unwrap(),
+            block["data_collection_order"].as_i64().unwrap(),
+        ));
+    }
+    assert_eq!(orders, [(1, 1), (2, 2), (3, 3)]);
+
+    // BEGIN and END on <prefix>.transaction, keyed by id, END with the counts.
+    assert_eq!(boundaries.len(), 2, "{boundaries:#?}");
+    let begin = boundaries[0].value.as_ref().unwrap();
+    let end = boundaries[1].value.as_ref().unwrap();
+    assert_eq!(begin["status"], "BEGIN");
+    assert_eq!(end["status"], "END");
+    let first = rows[0].value.as_ref().unwrap();
+    assert_eq!(
+        begin["id"], first["transaction"]["id"],
+        "BEGIN's LSN is the first event's"
+    );
+    assert_eq!(begin["event_count"], serde_json::Value::Null);
+    assert!(end["id"].as_str().unwrap().starts_with(&format!("{xid}:")));
+    assert_eq!(boundaries[0].key.as_ref().unwrap()["id"], begin["id"]);
+    assert_eq!(boundaries[1].key.as_ref().unwrap()["id"], end["id"]);
+    assert_eq!(end["event_count"], 3);
+    assert_eq!(
+        end["data_collections"],
+        serde_json::json!([{"data_collection": "public.orders", "event_count": 3}])
+    );
+    assert_eq!(begin["ts_ms"], first["source"]["ts_ms"], "commit time");
+    // The metadata records are records of the transaction: same commit LSN in their
+    // positions, BEGIN first and END last.
+    let commit_of = |r: &Consumed| {
+        r.headers["walcast.position"]
+            .split('#')
+            .next()
+            .unwrap()
+            .to_string()
+    };
+    assert_eq!(commit_of(&boundaries[0]), commit_of(&rows[0]));
+    assert_eq!(commit_of(&boundaries[1]), commit_of(&rows[3]));
+    assert!(boundaries[0].headers["walcast.position"].ends_with("#0"));
+    let index = |r: &Consumed| -> u32 {
+        r.headers["walcast.position"]
+            .split('#')
+            .nth(1)
+            .unwrap()
+            .parse()
+            .unwrap()
+    };
+    assert_eq!(index(&boundaries[1]), index(&rows[3]) + 1);
+    registry.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn json_with_schema_records_need_no_registry() {
+    let stack = stack();
+    let db = TestDb::new(stack);
+    db.psql(
+        "CREATE TABLE public.items (id int PRIMARY KEY, name text NOT NULL, price numeric(10,2))",
+    );
+    let file = db.connector(
+        "jsonfmt",
+        "",
+        "[events]\nformat = \"json_with_schema\"\n[tables.\"public.items\"]",
+    );
+    // No [registry] at all: the JSON formats use none.
+    let text_file = std::fs::read_to_string(&file)
+        .unwrap()
+        .replace("[registry]\nurl = \"http://127.0.0.1:8081\"\n", "");
+    assert!(!text_file.contains("[registry]"));
+    std::fs::write(&file, text_file).unwrap();
+    let mut walcast = start_streaming(&db, &file, "jsonfmt");
+    db.psql("INSERT INTO items VALUES (1, 'lamp', 12.50)");
+    db.psql("UPDATE items SET price = 13.00 WHERE id = 1");
+    db.psql("DELETE FROM items WHERE id = 1");
+
+    let topic = format!("{}.public.items", db.name);
+    let records = consume_records(stack.kafka_bootstrap(), &topic, None, 4).await;
+    let _ = Command::new("kill")
+        .args(["-TERM", &walcast.id().to_string()])
+        .status();
+    let stopped = walcast.wait().unwrap();
+    let logs = std::fs::read_to_string(db.dir.path().join("walcast.log")).unwrap_or_default();
+    assert!(stopped.success(), "{logs}");
+    assert_eq!(records.len(), 4, "{records:#?}\n{logs}");
+
+    for r in &records {
+        let key = r.key.as_ref().unwrap();
+        assert_eq!(
+            key["schema"],
+            serde_json::json!({"type": "struct", "fields": [{"type": "int32", "optional": false, "field": "id"}],
+                "optional": false, "name": format!("{}.public.items.Key", db.name)})
+        );
+        assert_eq!(key["payload"], serde_json::json!({"id": 1}));
+    }
+    assert_eq!(records[3].value, None, "the tombstone");
+    let ops: Vec<&str> = records[..3]
+        .iter()
+        .map(|r| r.value.as_ref().unwrap()["payload"]["op"].as_str().unwrap())
+        .collect();
+    assert_eq!(ops, ["c", "u", "d"]);
+    let create = records[0].value.as_ref().unwrap();
+    assert_eq!(
+        create.as_object().unwrap().len(),
+        2,
+        "schema and payload only"
+    );
+    let schema = &create["schema"];
+    assert_eq!(schema["type"], "struct");
+    assert_eq!(schema["name"], format!("{}.public.items.Envelope", db.name));
+    assert_eq!(schema["version"], 2);
+    let field_names: Vec<&str> = schema["fields"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["field"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        field_names,
+        [
+            "before",
+            "after",
+            "source",
+            "transaction",
+            "op",
+            "ts_ms",
+            "ts_us",
+            "ts_ns"
+        ]
+    );
+    let price = &schema["fields"][1]["fields"][2];
+    assert_eq!(price["name"], "org.apache.kafka.connect.data.Decimal");
+    assert_eq!(price["parameters"]["scale"], "2");
+    let payload = &create["payload"];
+    assert_eq!(payload["before"], serde_json::Value::Null);
+    assert_eq!(
+        payload["after"],
+        serde_json::json!({"id": 1, "name": "lamp", "price": "BOI="}),
+        "12.50 is the unscaled 1250 in base64, as JsonConverter writes a Decimal"
+    );
+    assert_eq!(payload["source"]["connector"], "postgresql");
+    assert_eq!(payload["source"]["table"], "items");
+    assert_eq!(payload["transaction"], serde_json::Value::Null);
+    let update = &records[1].value.as_ref().unwrap()["payload"];
+    assert_eq!(update["after"]["price"], "BRQ=", "13.00");
+    let delete = &records[2].value.as_ref().unwrap()["payload"];
+    assert_eq!(delete["before"]["id"], 1);
+    assert_eq!(delete["after"], serde_json::Value::Null);
+}

@@ -14,6 +14,7 @@ fn setup_twice_is_idempotent_and_builds_the_demo() {
         first.lines(),
         [
             "demo: applied migration 0001_walcast_schema.sql",
+            "demo: applied migration 0002_connector_state.sql",
             "demo: applied migration demo/0001_inventory.sql",
             "demo: created publication walcast_demo for 3 table(s)",
         ]
@@ -24,13 +25,14 @@ fn setup_twice_is_idempotent_and_builds_the_demo() {
         second.lines(),
         [
             "demo: migration 0001_walcast_schema.sql already applied",
+            "demo: migration 0002_connector_state.sql already applied",
             "demo: migration demo/0001_inventory.sql already applied",
             "demo: publication walcast_demo is up to date (3 table(s))",
         ]
     );
     assert_eq!(
         db.psql("SELECT count(*) FROM walcast.schema_migrations"),
-        "2"
+        "3"
     );
     assert_eq!(
         db.psql("SELECT string_agg(tablename, ',' ORDER BY tablename) FROM pg_publication_tables WHERE pubname = 'walcast_demo'"),

@@ -7,7 +7,7 @@ import json
 import sys
 import time
 
-from confluent_kafka import Consumer
+from confluent_kafka import Consumer, KafkaError
 from confluent_kafka.schema_registry import SchemaRegistryClient
 from confluent_kafka.schema_registry.avro import AvroDeserializer
 from confluent_kafka.serialization import MessageField, SerializationContext
@@ -30,6 +30,9 @@ while len(records) < count and time.time() < deadline:
     if message is None:
         continue
     if message.error():
+        # The topic may not exist yet when walcast has not produced to it.
+        if message.error().code() == KafkaError.UNKNOWN_TOPIC_OR_PART:
+            continue
         raise SystemExit(f"consume error: {message.error()}")
     key = keys(message.key(), SerializationContext(topic, MessageField.KEY)) if message.key() else None
     value = values(message.value(), SerializationContext(topic, MessageField.VALUE)) if message.value() is not None else None

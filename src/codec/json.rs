@@ -1,0 +1,1182 @@
+//! Debezium's events as Kafka Connect's `JsonConverter` writes them, and the string
+//! form of a Connect value as Connect's default header converter
+//! (`SimpleHeaderConverter`, i.e. `Values.convertToString`) writes it; pure, no I/O.
+//!
+//! Walcast has one value mapping: every record is first written as the Avro datum of
+//! its Connect schema (the same bytes the Avro format sends after the wire header).
+//! The JSON forms are rendered from that datum and the Connect schema, so the JSON
+//! formats and the Avro format can never disagree on a value:
+//!
+//! - `json_with_schema` (`schemas.enable=true`): `{"schema":<S>,"payload":<P>}` where S
+//!   is `JsonConverter.asJsonSchema` — keys in its order: `type`, then `fields` /
+//!   `items` / `keys`+`values`, `optional`, `name`, `version`, `doc`, `parameters`,
+//!   `default`, and `field` (a struct field's name) last.
+//! - `json` (`schemas.enable=false`): the payload alone.
+//! - Payload values as `JsonConverter.convertToJson` writes them: integers and
+//!   booleans as JSON numbers and booleans, `float`/`double` as Java's
+//!   `Float.toString` / `Double.toString` (NaN and the infinities as the strings Jackson
+//!   writes, `"NaN"`, `"Infinity"`, `"-Infinity"`), bytes in standard base64 (so a
+//!   Connect `Decimal` is the base64 of its unscaled two's-complement bytes, the
+//!   converter's default `decimal.format=BASE64`; `decimal_handling_mode = "double"` or
+//!   `"string"` change the schema and therefore the JSON), structs as objects in field
+//!   order, maps with string keys as objects, arrays as arrays. Strings are escaped as
+//!   Jackson escapes them. A null stays null (walcast does not replace it with the
+//!   column default; see the README's "differs from Debezium on purpose").
+//! - A tombstone is a null Kafka value, and a table without a key has a null Kafka key,
+//!   in every format.
+
+use std::fmt::Write as _;
+
+use base64::Engine as _;
+
+use super::connect::{
+    write_json_string, ConnectSchema, ConnectType, Json, DATE_NAME, DECIMAL_NAME, TIMESTAMP_NAME,
+    TIME_NAME,
+};
+use super::event::ChangeEvent;
+use super::table::{EncodeError, EncodeStats, TableCodec};
+use super::wire;
+use crate::source::value::Value;
+
+/// An Avro datum that does not match the schema it is read with (never happens for
+/// walcast's own data; reported rather than panicking).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("the Avro datum does not match its schema: {0}")]
+pub struct DatumError(pub &'static str);
+
+type Result<T> = std::result::Result<T, DatumError>;
+
+// ---------------------------------------------------------------------------------
+// Schemas
+
+/// The schema JSON `JsonConverter` embeds with `schemas.enable=true`.
+pub fn schema_json(schema: &ConnectSchema) -> String {
+    let mut out = String::with_capacity(1024);
+    write_schema(&mut out, schema, None);
+    out
+}
+
+fn type_name(ty: &ConnectType) -> &'static str {
+    match ty {
+        ConnectType::Int8 => "int8",
+        ConnectType::Int16 => "int16",
+        ConnectType::Int32 => "int32",
+        ConnectType::Int64 => "int64",
+        ConnectType::Float32 => "float",
+        ConnectType::Float64 => "double",
+        ConnectType::Boolean => "boolean",
+        ConnectType::String => "string",
+        ConnectType::Bytes => "bytes",
+        ConnectType::Array(_) => "array",
+        ConnectType::Map(..) => "map",
+        ConnectType::Struct(_) => "struct",
+    }
+}
+
+fn write_schema(out: &mut String, s: &ConnectSchema, field: Option<&str>) {
+    out.push_str("{\"type\":\"");
+    out.push_str(type_name(&s.ty));
+    out.push('"');
+    match &s.ty {
+        ConnectType::Struct(fields) => {
+            out.push_str(",\"fields\":[");
+            for (i, f) in fields.iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                write_schema(out, &f.schema, Some(&f.name));
+            }
+            out.push(']');
+        }
+        ConnectType::Array(items) => {
+            out.push_str(",\"items\":");
+            write_schema(out, items, None);
+        }
+        ConnectType::Map(key, value) => {
+            out.push_str(",\"keys\":");
+            write_schema(out, key, None);
+            out.push_str(",\"values\":");
+            write_schema(out, value, None);
+        }
+        _ => {}
+    }
+    out.push_str(",\"optional\":");
+    out.push_str(if s.optional { "true" } else { "false" });
+    if let Some(name) = &s.name {
+        out.push_str(",\"name\":");
+        write_json_string(out, name);
+    }
+    if let Some(v) = s.version {
+        let _ = write!(out, ",\"version\":{v}");
+    }
+    if let Some(doc) = &s.doc {
+        out.push_str(",\"doc\":");
+        write_json_string(out, doc);
+    }
+    if !s.parameters.is_empty() {
+        out.push_str(",\"parameters\":{");
+        for (i, (k, v)) in s.parameters.iter().enumerate() {
+            if i > 0 {
+                out.push(',');
+            }
+            write_json_string(out, k);
+            out.push(':');
+            write_json_string(out, v);
+        }
+        out.push('}');
+    }
+    if let Some(d) = &s.default {
+        out.push_str(",\"default\":");
+        write_default(out, s, d);
+    }
+    if let Some(name) = field {
+        out.push_str(",\"field\":");
+        write_json_string(out, name);
+    }
+    out.push('}');
+}
+
+/// A default kept in its Avro JSON form (bytes as an ISO-8859-1 string) as
+/// `JsonConverter` writes it: bytes (and Decimal) in base64.
+fn write_default(out: &mut String, s: &ConnectSchema, d: &Json) {
+    match (&s.ty, d) {
+        (ConnectType::Bytes, Json::Str(latin1)) => {
+            let bytes: Vec<u8> = latin1.chars().map(|c| c as u32 as u8).collect();
+            write_json_string(
+                out,
+                &base64::engine::general_purpose::STANDARD.encode(bytes),
+            );
+        }
+        (_, Json::Float(f)) if !f.is_finite() => {
+            write_json_string(out, &super::java::float_to_string(*f))
+        }
+        (_, Json::Double(f)) if !f.is_finite() => {
+            write_json_string(out, &super::java::double_to_string(*f))
+        }
+        (_, d) => d.write(out),
+    }
+}
+
+// ---------------------------------------------------------------------------------
+// Reading the datum
+
+struct Reader<'a> {
+    buf: &'a [u8],
+}
+
+impl<'a> Reader<'a> {
+    fn long(&mut self) -> Result<i64> {
+        let mut n: u64 = 0;
+        let mut shift = 0;
+        loop {
+            let (&b, rest) = self
+                .buf
+                .split_first()
+                .ok_or(DatumError("truncated varint"))?;
+            self.buf = rest;
+            if shift >= 64 {
+                return Err(DatumError("varint too long"));
+            }
+            n |= u64::from(b & 0x7f) << shift;
+            if b & 0x80 == 0 {
+                break;
+            }
+            shift += 7;
+        }
+        Ok(((n >> 1) as i64) ^ -((n & 1) as i64))
+    }
+
+    fn take(&mut self, len: usize) -> Result<&'a [u8]> {
+        if self.buf.len() < len {
+            return Err(DatumError("truncated value"));
+        }
+        let (head, rest) = self.buf.split_at(len);
+        self.buf = rest;
+        Ok(head)
+    }
+
+    fn bytes(&mut self) -> Result<&'a [u8]> {
+        let len = self.long()?;
+        let len = usize::try_from(len).map_err(|_| DatumError("negative length"))?;
+        self.take(len)
+    }
+
+    fn f32(&mut self) -> Result<f32> {
+        let b = self.take(4)?;
+        Ok(f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+    }
+
+    fn f64(&mut self) -> Result<f64> {
+        let b = self.take(8)?;
+        let mut a = [0u8; 8];
+        a.copy_from_slice(b);
+        Ok(f64::from_le_bytes(a))
+    }
+
+    fn boolean(&mut self) -> Result<bool> {
+        match self.take(1)?[0] {
+            0 => Ok(false),
+            1 => Ok(true),
+            _ => Err(DatumError("bad boolean")),
+        }
+    }
+
+    /// The item count of the next array/map block (0 ends it).
+    fn block(&mut self) -> Result<u64> {
+        let n = self.long()?;
+        if n < 0 {
+            // A negative count is followed by the block's size in bytes.
+            self.long()?;
+        }
+        Ok(n.unsigned_abs())
+    }
+
+    /// Reads a union branch when `s` is written as a union; true if the value is null.
+    fn is_null(&mut self, s: &ConnectSchema) -> Result<bool> {
+        if !s.optional {
+            return Ok(false);
+        }
+        // The same layout `ConnectSchema::to_avro_json` gives: ["null", T], except
+        // [T, "null"] for a non-struct schema with a default.
+        let null_branch = match s.ty {
+            ConnectType::Struct(_) => 0,
+            _ if s.default.is_some() => 1,
+            _ => 0,
+        };
+        match self.long()? {
+            b if b == null_branch => Ok(true),
+            0 | 1 => Ok(false),
+            _ => Err(DatumError("bad union branch")),
+        }
+    }
+}
+
+fn non_finite(out: &mut String, text: &str) {
+    write_json_string(out, text);
+}
+
+// ---------------------------------------------------------------------------------
+// JsonConverter payloads
+
+/// The payload JSON of an Avro datum of `schema` (`JsonConverter.convertToJson`).
+pub fn datum_to_json(schema: &ConnectSchema, datum: &[u8], out: &mut String) -> Result<()> {
+    let mut r = Reader { buf: datum };
+    json_value(&mut r, schema, out)?;
+    if !r.buf.is_empty() {
+        return Err(DatumError("bytes left after the datum"));
+    }
+    Ok(())
+}
+
+fn json_value(r: &mut Reader<'_>, s: &ConnectSchema, out: &mut String) -> Result<()> {
+    if r.is_null(s)? {
+        out.push_str("null");
+        return Ok(());
+    }
+    match &s.ty {
+        ConnectType::Boolean => out.push_str(if r.boolean()? { "true" } else { "false" }),
+        ConnectType::Int8 | ConnectType::Int16 | ConnectType::Int32 | ConnectType::Int64 => {
+            let _ = write!(out, "{}", r.long()?);
+        }
+        ConnectType::Float32 => {
+            let f = r.f32()?;
+            let text = super::java::float_to_string(f);
+            if f.is_finite() {
+                out.push_str(&text);
+            } else {
+                non_finite(out, &text);
+            }
+        }
+        ConnectType::Float64 => {
+            let f = r.f64()?;
+            let text = super::java::double_to_string(f);
+            if f.is_finite() {
+                out.push_str(&text);
+            } else {
+                non_finite(out, &text);
+            }
+        }
+        ConnectType::String => {
+            write_json_string(out, &String::from_utf8_lossy(r.bytes()?));
+        }
+        ConnectType::Bytes => {
+            write_json_string(
+                out,
+                &base64::engine::general_purpose::STANDARD.encode(r.bytes()?),
+            );
+        }
+        ConnectType::Array(items) => {
+            out.push('[');
+            let mut first = true;
+            loop {
+                let n = r.block()?;
+                if n == 0 {
+                    break;
+                }
+                for _ in 0..n {
+                    if !first {
+                        out.push(',');
+                    }
+                    first = false;
+                    json_value(r, items, out)?;
+                }
+            }
+            out.push(']');
+        }
+        ConnectType::Map(key, value) => {
+            if key.ty != ConnectType::String {
+                return Err(DatumError("only maps with string keys are supported"));
+            }
+            out.push('{');
+            let mut first = true;
+            loop {
+                let n = r.block()?;
+                if n == 0 {
+                    break;
+                }
+                for _ in 0..n {
+                    if !first {
+                        out.push(',');
+                    }
+                    first = false;
+                    write_json_string(out, &String::from_utf8_lossy(r.bytes()?));
+                    out.push(':');
+                    json_value(r, value, out)?;
+                }
+            }
+            out.push('}');
+        }
+        ConnectType::Struct(fields) => {
+            out.push('{');
+            for (i, f) in fields.iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                write_json_string(out, &f.name);
+                out.push(':');
+                json_value(r, &f.schema, out)?;
+            }
+            out.push('}');
+        }
+    }
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------
+// Connect's string form (headers)
+
+/// The text Kafka Connect's default header converter (`SimpleHeaderConverter`, which
+/// calls `Values.convertToString`) writes for an Avro datum of `schema`: a struct as
+/// `{"name":value,...}` with strings quoted (only `\` and `"` escaped), numbers as
+/// Java prints them (a Decimal as `BigDecimal.toString()`), bytes in base64, null as
+/// `null`, Connect's Date/Time/Timestamp in its ISO formats (UTC).
+pub fn datum_to_connect_string(schema: &ConnectSchema, datum: &[u8]) -> Result<String> {
+    let mut r = Reader { buf: datum };
+    let mut out = String::with_capacity(64);
+    connect_value(&mut r, schema, false, &mut out)?;
+    if !r.buf.is_empty() {
+        return Err(DatumError("bytes left after the datum"));
+    }
+    Ok(out)
+}
+
+fn connect_quoted(out: &mut String, text: &str, embedded: bool) {
+    if !embedded {
+        out.push_str(text);
+        return;
+    }
+    out.push('"');
+    for c in text.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '"' => out.push_str("\\\""),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+}
+
+fn connect_value(
+    r: &mut Reader<'_>,
+    s: &ConnectSchema,
+    embedded: bool,
+    out: &mut String,
+) -> Result<()> {
+    if r.is_null(s)? {
+        out.push_str("null");
+        return Ok(());
+    }
+    let name = s.name.as_deref().unwrap_or("");
+    match &s.ty {
+        ConnectType::Boolean => out.push_str(if r.boolean()? { "true" } else { "false" }),
+        ConnectType::Int32 if name == DATE_NAME => {
+            java_date(out, i64::from(r.long()? as i32) * MILLIS_PER_DAY)
+        }
+        ConnectType::Int32 if name == TIME_NAME => java_date(out, r.long()?),
+        ConnectType::Int64 if name == TIMESTAMP_NAME => java_date(out, r.long()?),
+        ConnectType::Int8 | ConnectType::Int16 | ConnectType::Int32 | ConnectType::Int64 => {
+            let _ = write!(out, "{}", r.long()?);
+        }
+        ConnectType::Float32 => out.push_str(&super::java::float_to_string(r.f32()?)),
+        ConnectType::Float64 => out.push_str(&super::java::double_to_string(r.f64()?)),
+        ConnectType::String => {
+            connect_quoted(out, &String::from_utf8_lossy(r.bytes()?), embedded);
+        }
+        ConnectType::Bytes if name == DECIMAL_NAME => {
+            let scale = s
+                .parameters
+                .iter()
+                .find(|(k, _)| k == "scale")
+                .and_then(|(_, v)| v.parse::<i32>().ok())
+                .unwrap_or(0);
+            out.push_str(&big_decimal_string(r.bytes()?, scale));
+        }
+        ConnectType::Bytes => connect_quoted(
+            out,
+            &base64::engine::general_purpose::STANDARD.encode(r.bytes()?),
+            embedded,
+        ),
+        ConnectType::Array(items) => {
+            out.push('[');
+            let mut first = true;
+            loop {
+                let n = r.block()?;
+                if n == 0 {
+                    break;
+                }
+                for _ in 0..n {
+                    if !first {
+                        out.push(',');
+                    }
+                    first = false;
+                    connect_value(r, items, true, out)?;
+                }
+            }
+            out.push(']');
+        }
+        ConnectType::Map(_, value) => {
+            out.push('{');
+            let mut first = true;
+            loop {
+                let n = r.block()?;
+                if n == 0 {
+                    break;
+                }
+                for _ in 0..n {
+                    if !first {
+                        out.push(',');
+                    }
+                    first = false;
+                    connect_quoted(out, &String::from_utf8_lossy(r.bytes()?), true);
+                    out.push(':');
+                    connect_value(r, value, true, out)?;
+                }
+            }
+            out.push('}');
+        }
+        ConnectType::Struct(fields) => {
+            out.push('{');
+            for (i, f) in fields.iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                connect_quoted(out, &f.name, true);
+                out.push(':');
+                connect_value(r, &f.schema, true, out)?;
+            }
+            out.push('}');
+        }
+    }
+    Ok(())
+}
+
+const MILLIS_PER_DAY: i64 = 86_400_000;
+
+/// `Values.dateFormatFor(date).format(date)` in UTC: a time of day (`HH:mm:ss.SSS'Z'`)
+/// below one day after the epoch, a date (`yyyy-MM-dd`) on a day boundary, else a
+/// timestamp (`yyyy-MM-dd'T'HH:mm:ss.SSS'Z'`).
+fn java_date(out: &mut String, millis: i64) {
+    let day = millis.div_euclid(MILLIS_PER_DAY);
+    let ms = millis.rem_euclid(MILLIS_PER_DAY);
+    let time = |out: &mut String| {
+        let _ = write!(
+            out,
+            "{:02}:{:02}:{:02}.{:03}Z",
+            ms / 3_600_000,
+            ms / 60_000 % 60,
+            ms / 1000 % 60,
+            ms % 1000
+        );
+    };
+    if millis < MILLIS_PER_DAY {
+        time(out);
+        return;
+    }
+    let (y, m, d) = civil_from_days(day);
+    let _ = write!(out, "{y:04}-{m:02}-{d:02}");
+    if ms != 0 {
+        out.push('T');
+        time(out);
+    }
+}
+
+/// Proleptic Gregorian (year, month, day) of a day count since 1970-01-01.
+fn civil_from_days(z: i64) -> (i64, u32, u32) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let y = yoe + era * 400;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    (if m <= 2 { y + 1 } else { y }, m, d)
+}
+
+/// Java's `BigDecimal.toString()` of the unscaled two's-complement big-endian `bytes`
+/// at `scale`: plain digits, or scientific notation (`1E-7`, `1.23E+5`) when the scale
+/// is negative or the adjusted exponent is below -6.
+pub fn big_decimal_string(bytes: &[u8], scale: i32) -> String {
+    let negative = bytes.first().is_some_and(|b| b & 0x80 != 0);
+    // The magnitude: two's complement negated for a negative number.
+    let mut mag: Vec<u8> = bytes.to_vec();
+    if negative {
+        for b in mag.iter_mut() {
+            *b = !*b;
+        }
+        for b in mag.iter_mut().rev() {
+            let (v, carry) = b.overflowing_add(1);
+            *b = v;
+            if !carry {
+                break;
+            }
+        }
+    }
+    let digits = magnitude_digits(&mag);
+    let mut out = String::with_capacity(digits.len() + 8);
+    if negative && digits != "0" {
+        out.push('-');
+    }
+    let len = digits.len() as i64;
+    let adjusted = len - 1 - i64::from(scale);
+    if scale == 0 {
+        out.push_str(&digits);
+    } else if scale > 0 && adjusted >= -6 {
+        let scale = scale as usize;
+        if digits.len() > scale {
+            let (int, frac) = digits.split_at(digits.len() - scale);
+            out.push_str(int);
+            out.push('.');
+            out.push_str(frac);
+        } else {
+            out.push_str("0.");
+            out.extend(std::iter::repeat_n('0', scale - digits.len()));
+            out.push_str(&digits);
+        }
+    } else {
+        out.push_str(&digits[..1]);
+        if digits.len() > 1 {
+            out.push('.');
+            out.push_str(&digits[1..]);
+        }
+        if adjusted != 0 {
+            out.push('E');
+            if adjusted > 0 {
+                out.push('+');
+            }
+            let _ = write!(out, "{adjusted}");
+        }
+    }
+    out
+}
+
+/// Decimal digits of an unsigned big-endian magnitude.
+fn magnitude_digits(mag: &[u8]) -> String {
+    let mut num: Vec<u8> = mag.iter().copied().skip_while(|b| *b == 0).collect();
+    if num.is_empty() {
+        return "0".into();
+    }
+    // Repeated division by 10^9, collecting 9-digit groups from the least significant.
+    let mut groups: Vec<u32> = Vec::new();
+    while !num.is_empty() {
+        let mut rem: u64 = 0;
+        let mut quotient = Vec::with_capacity(num.len());
+        for &b in &num {
+            let cur = (rem << 8) | u64::from(b);
+            let q = cur / 1_000_000_000;
+            rem = cur % 1_000_000_000;
+            if !(quotient.is_empty() && q == 0) {
+                quotient.push(q as u8);
+            }
+        }
+        groups.push(rem as u32);
+        num = quotient;
+    }
+    let mut s = String::with_capacity(groups.len() * 9);
+    let _ = write!(s, "{}", groups[groups.len() - 1]);
+    for g in groups.iter().rev().skip(1) {
+        let _ = write!(s, "{g:09}");
+    }
+    s
+}
+
+// ---------------------------------------------------------------------------------
+// Records
+
+/// One record shape (a key or a value schema) in a JSON format: the schema JSON is
+/// rendered once; each record is the datum rendered as its payload.
+#[derive(Debug, Clone)]
+pub struct JsonRecord {
+    schema: ConnectSchema,
+    /// `{"schema":<S>,"payload":` for `json_with_schema`.
+    prefix: Option<String>,
+}
+
+impl JsonRecord {
+    pub fn new(schema: &ConnectSchema, with_schema: bool) -> Self {
+        JsonRecord {
+            prefix: with_schema.then(|| {
+                let mut p = String::from("{\"schema\":");
+                write_schema(&mut p, schema, None);
+                p.push_str(",\"payload\":");
+                p
+            }),
+            schema: schema.clone(),
+        }
+    }
+
+    pub fn schema(&self) -> &ConnectSchema {
+        &self.schema
+    }
+
+    /// The record for an Avro `datum` of the schema into `out` (cleared first).
+    pub fn write(&self, datum: &[u8], out: &mut Vec<u8>) -> Result<()> {
+        let mut text = String::with_capacity(datum.len() * 2 + 16);
+        if let Some(p) = &self.prefix {
+            text.push_str(p);
+        }
+        datum_to_json(&self.schema, datum, &mut text)?;
+        if self.prefix.is_some() {
+            text.push('}');
+        }
+        out.clear();
+        out.extend_from_slice(text.as_bytes());
+        Ok(())
+    }
+
+    /// As [`JsonRecord::write`] for a record framed in the Confluent wire format (the
+    /// schema id is ignored).
+    pub fn write_framed(&self, framed: &[u8], out: &mut Vec<u8>) -> Result<()> {
+        let (_, datum) = wire::split(framed).ok_or(DatumError("not a framed record"))?;
+        self.write(datum, out)
+    }
+}
+
+/// A table version's key and envelope in a JSON format, over its [`TableCodec`].
+#[derive(Debug, Clone)]
+pub struct JsonTableCodec {
+    key: Option<JsonRecord>,
+    value: JsonRecord,
+}
+
+impl JsonTableCodec {
+    /// `with_schema`: `json_with_schema` (else `json`).
+    pub fn new(codec: &TableCodec, with_schema: bool) -> Self {
+        JsonTableCodec {
+            key: codec
+                .key_connect_schema()
+                .map(|k| JsonRecord::new(k, with_schema)),
+            value: JsonRecord::new(codec.envelope_connect_schema(), with_schema),
+        }
+    }
+
+    /// The key of `row` into `out` (cleared first).
+    pub fn encode_key(
+        &self,
+        codec: &TableCodec,
+        row: &[Value],
+        out: &mut Vec<u8>,
+    ) -> std::result::Result<EncodeStats, EncodeError> {
+        let mut avro = Vec::with_capacity(64);
+        let stats = codec.encode_key(row, 0, &mut avro)?;
+        let key = self.key.as_ref().ok_or_else(|| EncodeError::NoKey {
+            table: codec.table().to_string(),
+        })?;
+        key.write_framed(&avro, out)
+            .map_err(|e| transcode_error(codec, e))?;
+        Ok(stats)
+    }
+
+    /// The envelope of `event` into `out` (cleared first).
+    pub fn encode_envelope(
+        &self,
+        codec: &TableCodec,
+        event: &ChangeEvent,
+        out: &mut Vec<u8>,
+    ) -> std::result::Result<EncodeStats, EncodeError> {
+        let mut avro = Vec::with_capacity(256);
+        let mut stats = EncodeStats::default();
+        codec.write_envelope(event, &mut avro, &mut stats)?;
+        self.value
+            .write(&avro, out)
+            .map_err(|e| transcode_error(codec, e))?;
+        Ok(stats)
+    }
+}
+
+fn transcode_error(codec: &TableCodec, e: DatumError) -> EncodeError {
+    EncodeError::Transcode {
+        table: codec.table().to_string(),
+        reason: e.0,
+    }
+}
+
+/// The key of `row` as Kafka Connect's default header converter writes it: the value
+/// Debezium puts in its `__debezium.oldkey` / `__debezium.newkey` headers.
+pub fn key_header_value(
+    codec: &TableCodec,
+    row: &[Value],
+) -> std::result::Result<String, EncodeError> {
+    let schema = codec
+        .key_connect_schema()
+        .ok_or_else(|| EncodeError::NoKey {
+            table: codec.table().to_string(),
+        })?;
+    let mut avro = Vec::with_capacity(64);
+    codec.encode_key(row, 0, &mut avro)?;
+    let datum = &avro[wire::HEADER_LEN..];
+    datum_to_connect_string(schema, datum).map_err(|e| transcode_error(codec, e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::codec::connect::field;
+
+    #[test]
+    fn big_decimals_print_as_java_does() {
+        let d = |unscaled: i64, scale: i32| {
+            let bytes = unscaled.to_be_bytes();
+            // Minimal two's complement, as BigInteger.toByteArray.
+            let mut start = 0;
+            while start < 7
+                && ((bytes[start] == 0 && bytes[start + 1] & 0x80 == 0)
+                    || (bytes[start] == 0xff && bytes[start + 1] & 0x80 != 0))
+            {
+                start += 1;
+            }
+            big_decimal_string(&bytes[start..], scale)
+        };
+        assert_eq!(d(1250, 2), "12.50");
+        assert_eq!(d(-1250, 2), "-12.50");
+        assert_eq!(d(5, 3), "0.005");
+        assert_eq!(d(0, 2), "0.00");
+        assert_eq!(d(42, 0), "42");
+        assert_eq!(d(1, 7), "1E-7");
+        assert_eq!(d(1000, 10), "1.000E-7");
+        assert_eq!(d(1, 6), "0.000001");
+        assert_eq!(d(123, -2), "1.23E+4");
+        assert_eq!(d(-128, 0), "-128");
+        assert_eq!(d(i64::MAX, 0), i64::MAX.to_string());
+        assert_eq!(d(i64::MIN, 0), i64::MIN.to_string());
+        // Beyond 64 bits: 2^80.
+        let mut big = vec![1u8];
+        big.extend([0u8; 10]);
+        assert_eq!(big_decimal_string(&big, 0), "1208925819614629174706176");
+    }
+
+    #[test]
+    fn dates_print_as_connect_values_does() {
+        let s = |millis: i64| {
+            let mut out = String::new();
+            java_date(&mut out, millis);
+            out
+        };
+        assert_eq!(s(0), "00:00:00.000Z");
+        assert_eq!(s(3_723_004), "01:02:03.004Z");
+        assert_eq!(s(19_000 * MILLIS_PER_DAY), "2022-01-08");
+        assert_eq!(s(19_000 * MILLIS_PER_DAY + 1), "2022-01-08T00:00:00.001Z");
+    }
+
+    #[test]
+    fn schemas_render_as_json_converter_does() {
+        let s = ConnectSchema::record(
+            "a.B",
+            vec![
+                field("id", ConnectSchema::int32()),
+                field(
+                    "price",
+                    ConnectSchema::bytes()
+                        .named(DECIMAL_NAME)
+                        .version(1)
+                        .param("scale", "2")
+                        .optional()
+                        .with_default(Json::Str("\u{1}\u{2}".into())),
+                ),
+                field(
+                    "tags",
+                    ConnectSchema::array(ConnectSchema::string().optional()).optional(),
+                ),
+                field(
+                    "attrs",
+                    ConnectSchema::map(ConnectSchema::string(), ConnectSchema::string().optional()),
+                ),
+            ],
+        );
+        assert_eq!(
+            schema_json(&s),
+            concat!(
+                r#"{"type":"struct","fields":["#,
+                r#"{"type":"int32","optional":false,"field":"id"},"#,
+                r#"{"type":"bytes","optional":true,"name":"org.apache.kafka.connect.data.Decimal","version":1,"parameters":{"scale":"2"},"default":"AQI=","field":"price"},"#,
+                r#"{"type":"array","items":{"type":"string","optional":true},"optional":true,"field":"tags"},"#,
+                r#"{"type":"map","keys":{"type":"string","optional":false},"values":{"type":"string","optional":true},"optional":false,"field":"attrs"}"#,
+                r#"],"optional":false,"name":"a.B"}"#
+            )
+        );
+    }
+
+    // -----------------------------------------------------------------------------
+    // Golden records of a small table: public.items (id int PRIMARY KEY, name text
+    // NOT NULL, price numeric(10,2), tags text[], ok boolean).
+
+    use std::sync::Arc;
+
+    use crate::codec::event::{
+        ConnectorMeta, MessageEvent, Op, SourceInfo, TransactionBlock, TransactionMetadataEvent,
+        TransactionStatus,
+    };
+    use crate::codec::options::CodecOptions;
+    use crate::codec::records::{MessageCodec, TransactionCodec};
+    use crate::codec::table::TableSpec;
+    use crate::postgres::ReplicaIdentity;
+    use crate::source::lsn::Lsn;
+    use crate::source::relation::{ColumnInfo, RelationInfo, TypeInfo};
+    use crate::source::types::{builtin, PgType};
+    use crate::source::value::parse_text;
+
+    fn column(name: &str, oid: u32, typmod: i32, key: bool, not_null: bool) -> ColumnInfo {
+        let pg_type = builtin(oid).unwrap();
+        ColumnInfo {
+            name: name.into(),
+            type_info: Arc::new(TypeInfo {
+                oid,
+                name: pg_type.name().to_string(),
+                pg_type,
+                enum_labels: None,
+            }),
+            type_modifier: typmod,
+            is_key: key,
+            not_null,
+        }
+    }
+
+    fn items() -> (Arc<RelationInfo>, TableCodec) {
+        let rel = Arc::new(RelationInfo {
+            oid: 16_500,
+            schema: "public".into(),
+            table: "items".into(),
+            replica_identity: ReplicaIdentity::Default,
+            columns: vec![
+                column("id", 23, -1, true, true),
+                column("name", 25, -1, false, true),
+                column("price", 1700, ((10 << 16) | 2) + 4, false, false),
+                column("tags", 1009, -1, false, false),
+                column("ok", 16, -1, false, false),
+            ],
+            version: 1,
+        });
+        let spec = TableSpec::from_relation(&rel);
+        let codec = TableCodec::new(&rel, &spec, "shop", &CodecOptions::default()).unwrap();
+        (rel, codec)
+    }
+
+    fn row(id: i32, name: &str, price: &str, tags: &str, ok: bool) -> Vec<Value> {
+        vec![
+            Value::Int4(id),
+            Value::Text(name.into()),
+            parse_text(&PgType::Numeric, price).unwrap(),
+            parse_text(&PgType::Array(Box::new(PgType::Text)), tags).unwrap(),
+            Value::Bool(ok),
+        ]
+    }
+
+    fn event(
+        rel: &Arc<RelationInfo>,
+        op: Op,
+        before: Option<Vec<Value>>,
+        after: Option<Vec<Value>>,
+    ) -> ChangeEvent {
+        let meta = Arc::new(ConnectorMeta {
+            version: "0.1.0".into(),
+            name: "shop".into(),
+            db: "shopdb".into(),
+        });
+        ChangeEvent {
+            op,
+            relation: rel.clone(),
+            before,
+            after,
+            source: SourceInfo::streaming(
+                meta,
+                1_700_000_000_123_456,
+                Some(Lsn(24_023_000)),
+                Lsn(24_023_928),
+                556,
+            ),
+            ts_ns: 1_700_000_001_000_000_007,
+            transaction: None,
+        }
+    }
+
+    fn text(codec: &JsonTableCodec, table: &TableCodec, e: &ChangeEvent) -> String {
+        let mut out = Vec::new();
+        codec.encode_envelope(table, e, &mut out).unwrap();
+        let s = String::from_utf8(out).unwrap();
+        serde_json::from_str::<serde_json::Value>(&s).expect("valid JSON");
+        s
+    }
+
+    const SOURCE: &str = r#""source":{"version":"0.1.0","connector":"postgresql","name":"shop","ts_ms":1700000000123,"snapshot":"false","db":"shopdb","sequence":"[\"24023000\",\"24023928\"]","ts_us":1700000000123456,"ts_ns":1700000000123456000,"schema":"public","table":"items","txId":556,"lsn":24023928,"xmin":null,"origin":null,"origin_lsn":null}"#;
+    const TIMES: &str =
+        r#""ts_ms":1700000001000,"ts_us":1700000001000000,"ts_ns":1700000001000000007"#;
+
+    #[test]
+    fn insert_update_delete_as_json_converter_writes_them() {
+        let (rel, table) = items();
+        let plain = JsonTableCodec::new(&table, false);
+        let lamp = row(1, "lamp", "12.50", "{a,\"b \\\"c\\\"\"}", true);
+        let lamp2 = row(1, "lamp", "13.00", "{}", false);
+
+        // Keys.
+        let mut key = Vec::new();
+        plain.encode_key(&table, &lamp, &mut key).unwrap();
+        assert_eq!(String::from_utf8(key.clone()).unwrap(), r#"{"id":1}"#);
+        JsonTableCodec::new(&table, true)
+            .encode_key(&table, &lamp, &mut key)
+            .unwrap();
+        assert_eq!(
+            String::from_utf8(key).unwrap(),
+            r#"{"schema":{"type":"struct","fields":[{"type":"int32","optional":false,"field":"id"}],"optional":false,"name":"shop.public.items.Key"},"payload":{"id":1}}"#
+        );
+
+        // 12.50 at scale 2 is 1250 = 0x04E2: base64 "BOI=".
+        let create = event(&rel, Op::Create, None, Some(lamp.clone()));
+        assert_eq!(
+            text(&plain, &table, &create),
+            format!(
+                r#"{{"before":null,"after":{{"id":1,"name":"lamp","price":"BOI=","tags":["a","b \"c\""],"ok":true}},{SOURCE},"transaction":null,"op":"c",{TIMES}}}"#
+            )
+        );
+        // 13.00 is 1300 = 0x0514: "BRQ=".
+        let mut update = event(&rel, Op::Update, None, Some(lamp2.clone()));
+        update.transaction = Some(TransactionBlock {
+            xid: 556,
+            lsn: Lsn(24_023_928),
+            total_order: 2,
+            data_collection_order: 1,
+        });
+        assert_eq!(
+            text(&plain, &table, &update),
+            format!(
+                r#"{{"before":null,"after":{{"id":1,"name":"lamp","price":"BRQ=","tags":[],"ok":false}},{SOURCE},"transaction":{{"id":"556:24023928","total_order":2,"data_collection_order":1}},"op":"u",{TIMES}}}"#
+            )
+        );
+        // A key-only old row: the NOT NULL name is Debezium's fill-in "".
+        let key_only = vec![
+            Value::Int4(1),
+            Value::Null,
+            Value::Null,
+            Value::Null,
+            Value::Null,
+        ];
+        let delete = event(&rel, Op::Delete, Some(key_only), None);
+        assert_eq!(
+            text(&plain, &table, &delete),
+            format!(
+                r#"{{"before":{{"id":1,"name":"","price":null,"tags":null,"ok":null}},"after":null,{SOURCE},"transaction":null,"op":"d",{TIMES}}}"#
+            )
+        );
+    }
+
+    #[test]
+    fn with_schema_the_envelope_carries_the_connect_schema() {
+        let (rel, table) = items();
+        let codec = JsonTableCodec::new(&table, true);
+        let create = event(
+            &rel,
+            Op::Create,
+            None,
+            Some(row(7, "cup", "0.05", "{x}", true)),
+        );
+        let json = text(&codec, &table, &create);
+        let value: serde_json::Value = serde_json::from_str(&json).unwrap();
+        let row_fields = concat!(
+            r#"[{"type":"int32","optional":false,"field":"id"},"#,
+            r#"{"type":"string","optional":false,"field":"name"},"#,
+            r#"{"type":"bytes","optional":true,"name":"org.apache.kafka.connect.data.Decimal","version":1,"parameters":{"scale":"2","connect.decimal.precision":"10"},"field":"price"},"#,
+            r#"{"type":"array","items":{"type":"string","optional":true},"optional":true,"field":"tags"},"#,
+            r#"{"type":"boolean","optional":true,"field":"ok"}]"#
+        );
+        let expected_schema = format!(
+            concat!(
+                r#"{{"type":"struct","fields":["#,
+                r#"{{"type":"struct","fields":{rows},"optional":true,"name":"shop.public.items.Value","field":"before"}},"#,
+                r#"{{"type":"struct","fields":{rows},"optional":true,"name":"shop.public.items.Value","field":"after"}},"#,
+                r#"{{"type":"struct","fields":["#,
+                r#"{{"type":"string","optional":false,"field":"version"}},"#,
+                r#"{{"type":"string","optional":false,"field":"connector"}},"#,
+                r#"{{"type":"string","optional":false,"field":"name"}},"#,
+                r#"{{"type":"int64","optional":false,"field":"ts_ms"}},"#,
+                r#"{{"type":"string","optional":true,"name":"io.debezium.data.Enum","version":1,"parameters":{{"allowed":"true,first,first_in_data_collection,last_in_data_collection,last,false,incremental"}},"default":"false","field":"snapshot"}},"#,
+                r#"{{"type":"string","optional":false,"field":"db"}},"#,
+                r#"{{"type":"string","optional":true,"field":"sequence"}},"#,
+                r#"{{"type":"int64","optional":true,"field":"ts_us"}},"#,
+                r#"{{"type":"int64","optional":true,"field":"ts_ns"}},"#,
+                r#"{{"type":"string","optional":false,"field":"schema"}},"#,
+                r#"{{"type":"string","optional":false,"field":"table"}},"#,
+                r#"{{"type":"int64","optional":true,"field":"txId"}},"#,
+                r#"{{"type":"int64","optional":true,"field":"lsn"}},"#,
+                r#"{{"type":"int64","optional":true,"field":"xmin"}},"#,
+                r#"{{"type":"string","optional":true,"field":"origin"}},"#,
+                r#"{{"type":"int64","optional":true,"field":"origin_lsn"}}"#,
+                r#"],"optional":false,"name":"io.debezium.connector.postgresql.Source","version":1,"field":"source"}},"#,
+                r#"{{"type":"struct","fields":["#,
+                r#"{{"type":"string","optional":false,"field":"id"}},"#,
+                r#"{{"type":"int64","optional":false,"field":"total_order"}},"#,
+                r#"{{"type":"int64","optional":false,"field":"data_collection_order"}}"#,
+                r#"],"optional":true,"name":"event.block","version":1,"field":"transaction"}},"#,
+                r#"{{"type":"string","optional":false,"field":"op"}},"#,
+                r#"{{"type":"int64","optional":true,"field":"ts_ms"}},"#,
+                r#"{{"type":"int64","optional":true,"field":"ts_us"}},"#,
+                r#"{{"type":"int64","optional":true,"field":"ts_ns"}}"#,
+                r#"],"optional":false,"name":"shop.public.items.Envelope","version":2}}"#
+            ),
+            rows = row_fields
+        );
+        let schema_text = serde_json::to_string(&value["schema"]).unwrap();
+        // serde_json keeps key order only with preserve_order; compare parsed values and
+        // the raw prefix.
+        assert_eq!(
+            value["schema"],
+            serde_json::from_str::<serde_json::Value>(&expected_schema).unwrap(),
+            "{schema_text}"
+        );
+        assert!(json.starts_with(&format!("{{\"schema\":{expected_schema},\"payload\":{{")));
+        assert_eq!(
+            value["payload"]["after"]["price"], "BQ==",
+            "0.05 → unscaled 5"
+        );
+        assert_eq!(value["payload"]["op"], "c");
+        assert_eq!(value.as_object().unwrap().len(), 2);
+    }
+
+    #[test]
+    fn key_headers_are_connects_string_form() {
+        let (_, table) = items();
+        let header = key_header_value(&table, &row(42, "x", "1.00", "{}", true)).unwrap();
+        assert_eq!(header, r#"{"id":42}"#);
+
+        // Several key types, as Values.convertToString prints a Struct.
+        let rel = Arc::new(RelationInfo {
+            oid: 16_501,
+            schema: "public".into(),
+            table: "k".into(),
+            replica_identity: ReplicaIdentity::Default,
+            columns: vec![
+                column("code", 25, -1, true, true),
+                column("amount", 1700, ((10 << 16) | 3) + 4, true, true),
+                column("raw", 17, -1, true, true),
+                column("f", 701, -1, true, true),
+            ],
+            version: 1,
+        });
+        let spec = TableSpec::from_relation(&rel);
+        let codec = TableCodec::new(&rel, &spec, "shop", &CodecOptions::default()).unwrap();
+        let key = vec![
+            Value::Text("a\"b\\c".into()),
+            parse_text(&PgType::Numeric, "-0.5").unwrap(),
+            Value::Bytea(vec![1, 2, 3]),
+            Value::Float8(1e10),
+        ];
+        assert_eq!(
+            key_header_value(&codec, &key).unwrap(),
+            r#"{"code":"a\"b\\c","amount":-0.500,"raw":"AQID","f":1.0E10}"#
+        );
+    }
+
+    #[test]
+    fn message_and_transaction_records_render() {
+        let opts = CodecOptions::default();
+        let messages = MessageCodec::new(&opts);
+        let meta = Arc::new(ConnectorMeta {
+            version: "0.1.0".into(),
+            name: "shop".into(),
+            db: "shopdb".into(),
+        });
+        let event = MessageEvent {
+            prefix: "audit".into(),
+            content: bytes::Bytes::from_static(b"hi"),
+            source: SourceInfo::streaming(meta, 1_000_000, None, Lsn(100), 7),
+            ts_ns: 5_000_000,
+            transaction: None,
+        };
+        let mut framed = Vec::new();
+        messages.encode_key(&event, 0, &mut framed);
+        let mut out = Vec::new();
+        JsonRecord::new(messages.key_connect_schema(), false)
+            .write_framed(&framed, &mut out)
+            .unwrap();
+        assert_eq!(out, br#"{"prefix":"audit"}"#);
+        messages.encode_value(&event, 0, &mut framed);
+        JsonRecord::new(messages.value_connect_schema(), false)
+            .write_framed(&framed, &mut out)
+            .unwrap();
+        let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
+        assert_eq!(v["op"], "m");
+        assert_eq!(v["ts_ms"], 5);
+        assert_eq!(v["message"]["content"], "aGk=");
+        assert_eq!(v["source"]["schema"], "");
+
+        let tx = TransactionCodec::new();
+        let end = TransactionMetadataEvent {
+            status: TransactionStatus::End,
+            xid: 571,
+            lsn: Lsn(53_195_832),
+            ts_ms: 1_580_390_884_335,
+            event_count: Some(2),
+            data_collections: Some(vec![("s1.a".into(), 1), ("s2.a".into(), 1)]),
+        };
+        tx.encode_value(&end, 0, &mut framed);
+        JsonRecord::new(tx.value_connect_schema(), false)
+            .write_framed(&framed, &mut out)
+            .unwrap();
+        assert_eq!(
+            String::from_utf8(out.clone()).unwrap(),
+            r#"{"status":"END","id":"571:53195832","event_count":2,"data_collections":[{"data_collection":"s1.a","event_count":1},{"data_collection":"s2.a","event_count":1}],"ts_ms":1580390884335}"#
+        );
+        let begin = TransactionMetadataEvent {
+            status: TransactionStatus::Begin,
+            event_count: None,
+            data_collections: None,
+            ..end
+        };
+        tx.encode_key(&begin, 0, &mut framed);
+        JsonRecord::new(tx.key_connect_schema(), true)
+            .write_framed(&framed, &mut out)
+            .unwrap();
+        assert_eq!(
+            String::from_utf8(out.clone()).unwrap(),
+            r#"{"schema":{"type":"struct","fields":[{"type":"string","optional":false,"field":"id"}],"optional":false,"name":"io.debezium.connector.common.TransactionMetadataKey","version":1},"payload":{"id":"571:53195832"}}"#
+        );
+        tx.encode_value(&begin, 0, &mut framed);
+        JsonRecord::new(tx.value_connect_schema(), false)
+            .write_framed(&framed, &mut out)
+            .unwrap();
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            r#"{"status":"BEGIN","id":"571:53195832","event_count":null,"data_collections":null,"ts_ms":1580390884335}"#
+        );
+    }
+}
