@@ -80,6 +80,8 @@ pub async fn run(
         status_interval: connector.heartbeat.interval.min(Duration::from_secs(10)),
         spool: SpoolConfig::default(),
     };
+    let metrics = crate::observe::metrics();
+    metrics.set_streaming(&connector.name, true);
     let source_task = {
         let connector = connector.clone();
         tokio::spawn(async move {
@@ -139,6 +141,7 @@ pub async fn run(
                 tracker.acked(report.commit_lsn);
                 if let Some(checkpoint) = tracker.advance() {
                     let _ = flushed_tx.send(checkpoint.flush_lsn);
+                    metrics.confirmed_lsn.with_label_values(&[&connector.name]).set(checkpoint.flush_lsn.0 as i64);
                     if snapshot_pending.is_some_and(|cp| checkpoint.flush_lsn >= cp) {
                         snapshot_pending = None;
                         tokio::spawn(snapshot::mark_completed(connector.clone()));
@@ -219,10 +222,15 @@ pub async fn run(
                     TxEvent::RelationChanged(relation) => {
                         info!(table = %relation.qualified(), version = relation.version, "table changed shape; the next event registers a new schema");
                     }
-                    TxEvent::Restarted => tracker.drop_uncommitted(),
+                    TxEvent::Restarted => {
+                        tracker.drop_uncommitted();
+                        metrics.reconnects.with_label_values(&[&connector.name, "postgres"]).inc();
+                    }
                     TxEvent::Idle { wal_end } => {
+                        metrics.server_wal_end.with_label_values(&[&connector.name]).set(wal_end.0 as i64);
                         if let Some(checkpoint) = tracker.idle(wal_end) {
                             let _ = flushed_tx.send(checkpoint.flush_lsn);
+                    metrics.confirmed_lsn.with_label_values(&[&connector.name]).set(checkpoint.flush_lsn.0 as i64);
                         }
                     }
                     TxEvent::Commit { end_lsn, .. } => {
@@ -236,11 +244,14 @@ pub async fn run(
                             break Err(e);
                         }
                         tracker.commit(end_lsn);
+                        metrics.transactions.with_label_values(&[&connector.name]).inc();
+                        metrics.in_flight.with_label_values(&[&connector.name]).set(tracker.in_flight() as i64);
                         tx.last_commit_lsn = Some(end_lsn);
                     }
                 }
                 if let Some(checkpoint) = tracker.advance() {
                     let _ = flushed_tx.send(checkpoint.flush_lsn);
+                    metrics.confirmed_lsn.with_label_values(&[&connector.name]).set(checkpoint.flush_lsn.0 as i64);
                     if snapshot_pending.is_some_and(|cp| checkpoint.flush_lsn >= cp) {
                         snapshot_pending = None;
                         tokio::spawn(snapshot::mark_completed(connector.clone()));
@@ -266,6 +277,10 @@ pub async fn run(
     }
     if let Some(checkpoint) = tracker.advance() {
         let _ = flushed_tx.send(checkpoint.flush_lsn);
+        metrics
+            .confirmed_lsn
+            .with_label_values(&[&connector.name])
+            .set(checkpoint.flush_lsn.0 as i64);
     }
     if let (Some(cp), Some(checkpoint)) = (snapshot_pending, tracker.checkpoint()) {
         if checkpoint.flush_lsn >= cp {
@@ -282,6 +297,7 @@ pub async fn run(
         }
         info!(position = %checkpoint.position, flush_lsn = %checkpoint.flush_lsn, in_flight = tracker.in_flight(), skipped_as_already_present = skipped, "stopping; checkpoint confirmed");
     }
+    metrics.set_streaming(&connector.name, false);
     let _ = stop_source_tx.send(true);
     if let Some(task) = heartbeat_task {
         task.abort();
@@ -341,6 +357,10 @@ async fn send_all(
                 .is_some_and(|last| position <= *last)
             {
                 *skipped += 1;
+                crate::observe::metrics()
+                    .records_skipped
+                    .with_label_values(&[&connector.name])
+                    .inc();
                 continue;
             }
         }
@@ -353,6 +373,10 @@ async fn send_all(
             txid,
         };
         sink.send(&record, partition).await?;
+        crate::observe::metrics()
+            .records_sent
+            .with_label_values(&[connector.name.as_str(), &*record.topic])
+            .inc();
         tracker.sent(position.index);
         if connector.delivery.mode == DeliveryMode::ExactlyOnce {
             // What this process sent also counts as present: after a reconnect the

@@ -1145,3 +1145,90 @@ async fn json_with_schema_records_need_no_registry() {
     assert_eq!(delete["before"]["id"], 1);
     assert_eq!(delete["after"], serde_json::Value::Null);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_and_probes_are_served() {
+    let stack = stack();
+    let registry_dir = tempfile::tempdir().unwrap();
+    let registry = RegistryServer::start("127.0.0.1:0".parse().unwrap(), registry_dir.path())
+        .await
+        .unwrap();
+    let db = TestDb::new(stack);
+    db.psql("CREATE TABLE public.orders (id int PRIMARY KEY, status text NOT NULL, total numeric(10,2))");
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let file = db.connector("metrics", "", "[tables.\"public.orders\"]");
+    let text_file = std::fs::read_to_string(&file)
+        .unwrap()
+        .replace("http://127.0.0.1:8081", &registry.url())
+        .replace(
+            "[metrics]\nenabled = false",
+            &format!("[metrics]\nlisten = \"127.0.0.1:{port}\""),
+        );
+    std::fs::write(&file, text_file).unwrap();
+    assert_eq!(
+        crate::common::walcast(&["setup", file.to_str().unwrap()], &[]).code,
+        Some(0)
+    );
+    let log = db.dir.path().join("walcast.log");
+    let mut walcast = start_walcast(&file, &log);
+    let http = reqwest::Client::new();
+    let base = format!("http://127.0.0.1:{port}");
+    let started = Instant::now();
+    loop {
+        if let Ok(r) = http.get(format!("{base}/readyz")).send().await {
+            if r.status() == 200 {
+                break;
+            }
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "never ready: {}",
+            std::fs::read_to_string(&log).unwrap_or_default()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(
+        http.get(format!("{base}/healthz"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    db.psql("INSERT INTO orders VALUES (1, 'new', 1)");
+    let topic = format!("{}.public.orders", db.name);
+    let wanted = format!("walcast_records_sent_total{{connector=\"metrics\",topic=\"{topic}\"}} 1");
+    let started = Instant::now();
+    let body = loop {
+        let body = http
+            .get(format!("{base}/metrics"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        if body.contains(&wanted) || started.elapsed() > Duration::from_secs(20) {
+            break body;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    let _ = Command::new("kill")
+        .args(["-TERM", &walcast.id().to_string()])
+        .status();
+    let _ = walcast.wait();
+    assert!(body.contains(&wanted), "{body}");
+    assert!(
+        body.contains("walcast_transactions_total{connector=\"metrics\"} 1"),
+        "{body}"
+    );
+    assert!(
+        body.contains("walcast_streaming{connector=\"metrics\"} 1"),
+        "{body}"
+    );
+    registry.shutdown().await.unwrap();
+}
