@@ -79,6 +79,7 @@ fn relation() -> RelationInfo {
                 type_modifier,
                 is_key: name == "id",
                 not_null: name == "id",
+                default_expr: None,
             })
             .collect(),
         version: 1,

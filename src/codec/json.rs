@@ -869,6 +869,7 @@ mod tests {
             type_modifier: typmod,
             is_key: key,
             not_null,
+            default_expr: None,
         }
     }
 

@@ -50,6 +50,7 @@ fn col(name: &str, ty: Arc<TypeInfo>, typmod: i32, key: bool) -> ColumnInfo {
         type_modifier: typmod,
         is_key: key,
         not_null: key,
+        default_expr: None,
     }
 }
 

@@ -395,7 +395,11 @@ impl EventStage {
                 .enumerate()
                 .map(|(i, c)| ColumnSpec {
                     optional: !(c.not_null || key_columns.contains(&i)),
-                    default: None,
+                    // As Debezium: the column default becomes the field's default.
+                    default: c
+                        .default_expr
+                        .as_deref()
+                        .and_then(|e| crate::codec::parse_default_expression(c, e)),
                 })
                 .collect(),
             key: key_columns.clone(),
@@ -872,6 +876,7 @@ format = "json"
                 type_modifier: -1,
                 is_key: key,
                 not_null: key,
+                default_expr: None,
             }
         };
         Arc::new(RelationInfo {

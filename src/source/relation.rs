@@ -38,6 +38,9 @@ pub struct ColumnInfo {
     /// `NOT NULL` in the catalog when the relation was described (schemas mark such
     /// columns required, as Debezium does).
     pub not_null: bool,
+    /// The column default as the catalog prints it (`pg_get_expr`), for the schema's
+    /// field default, as Debezium derives it.
+    pub default_expr: Option<String>,
 }
 
 /// A table as the stream describes it now.
@@ -109,24 +112,31 @@ impl RelationCache {
         message: &Relation,
         catalog: &Client,
     ) -> Result<(Arc<RelationInfo>, bool), RelationError> {
-        let not_null: Vec<String> = catalog
+        // NOT NULL and defaults are not in the Relation message: read them from the
+        // catalog (as of now, which matches the stream except across concurrent DDL).
+        let attributes: std::collections::HashMap<String, (bool, Option<String>)> = catalog
             .query(
-                "SELECT attname::text FROM pg_attribute WHERE attrelid = $1 AND attnum > 0 AND NOT attisdropped AND attnotnull",
+                "SELECT a.attname::text, a.attnotnull, pg_get_expr(d.adbin, d.adrelid)
+                 FROM pg_attribute a LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum
+                 WHERE a.attrelid = $1 AND a.attnum > 0 AND NOT a.attisdropped",
                 &[&message.oid],
             )
             .await
             .map_err(|e| RelationError { oid: message.oid, detail: e.to_string() })?
             .iter()
-            .filter_map(|r| r.try_get::<_, String>(0).ok())
+            .filter_map(|r| Some((r.try_get::<_, String>(0).ok()?, (r.try_get(1).ok()?, r.try_get(2).ok()?))))
             .collect();
         let mut columns = Vec::with_capacity(message.columns.len());
         for c in &message.columns {
+            let (not_null, default_expr) =
+                attributes.get(&c.name).cloned().unwrap_or((false, None));
             columns.push(ColumnInfo {
                 name: c.name.clone(),
                 type_info: self.resolve(c.type_oid, catalog).await?,
                 type_modifier: c.type_modifier,
                 is_key: c.is_key(),
-                not_null: not_null.contains(&c.name),
+                not_null,
+                default_expr,
             });
         }
         let mut info = RelationInfo {

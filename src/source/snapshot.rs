@@ -56,8 +56,9 @@ pub async fn relation_for(
     };
     let rows = client
         .query(
-            "SELECT attname::text, atttypid, atttypmod, attnotnull FROM pg_attribute
-             WHERE attrelid = $1 AND attnum > 0 AND NOT attisdropped AND attgenerated = '' ORDER BY attnum",
+            "SELECT a.attname::text, a.atttypid, a.atttypmod, a.attnotnull, pg_get_expr(d.adbin, d.adrelid)
+             FROM pg_attribute a LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum
+             WHERE a.attrelid = $1 AND a.attnum > 0 AND NOT a.attisdropped AND a.attgenerated = '' ORDER BY a.attnum",
             &[&table.oid],
         )
         .await
@@ -69,6 +70,7 @@ pub async fn relation_for(
         let type_oid: u32 = row.try_get(1).map_err(|e| err(e.to_string()))?;
         let type_modifier: i32 = row.try_get(2).map_err(|e| err(e.to_string()))?;
         let not_null: bool = row.try_get(3).map_err(|e| err(e.to_string()))?;
+        let default_expr: Option<String> = row.try_get(4).map_err(|e| err(e.to_string()))?;
         let type_info = cache
             .resolve(type_oid, client)
             .await
@@ -79,6 +81,7 @@ pub async fn relation_for(
             type_info,
             type_modifier,
             not_null,
+            default_expr,
         });
     }
     Ok(Arc::new(RelationInfo {
@@ -369,6 +372,7 @@ mod tests {
             type_modifier: -1,
             is_key: false,
             not_null: false,
+            default_expr: None,
         }
     }
 

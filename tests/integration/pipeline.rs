@@ -325,7 +325,7 @@ async fn confluents_python_client_decodes_walcast_records() {
     db.psql("CREATE TYPE mood AS ENUM ('sad', 'happy')");
     db.psql(
         "CREATE TABLE public.items (id int PRIMARY KEY, name text NOT NULL, price numeric(10,2), placed timestamptz,
-         attrs jsonb, feeling mood, tags text[])",
+         attrs jsonb, feeling mood, tags text[], qty int NOT NULL DEFAULT 7)",
     );
     let file = db.connector("py", "", "[tables.\"public.items\"]");
     let text_file = std::fs::read_to_string(&file)
@@ -402,6 +402,22 @@ async fn confluents_python_client_decodes_walcast_records() {
     assert_eq!(created["source"]["table"], "items");
     assert_eq!(created["source"]["db"], db.name.as_str());
     assert_eq!(records[1]["value"]["after"]["price"], "13.00");
+    assert_eq!(after["qty"], 7);
+    // Column defaults reach the schema as Debezium writes them.
+    let latest: serde_json::Value = serde_json::from_str(
+        &reqwest::get(format!(
+            "{}/subjects/{topic}-value/versions/latest",
+            registry.url()
+        ))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap(),
+    )
+    .unwrap();
+    let schema = latest["schema"].as_str().unwrap();
+    assert!(schema.contains("\"connect.default\":7"), "{schema}");
     assert_eq!(records[2]["value"]["before"]["id"], 1);
     registry.shutdown().await.unwrap();
 }
