@@ -72,6 +72,7 @@ pub struct Registry {
     pub username: Option<String>,
     pub password: Option<Secret>,
     pub ca_file: Option<PathBuf>,
+    pub subject_name_strategy: crate::registry::SubjectNameStrategy,
 }
 
 #[derive(Debug, Clone)]

@@ -159,6 +159,10 @@ pub struct RegistrySection {
     pub password: Option<Spanned<Secret>>,
     pub password_file: Option<Spanned<EnvString>>,
     pub ca_file: Option<Spanned<EnvString>>,
+    /// How subjects are named: topic_name (`<topic>-key`/`-value`, the default),
+    /// record_name or topic_record_name, as Confluent's strategies.
+    #[serde(default)]
+    pub subject_name_strategy: crate::registry::SubjectNameStrategy,
 }
 
 /// `[delivery]`: the delivery guarantee and shutdown behaviour.

@@ -561,3 +561,21 @@ fn the_registry_is_optional_only_for_json_formats() {
         assert_eq!(c.registry.url, "");
     }
 }
+
+#[test]
+fn subject_name_strategy_is_read() {
+    let c = parse(&MINIMAL.replace(
+        "url = \"http://127.0.0.1:8081\"",
+        "url = \"http://127.0.0.1:8081\"\nsubject_name_strategy = \"record_name\"",
+    ))
+    .unwrap();
+    assert_eq!(
+        c.registry.subject_name_strategy,
+        crate::registry::SubjectNameStrategy::RecordName
+    );
+    let e = error(&MINIMAL.replace(
+        "url = \"http://127.0.0.1:8081\"",
+        "url = \"http://127.0.0.1:8081\"\nsubject_name_strategy = \"by_magic\"",
+    ));
+    assert!(e.starts_with("connectors/shop.toml:"), "{e}");
+}

@@ -213,6 +213,7 @@ impl Validator<'_> {
                     username: r.username.map(|u| u.to_string()),
                     password: self.secret(r.password, r.password_file, "registry")?,
                     ca_file: r.ca_file.map(|c| self.resolve_path(c.get_ref())),
+                    subject_name_strategy: r.subject_name_strategy,
                 }
             }
             None if events.format.uses_registry() => {
@@ -226,6 +227,7 @@ impl Validator<'_> {
                 username: None,
                 password: None,
                 ca_file: None,
+                subject_name_strategy: Default::default(),
             },
         };
 

@@ -23,6 +23,7 @@ use crate::codec::{
 use crate::config::{ColumnSelection, Connector, HashAlgorithm, Mask, TableRule};
 use crate::postgres::ReplicaIdentity;
 use crate::registry::client::RegistryClient;
+use crate::registry::SubjectKind;
 use crate::source::change::{OldRow, RowChange, RowOp};
 use crate::source::lsn::Lsn;
 use crate::source::relation::RelationInfo;
@@ -316,12 +317,19 @@ impl EventStage {
     /// registered (once; the client caches) for Avro, rendered for JSON.
     async fn serializer(
         &self,
-        subject: &str,
+        topic: &str,
+        kind: SubjectKind,
         schema: &ConnectSchema,
         avro_json: &str,
     ) -> Result<Serializer, EventError> {
         match self.connector.events.format {
             EventFormat::Avro => {
+                let subject = self.connector.registry.subject_name_strategy.subject(
+                    topic,
+                    kind,
+                    &record_full_name(avro_json),
+                );
+                let subject = subject.as_str();
                 let registry = self.registry.as_ref().ok_or_else(|| {
                     EventError::Registry(
                         "the Avro format needs a schema registry; set [registry] url".into(),
@@ -430,14 +438,15 @@ impl EventStage {
             .collect();
         let key = match (codec.key_connect_schema(), codec.key_schema_json()) {
             (Some(schema), Some(avro)) => Some(
-                self.serializer(&format!("{topic}-key"), schema, avro)
+                self.serializer(&topic, SubjectKind::Key, schema, avro)
                     .await?,
             ),
             _ => None,
         };
         let value = self
             .serializer(
-                &format!("{topic}-value"),
+                &topic,
+                SubjectKind::Value,
                 codec.envelope_connect_schema(),
                 codec.envelope_schema_json(),
             )
@@ -464,14 +473,16 @@ impl EventStage {
         let topic: Arc<str> = format!("{}.transaction", self.connector.kafka.topic_prefix).into();
         let key = self
             .serializer(
-                &format!("{topic}-key"),
+                &topic,
+                SubjectKind::Key,
                 codec.key_connect_schema(),
                 codec.key_schema_json(),
             )
             .await?;
         let value = self
             .serializer(
-                &format!("{topic}-value"),
+                &topic,
+                SubjectKind::Value,
                 codec.value_connect_schema(),
                 codec.value_schema_json(),
             )
@@ -655,14 +666,16 @@ impl EventStage {
             let topic: Arc<str> = format!("{}.message", self.connector.kafka.topic_prefix).into();
             let key = self
                 .serializer(
-                    &format!("{topic}-key"),
+                    &topic,
+                    SubjectKind::Key,
                     codec.key_connect_schema(),
                     codec.key_schema_json(),
                 )
                 .await?;
             let value = self
                 .serializer(
-                    &format!("{topic}-value"),
+                    &topic,
+                    SubjectKind::Value,
                     codec.value_connect_schema(),
                     codec.value_schema_json(),
                 )
@@ -703,6 +716,16 @@ impl EventStage {
             Some(value_serializer.finish(value, topic)?),
         ));
         Ok(())
+    }
+}
+
+/// `namespace.name` of an Avro record schema (for the record-name subject strategies).
+fn record_full_name(avro_json: &str) -> String {
+    let parsed: serde_json::Value = serde_json::from_str(avro_json).unwrap_or_default();
+    match (parsed["namespace"].as_str(), parsed["name"].as_str()) {
+        (Some(ns), Some(name)) if !ns.is_empty() => format!("{ns}.{name}"),
+        (_, Some(name)) => name.to_owned(),
+        _ => String::new(),
     }
 }
 

@@ -329,3 +329,13 @@ async fn messages_count_in_their_transaction() {
     assert_eq!(out.len(), 1);
     assert_eq!(json(&out[0].value)["transaction"], serde_json::Value::Null);
 }
+
+#[test]
+fn record_names_come_from_the_schema() {
+    assert_eq!(
+        record_full_name(r#"{"type":"record","name":"Envelope","namespace":"p.public.t"}"#),
+        "p.public.t.Envelope"
+    );
+    assert_eq!(record_full_name(r#"{"type":"record","name":"Key"}"#), "Key");
+    assert_eq!(record_full_name("not json"), "");
+}
