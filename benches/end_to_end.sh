@@ -68,5 +68,7 @@ for _ in $(seq 1 1200); do
 done
 end=$(date +%s.%N)
 rss=$(awk '/VmHWM/ {print $2}' "/proc/$walcast_pid/status")
+cpu=$(awk -v hz="$(getconf CLK_TCK)" '{printf "%.2f", ($14 + $15) / hz}' "/proc/$walcast_pid/stat")
+echo "walcast CPU time (user+system): ${cpu}s" >&2
 python3 -c "import sys; s=float(sys.argv[2])-float(sys.argv[1]); print(f'walcast end to end: rows={sys.argv[3]} seconds={s:.2f} rows_per_second={int(sys.argv[3])/s:.0f} peak_rss_mib={int(sys.argv[4])/1024:.1f}')" "$start" "$end" "$rows" "$rss"
 [ "$done_" = "t" ] || { echo "did not catch up; log:" >&2; tail -5 "$state/walcast.log" >&2; exit 1; }

@@ -54,6 +54,12 @@ pub async fn run(
         )));
     }
     let connector = Arc::new(connector);
+    // Kafka first: a wrong address or password should stop the connector before it
+    // creates a slot or starts a snapshot.
+    let client_id = format!("walcast-{}", connector.name);
+    let (mut sink, mut reports) =
+        KafkaSink::new(&connector.kafka, connector.delivery.mode, &client_id)?;
+    sink.check_connection()?;
     let plan = snapshot::prepare(&connector).await?;
     let snapshot_only = connector.source.snapshot_mode == crate::config::SnapshotMode::InitialOnly;
     // The JSON formats use no schema registry.
@@ -65,9 +71,6 @@ pub async fn run(
     } else {
         None
     };
-    let client_id = format!("walcast-{}", connector.name);
-    let (mut sink, mut reports) =
-        KafkaSink::new(&connector.kafka, connector.delivery.mode, &client_id)?;
     let mut stage = EventStage::new(connector.clone(), registry);
 
     let (events_tx, mut events_rx) = mpsc::channel::<TxEvent>(4096);

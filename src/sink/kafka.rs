@@ -59,12 +59,14 @@ pub enum SinkError {
         "cannot create topic {topic}: {message}; create it yourself or grant walcast CreateTopics"
     )]
     CreateTopic { topic: String, message: String },
-    #[error("cannot reach Kafka at {servers} to read topic {topic}'s metadata: {message}")]
+    #[error("cannot reach Kafka at {servers} to read topic {topic}'s metadata: {message}; check [kafka] bootstrap_servers and, for TLS/SASL clusters, the security.*, sasl.* and ssl.* settings in [kafka.producer] (librdkafka logs the exact cause, e.g. an authentication failure, just before this)")]
     Metadata {
         servers: String,
         topic: String,
         message: String,
     },
+    #[error("cannot connect to Kafka at {servers}: {message}; check [kafka] bootstrap_servers and, for TLS/SASL clusters, the security.*, sasl.* and ssl.* settings in [kafka.producer] (librdkafka logs the exact cause, e.g. an authentication failure, just before this)")]
+    Connection { servers: String, message: String },
     #[error("Kafka rejected a record of transaction at {commit_lsn}: {message}")]
     Delivery { commit_lsn: Lsn, message: String },
 }
@@ -145,6 +147,18 @@ impl KafkaSink {
         ))
     }
 
+    /// Fails fast, before any slot or snapshot work, when the cluster can't be reached or
+    /// refuses the credentials.
+    pub fn check_connection(&self) -> Result<(), SinkError> {
+        let client = self.producer.client();
+        tokio::task::block_in_place(|| client.fetch_metadata(None, Duration::from_secs(15)))
+            .map(|_| ())
+            .map_err(|e| SinkError::Connection {
+                servers: self.settings.bootstrap_servers.clone(),
+                message: e.to_string(),
+            })
+    }
+
     /// The partition count of `topic`, creating the topic first when it is missing.
     pub async fn ensure_topic(&mut self, topic: &Arc<str>) -> Result<i32, SinkError> {
         if let Some(n) = self.partitions.get(topic) {
@@ -174,13 +188,16 @@ impl KafkaSink {
 
     async fn fetch_partitions(&self, topic: &str) -> Result<Option<i32>, SinkError> {
         let client = self.producer.client();
-        let metadata = client
-            .fetch_metadata(Some(topic), Duration::from_secs(10))
-            .map_err(|e| SinkError::Metadata {
-                servers: self.settings.bootstrap_servers.clone(),
-                topic: topic.to_owned(),
-                message: e.to_string(),
-            })?;
+        // librdkafka blocks here; keep the runtime's other tasks (the replication
+        // reader answering keepalives) running meanwhile.
+        let metadata = tokio::task::block_in_place(|| {
+            client.fetch_metadata(Some(topic), Duration::from_secs(10))
+        })
+        .map_err(|e| SinkError::Metadata {
+            servers: self.settings.bootstrap_servers.clone(),
+            topic: topic.to_owned(),
+            message: e.to_string(),
+        })?;
         Ok(metadata
             .topics()
             .iter()

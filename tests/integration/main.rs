@@ -2,6 +2,7 @@
 
 mod check;
 mod common;
+mod kafka_security;
 mod kafka_smoke;
 mod pipeline;
 mod replication;

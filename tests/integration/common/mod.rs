@@ -345,3 +345,183 @@ pub fn walcast(args: &[&str], env: &[(&str, &str)]) -> Run {
         stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
     }
 }
+
+/// A Kafka of its own whose clients must authenticate: besides the PLAINTEXT listener
+/// (controller traffic, the broker itself and the tests' admin steps) it has
+/// `SASL_SSL://127.0.0.1:<port>`, which demands SCRAM-SHA-256 over TLS with a broker
+/// certificate from a throwaway CA made here with openssl, and a SCRAM user.
+#[derive(Debug)]
+pub struct SecuredKafka {
+    pub stack: Stack,
+    /// The SASL_SSL listener, `127.0.0.1:<port>`.
+    pub bootstrap: String,
+    /// The CA that signed the broker's certificate (PEM).
+    pub ca_file: PathBuf,
+    pub username: &'static str,
+    pub password: String,
+}
+
+impl SecuredKafka {
+    /// librdkafka settings for a client of the SASL_SSL listener, with `password`.
+    pub fn client_config(&self, password: &str) -> Vec<(&'static str, String)> {
+        vec![
+            ("bootstrap.servers", self.bootstrap.clone()),
+            ("security.protocol", "SASL_SSL".to_owned()),
+            ("sasl.mechanisms", "SCRAM-SHA-256".to_owned()),
+            ("sasl.username", self.username.to_owned()),
+            ("sasl.password", password.to_owned()),
+            ("ssl.ca.location", self.ca_file.display().to_string()),
+        ]
+    }
+}
+
+/// Runs openssl in `dir`; panics with its error output on failure.
+pub fn openssl(dir: &Path, args: &[&str]) {
+    let out = Command::new("openssl")
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .expect("openssl");
+    assert!(
+        out.status.success(),
+        "openssl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// The Kafka of [`SecuredKafka`], started once per test binary.
+pub fn secured_kafka() -> &'static SecuredKafka {
+    static KAFKA: OnceLock<SecuredKafka> = OnceLock::new();
+    KAFKA.get_or_init(|| {
+        // Outside the state dir (`up` wants that to itself); named like one, so a later
+        // run removes it once this process is gone.
+        let tls = std::env::temp_dir().join(format!(
+            "walcast-test-{}-kafka-sasl-tls",
+            std::process::id()
+        ));
+        let _ = std::fs::remove_dir_all(&tls);
+        std::fs::create_dir_all(&tls).unwrap();
+        openssl(
+            &tls,
+            &[
+                "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj",
+                "/CN=walcast test Kafka CA", "-keyout", "ca.key", "-out", "ca.pem",
+            ],
+        );
+        openssl(
+            &tls,
+            &[
+                "req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=localhost", "-keyout",
+                "broker.key", "-out", "broker.csr",
+            ],
+        );
+        std::fs::write(
+            tls.join("san.ext"),
+            "subjectAltName=DNS:localhost,IP:127.0.0.1\n",
+        )
+        .unwrap();
+        openssl(
+            &tls,
+            &[
+                "x509", "-req", "-in", "broker.csr", "-CA", "ca.pem", "-CAkey", "ca.key",
+                "-CAcreateserial", "-days", "2", "-extfile", "san.ext", "-out", "broker.pem",
+            ],
+        );
+        // A PEM keystore (KIP-651): the unencrypted PKCS#8 key, then the chain.
+        let keystore = tls.join("broker-keystore.pem");
+        let mut pem = std::fs::read_to_string(tls.join("broker.key")).unwrap();
+        pem.push_str(&std::fs::read_to_string(tls.join("broker.pem")).unwrap());
+        pem.push_str(&std::fs::read_to_string(tls.join("ca.pem")).unwrap());
+        std::fs::write(&keystore, pem).unwrap();
+
+        // A free port for the listener (the broker binds it a few seconds later; the
+        // usual small race, as for the ports `up` picks).
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let listener = format!("SASL_SSL://127.0.0.1:{port}");
+        let props = format!(
+            "sasl.enabled.mechanisms=SCRAM-SHA-256\n\
+             listener.name.sasl_ssl.scram-sha-256.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required;\n\
+             listener.name.sasl_ssl.ssl.keystore.type=PEM\n\
+             listener.name.sasl_ssl.ssl.keystore.location={}\n\
+             listener.name.sasl_ssl.ssl.client.auth=none",
+            keystore.display()
+        );
+        let stack = start(
+            "kafka-sasl",
+            "kafka",
+            &[
+                ("WALCAST_KAFKA_EXTRA_LISTENERS", &listener),
+                ("WALCAST_KAFKA_EXTRA_PROPS", &props),
+            ],
+        );
+
+        // The SCRAM user, with Kafka's own tool over the PLAINTEXT listener. The
+        // password is new each run, so a test can look for it in logs.
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .subsec_nanos();
+        let password = format!("Scram-{}-{nanos:09}-pw", std::process::id());
+        let java = std::env::var("JAVA_HOME")
+            .ok()
+            .map(|home| Path::new(&home).join("bin/java"))
+            .filter(|java| java.is_file())
+            .unwrap_or_else(|| PathBuf::from("java"));
+        let out = Command::new(java)
+            .args(["-Xmx256m", "-XX:TieredStopAtLevel=1"])
+            .arg(format!(
+                "-Dlog4j2.configurationFile={}",
+                stack.dir.join("kafka/tools-log4j2.properties").display()
+            ))
+            .arg("-cp")
+            .arg(format!("{}/*", stack.get("WALCAST_KAFKA_JARS")))
+            .args(["kafka.admin.ConfigCommand", "--bootstrap-server"])
+            .arg(stack.kafka_bootstrap())
+            .args(["--alter", "--add-config"])
+            .arg(format!("SCRAM-SHA-256=[password={password}]"))
+            .args(["--entity-type", "users", "--entity-name", "walcast"])
+            .output()
+            .expect("run kafka.admin.ConfigCommand");
+        assert!(
+            out.status.success(),
+            "ConfigCommand failed:\n{}\n{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+
+        let kafka = SecuredKafka {
+            bootstrap: format!("127.0.0.1:{port}"),
+            ca_file: tls.join("ca.pem"),
+            username: "walcast",
+            password,
+            stack,
+        };
+        // Ready once a client with the password gets metadata over SASL_SSL (the user
+        // reaches the broker through the metadata log, a moment after the command).
+        let mut config = rdkafka::ClientConfig::new();
+        for (k, v) in kafka.client_config(&kafka.password) {
+            config.set(k, v);
+        }
+        let client: rdkafka::consumer::BaseConsumer = config.create().expect("SASL_SSL client");
+        let started = std::time::Instant::now();
+        loop {
+            use rdkafka::consumer::Consumer;
+            match client.fetch_metadata(None, std::time::Duration::from_secs(3)) {
+                Ok(metadata) if !metadata.brokers().is_empty() => break,
+                result => assert!(
+                    started.elapsed() < std::time::Duration::from_secs(30),
+                    "the SASL_SSL listener {} never answered: {:?}; see {}",
+                    kafka.bootstrap,
+                    result.err(),
+                    kafka.stack.get("WALCAST_KAFKA_LOG")
+                ),
+            }
+            std::thread::sleep(std::time::Duration::from_millis(200));
+        }
+        kafka
+    })
+}
