@@ -150,6 +150,11 @@ impl Reader {
     pub async fn run(mut self, mut shutdown: watch::Receiver<bool>) -> Result<(), ReaderError> {
         let mut ticker = tokio::time::interval(self.status_interval);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        // A new checkpoint is confirmed within a quarter second, so PostgreSQL releases
+        // WAL promptly (the status interval only bounds how long an idle stream waits).
+        let mut confirm = tokio::time::interval(Duration::from_millis(250));
+        confirm.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut last_confirmed = *self.flushed.borrow();
         loop {
             tokio::select! {
                 message = self.conn.recv() => {
@@ -173,7 +178,17 @@ impl Reader {
                         }.into()),
                     }
                 }
-                _ = ticker.tick() => self.send_status(false).await?,
+                _ = ticker.tick() => {
+                    last_confirmed = *self.flushed.borrow();
+                    self.send_status(false).await?;
+                }
+                _ = confirm.tick() => {
+                    let flushed = *self.flushed.borrow();
+                    if flushed != last_confirmed {
+                        last_confirmed = flushed;
+                        self.send_status(false).await?;
+                    }
+                }
                 _ = shutdown.changed() => {
                     self.send_status(false).await?;
                     self.conn.stop().await?;
