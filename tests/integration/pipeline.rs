@@ -64,6 +64,20 @@ fn oracle(db: &TestDb, slot: &str) -> Vec<(String, i64, Option<String>)> {
         .collect()
 }
 
+/// The oracle, read until it stops growing (decoding trails the commits a little).
+fn settled_oracle(db: &TestDb, slot: &str) -> Vec<(String, i64, Option<String>)> {
+    let mut expected = oracle(db, slot);
+    for _ in 0..20 {
+        std::thread::sleep(Duration::from_millis(500));
+        let again = oracle(db, slot);
+        if again.len() == expected.len() {
+            break;
+        }
+        expected = again;
+    }
+    expected
+}
+
 fn field<'a>(record: &'a Avro, name: &str) -> Option<&'a Avro> {
     match record {
         Avro::Record(fields) => fields.iter().find(|(n, _)| n == name).map(|(_, v)| v),
@@ -189,15 +203,7 @@ async fn changes_reach_kafka_exactly_once_across_a_kill_9() {
     let log = db.dir.path().join("walcast.log");
     let mut walcast = start_walcast(&file, &log);
     // Capture starts when walcast has created its slot (no initial snapshot here).
-    let started = Instant::now();
-    let slot_exists = format!("SELECT count(*) FROM pg_replication_slots WHERE slot_name = 'walcast_e2e' AND database = '{}'", db.name);
-    while db.psql(&slot_exists) != "1" {
-        assert!(
-            started.elapsed() < Duration::from_secs(30),
-            "walcast never created its slot"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    db.wait_for_slot("walcast_e2e", false);
     // A workload in transactions of a few changes each, concurrently with walcast.
     let workload = |from: i32, to: i32| {
         let mut sql = String::new();
@@ -254,15 +260,7 @@ async fn changes_reach_kafka_exactly_once_across_a_kill_9() {
     run_sql(workload(600, 700));
 
     // The oracle is read until it stops growing (decoding trails the commits a little).
-    let mut expected = oracle(&db, &oracle_slot);
-    for _ in 0..20 {
-        std::thread::sleep(Duration::from_millis(500));
-        let again = oracle(&db, &oracle_slot);
-        if again.len() == expected.len() {
-            break;
-        }
-        expected = again;
-    }
+    let expected = settled_oracle(&db, &oracle_slot);
     let topic = format!("{}.public.orders", db.name);
     let (got, tombstones) = consume(
         stack.kafka_bootstrap(),
@@ -338,12 +336,7 @@ async fn confluents_python_client_decodes_walcast_records() {
     );
     let log = db.dir.path().join("walcast.log");
     let mut walcast = start_walcast(&file, &log);
-    let started = Instant::now();
-    let slot = format!("SELECT count(*) FROM pg_replication_slots WHERE slot_name = 'walcast_py' AND database = '{}'", db.name);
-    while db.psql(&slot) != "1" {
-        assert!(started.elapsed() < Duration::from_secs(30), "no slot");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    db.wait_for_slot("walcast_py", false);
     db.psql("INSERT INTO items VALUES (1, 'lamp', 12.50, '2026-01-16 10:00:00+02', '{\"w\": 3}', 'happy', '{a,b}')");
     db.psql("UPDATE items SET price = 13.00 WHERE id = 1");
     db.psql("DELETE FROM items WHERE id = 1");
@@ -451,15 +444,7 @@ async fn a_postgres_restart_mid_stream_loses_and_repeats_nothing() {
     );
     let log = db.dir.path().join("walcast.log");
     let mut walcast = start_walcast(&file, &log);
-    let slot = format!("SELECT count(*) FROM pg_replication_slots WHERE slot_name = 'walcast_restart' AND database = '{}' AND active", db.name);
-    let started = Instant::now();
-    while db.psql(&slot) != "1" {
-        assert!(
-            started.elapsed() < Duration::from_secs(30),
-            "walcast never streamed"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    db.wait_for_slot("walcast_restart", true);
     for i in 1..=100 {
         db.psql(&format!("INSERT INTO orders VALUES ({i}, 'new', {i}); UPDATE orders SET status = 'paid' WHERE id = {i}"));
     }
@@ -470,15 +455,7 @@ async fn a_postgres_restart_mid_stream_loses_and_repeats_nothing() {
             i - 100
         ));
     }
-    let mut expected = oracle(&db, &oracle_slot);
-    for _ in 0..20 {
-        std::thread::sleep(Duration::from_millis(500));
-        let again = oracle(&db, &oracle_slot);
-        if again.len() == expected.len() {
-            break;
-        }
-        expected = again;
-    }
+    let expected = settled_oracle(&db, &oracle_slot);
     let topic = format!("{}.public.orders", db.name);
     let (got, _) = consume(
         kafka.kafka_bootstrap(),
@@ -572,15 +549,7 @@ async fn a_broker_outage_mid_stream_loses_and_repeats_nothing() {
     );
     let log = db.dir.path().join("walcast.log");
     let mut walcast = start_walcast(&file, &log);
-    let slot = format!("SELECT count(*) FROM pg_replication_slots WHERE slot_name = 'walcast_outage' AND database = '{}' AND active", db.name);
-    let started = Instant::now();
-    while db.psql(&slot) != "1" {
-        assert!(
-            started.elapsed() < Duration::from_secs(30),
-            "walcast never streamed"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    db.wait_for_slot("walcast_outage", true);
     for i in 1..=50 {
         db.psql(&format!("INSERT INTO orders VALUES ({i}, 'new', {i})"));
     }
@@ -594,15 +563,7 @@ async fn a_broker_outage_mid_stream_loses_and_repeats_nothing() {
         "walcast waits for the broker instead of exiting"
     );
     kafka.start_services("kafka");
-    let mut expected = oracle(&db, &oracle_slot);
-    for _ in 0..20 {
-        std::thread::sleep(Duration::from_millis(500));
-        let again = oracle(&db, &oracle_slot);
-        if again.len() == expected.len() {
-            break;
-        }
-        expected = again;
-    }
+    let expected = settled_oracle(&db, &oracle_slot);
     let topic = format!("{}.public.orders", db.name);
     let (got, _) = consume(
         kafka.kafka_bootstrap(),
@@ -719,12 +680,7 @@ async fn the_initial_snapshot_and_the_stream_add_up_to_the_table() {
     let log = db.dir.path().join("walcast.log");
     let mut walcast = start_walcast(&file, &log);
     // Changes while the snapshot is read: updates, deletes and inserts across the key range.
-    let started = Instant::now();
-    let slot = format!("SELECT count(*) FROM pg_replication_slots WHERE slot_name = 'walcast_snap' AND database = '{}'", db.name);
-    while db.psql(&slot) != "1" {
-        assert!(started.elapsed() < Duration::from_secs(30), "no slot");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    db.wait_for_slot("walcast_snap", false);
     for i in 0..40 {
         db.psql(&format!(
             "UPDATE orders SET status = 'new{i}' WHERE id % 40 = {i}; DELETE FROM orders WHERE id = {}; INSERT INTO orders VALUES ({}, 'added', 1)",
@@ -925,16 +881,7 @@ fn start_streaming(db: &TestDb, file: &std::path::Path, name: &str) -> Child {
     );
     let log = db.dir.path().join("walcast.log");
     let walcast = start_walcast(file, &log);
-    let slot = format!("SELECT count(*) FROM pg_replication_slots WHERE slot_name = 'walcast_{name}' AND database = '{}' AND active", db.name);
-    let started = Instant::now();
-    while db.psql(&slot) != "1" {
-        assert!(
-            started.elapsed() < Duration::from_secs(30),
-            "walcast never streamed\n{}",
-            std::fs::read_to_string(&log).unwrap_or_default()
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    db.wait_for_slot(&format!("walcast_{name}"), true);
     walcast
 }
 

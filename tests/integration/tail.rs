@@ -109,12 +109,7 @@ async fn tail_prints_walcast_records_as_json_lines() {
     assert_eq!(setup.code, Some(0), "{setup:?}");
     let log = db.dir.path().join("walcast.log");
     let mut walcast = start_walcast(&file, &log);
-    let started = Instant::now();
-    let slot = format!("SELECT count(*) FROM pg_replication_slots WHERE slot_name = 'walcast_tail' AND database = '{}'", db.name);
-    while db.psql(&slot) != "1" {
-        assert!(started.elapsed() < Duration::from_secs(30), "no slot");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    db.wait_for_slot("walcast_tail", false);
     db.psql("INSERT INTO items VALUES (1, 'lamp', 12.50)");
     db.psql("UPDATE items SET price = 13.00 WHERE id = 1");
     db.psql("DELETE FROM items WHERE id = 1");

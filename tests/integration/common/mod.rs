@@ -293,6 +293,26 @@ enabled = false
     }
 }
 
+impl TestDb {
+    /// Waits (at most 30 s) until walcast's slot `slot` exists in this database, and, when
+    /// `active`, is being streamed.
+    pub fn wait_for_slot(&self, slot: &str, active: bool) {
+        let query = format!(
+            "SELECT count(*) FROM pg_replication_slots WHERE slot_name = '{slot}' AND database = '{}'{}",
+            self.name,
+            if active { " AND active" } else { "" }
+        );
+        let started = std::time::Instant::now();
+        while self.psql(&query) != "1" {
+            assert!(
+                started.elapsed() < std::time::Duration::from_secs(30),
+                "slot {slot} never appeared (active: {active})"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+    }
+}
+
 impl Drop for TestDb {
     fn drop(&mut self) {
         let _ = self.stack.psql_output(
