@@ -9,13 +9,13 @@ use std::path::Path;
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
-use apache_avro::types::Value as Avro;
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::Message;
 use walcast::registry::RegistryServer;
 
 use crate::common::{secured_kafka, stack, SecuredKafka, TestDb};
+use crate::pipeline::{field, int, settled_oracle, text};
 
 /// The environment variable the connector file takes the Kafka password from.
 const PASSWORD_VAR: &str = "WALCAST_TEST_KAFKA_PW";
@@ -73,94 +73,6 @@ fn stop(walcast: &mut Child) -> ExitStatus {
         .args(["-TERM", &walcast.id().to_string()])
         .status();
     walcast.wait().unwrap()
-}
-
-fn wait_for_slot(db: &TestDb, slot: &str) {
-    let started = Instant::now();
-    let query = format!(
-        "SELECT count(*) FROM pg_replication_slots WHERE slot_name = '{slot}' AND database = '{}'",
-        db.name
-    );
-    while db.psql(&query) != "1" {
-        assert!(
-            started.elapsed() < Duration::from_secs(30),
-            "walcast never created its slot {slot}"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
-/// The changes of public.orders per a `test_decoding` slot made before the workload
-/// (walcast computes nothing of it), read until it stops growing.
-fn oracle(db: &TestDb, slot: &str) -> Vec<Change> {
-    let read = || -> Vec<Change> {
-        // synchronous_commit is off on the test cluster: a synchronous commit flushes
-        // the WAL of every earlier one, so decoding sees them all.
-        db.psql("BEGIN; SET LOCAL synchronous_commit = on; SELECT txid_current(); COMMIT");
-        db.psql(&format!("SELECT data FROM pg_logical_slot_peek_changes('{slot}', NULL, NULL) WHERE data LIKE 'table public.orders:%'"))
-            .lines()
-            .map(|line| {
-                let op = if line.contains(": INSERT:") {
-                    "c"
-                } else if line.contains(": UPDATE:") {
-                    "u"
-                } else {
-                    "d"
-                };
-                let id = line
-                    .split("id[integer]:")
-                    .nth(1)
-                    .and_then(|r| r.split(' ').next())
-                    .and_then(|v| v.parse().ok())
-                    .unwrap();
-                let status = (op != "d")
-                    .then(|| {
-                        line.split("status[text]:'")
-                            .nth(1)
-                            .and_then(|r| r.split('\'').next())
-                            .map(str::to_owned)
-                    })
-                    .flatten();
-                (op.to_owned(), id, status)
-            })
-            .collect()
-    };
-    let mut expected = read();
-    for _ in 0..60 {
-        std::thread::sleep(Duration::from_millis(300));
-        let again = read();
-        // Stable and not empty: decoding can trail the commits on a busy machine.
-        if again.len() == expected.len() && !again.is_empty() {
-            break;
-        }
-        expected = again;
-    }
-    expected
-}
-
-fn field<'a>(record: &'a Avro, name: &str) -> Option<&'a Avro> {
-    match record {
-        Avro::Record(fields) => fields.iter().find(|(n, _)| n == name).map(|(_, v)| v),
-        Avro::Union(_, inner) => field(inner, name),
-        _ => None,
-    }
-}
-
-fn text(v: Option<&Avro>) -> Option<String> {
-    match v? {
-        Avro::String(s) => Some(s.clone()),
-        Avro::Union(_, inner) => text(Some(inner)),
-        _ => None,
-    }
-}
-
-fn int(v: Option<&Avro>) -> Option<i64> {
-    match v? {
-        Avro::Int(i) => Some(i64::from(*i)),
-        Avro::Long(i) => Some(*i),
-        Avro::Union(_, inner) => int(Some(inner)),
-        _ => None,
-    }
 }
 
 /// Reads `topic` from the start over SASL_SSL until `expected` changes arrived and
@@ -318,11 +230,11 @@ async fn streams_into_a_listener_that_demands_sasl_scram_over_tls() {
 
     let log = db.dir.path().join("walcast.log");
     let mut walcast = start_walcast(&file, &log, &kafka.password);
-    wait_for_slot(&db, "walcast_sasl");
+    db.wait_for_slot("walcast_sasl", false);
     workload(&db, 1);
     workload(&db, 10);
 
-    let expected = oracle(&db, &oracle_slot);
+    let expected = settled_oracle(&db, &oracle_slot);
     assert_eq!(expected.len(), 12, "{expected:?}");
     let topic = format!("{}.public.orders", db.name);
     let (got, tombstones) = consume(kafka, &topic, &registry.url(), expected.len()).await;
@@ -433,10 +345,10 @@ async fn a_wrong_password_stops_the_connector_without_moving_the_checkpoint() {
     let log = db.dir.path().join("walcast-right.log");
     let mut walcast = start_walcast(&file, &log, &kafka.password);
     if captured_from.is_none() {
-        wait_for_slot(&db, "walcast_badpw");
+        db.wait_for_slot("walcast_badpw", false);
         workload(&db, 1);
     }
-    let expected = oracle(&db, &oracle_slot);
+    let expected = settled_oracle(&db, &oracle_slot);
     assert_eq!(expected.len(), 6, "{expected:?}");
     let topic = format!("{}.public.orders", db.name);
     let (got, tombstones) = consume(kafka, &topic, &registry.url(), expected.len()).await;

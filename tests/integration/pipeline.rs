@@ -30,7 +30,7 @@ fn start_walcast(file: &std::path::Path, log: &std::path::Path) -> Child {
 }
 
 /// (op, id, status) of each change of public.orders, per the oracle slot.
-fn oracle(db: &TestDb, slot: &str) -> Vec<(String, i64, Option<String>)> {
+pub(crate) fn oracle(db: &TestDb, slot: &str) -> Vec<(String, i64, Option<String>)> {
     // The test cluster runs with synchronous_commit = off: a synchronous commit flushes
     // the WAL of every earlier one, so decoding (which stops at the flush point) sees all.
     db.psql("BEGIN; SET LOCAL synchronous_commit = on; SELECT txid_current(); COMMIT");
@@ -65,7 +65,7 @@ fn oracle(db: &TestDb, slot: &str) -> Vec<(String, i64, Option<String>)> {
 }
 
 /// The oracle, read until it stops growing (decoding trails the commits a little).
-fn settled_oracle(db: &TestDb, slot: &str) -> Vec<(String, i64, Option<String>)> {
+pub(crate) fn settled_oracle(db: &TestDb, slot: &str) -> Vec<(String, i64, Option<String>)> {
     let mut expected = oracle(db, slot);
     for _ in 0..40 {
         std::thread::sleep(Duration::from_millis(500));
@@ -79,7 +79,7 @@ fn settled_oracle(db: &TestDb, slot: &str) -> Vec<(String, i64, Option<String>)>
     expected
 }
 
-fn field<'a>(record: &'a Avro, name: &str) -> Option<&'a Avro> {
+pub(crate) fn field<'a>(record: &'a Avro, name: &str) -> Option<&'a Avro> {
     match record {
         Avro::Record(fields) => fields.iter().find(|(n, _)| n == name).map(|(_, v)| v),
         Avro::Union(_, inner) => field(inner, name),
@@ -87,7 +87,7 @@ fn field<'a>(record: &'a Avro, name: &str) -> Option<&'a Avro> {
     }
 }
 
-fn text(v: Option<&Avro>) -> Option<String> {
+pub(crate) fn text(v: Option<&Avro>) -> Option<String> {
     match v? {
         Avro::String(s) => Some(s.clone()),
         Avro::Union(_, inner) => text(Some(inner)),
@@ -95,7 +95,7 @@ fn text(v: Option<&Avro>) -> Option<String> {
     }
 }
 
-fn int(v: Option<&Avro>) -> Option<i64> {
+pub(crate) fn int(v: Option<&Avro>) -> Option<i64> {
     match v? {
         Avro::Int(i) => Some(i64::from(*i)),
         Avro::Long(i) => Some(*i),

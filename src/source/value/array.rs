@@ -261,31 +261,39 @@ fn bound_number(b: &[u8], mut i: usize) -> Result<(i32, usize), Reason> {
     Ok((n, i))
 }
 
+/// The body of a double-quoted token starting just after its opening quote, with
+/// backslash escapes removed (array elements and hstore strings quote alike): the bytes
+/// and the index after the closing quote.
+pub(super) fn read_quoted(
+    b: &[u8],
+    mut i: usize,
+    unterminated: &str,
+) -> Result<(Vec<u8>, usize), Reason> {
+    let mut out = Vec::new();
+    loop {
+        match b.get(i) {
+            None => return Err(unterminated.into()),
+            Some(b'"') => return Ok((out, i + 1)),
+            Some(b'\\') => {
+                let c = b.get(i + 1).ok_or(unterminated)?;
+                out.push(*c);
+                i += 2;
+            }
+            Some(c) => {
+                out.push(*c);
+                i += 1;
+            }
+        }
+    }
+}
+
 /// One element at `i`: (its text with escapes removed, was it quoted or escaped (so
 /// never NULL), index after).
 fn element_token(b: &[u8], mut i: usize, delim: u8) -> Result<(String, bool, usize), Reason> {
     let mut out = Vec::new();
     let quoted = b.get(i) == Some(&b'"');
     if quoted {
-        i += 1;
-        loop {
-            match b.get(i) {
-                None => return Err("unterminated quoted element".into()),
-                Some(b'"') => {
-                    i += 1;
-                    break;
-                }
-                Some(b'\\') => {
-                    let c = b.get(i + 1).ok_or("unterminated quoted element")?;
-                    out.push(*c);
-                    i += 2;
-                }
-                Some(c) => {
-                    out.push(*c);
-                    i += 1;
-                }
-            }
-        }
+        (out, i) = read_quoted(b, i + 1, "unterminated quoted element")?;
     } else {
         // Up to the delimiter or '}', with trailing (unescaped) blanks dropped.
         let mut keep = 0;

@@ -285,25 +285,7 @@ fn hstore_token(b: &[u8], mut i: usize, is_key: bool) -> Result<(String, bool, u
     let mut out = Vec::new();
     let quoted = b.get(i) == Some(&b'"');
     if quoted {
-        i += 1;
-        loop {
-            match b.get(i) {
-                None => return Err("unterminated quoted string".into()),
-                Some(b'"') => {
-                    i += 1;
-                    break;
-                }
-                Some(b'\\') => {
-                    let c = b.get(i + 1).ok_or("unterminated quoted string")?;
-                    out.push(*c);
-                    i += 2;
-                }
-                Some(c) => {
-                    out.push(*c);
-                    i += 1;
-                }
-            }
-        }
+        (out, i) = super::array::read_quoted(b, i + 1, "unterminated quoted string")?;
     } else {
         while let Some(&c) = b.get(i) {
             let stop = c.is_ascii_whitespace()
