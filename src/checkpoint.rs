@@ -68,7 +68,19 @@ impl AckTracker {
     }
 
     /// A transaction (or a non-transactional message, as a transaction of its own) starts.
+    /// After a reconnect the server sends the interrupted transaction again: it continues
+    /// the entry whose records are still in flight instead of starting a second one.
     pub fn begin(&mut self, commit_lsn: Lsn) {
+        if let Some(back) = self.pending.back_mut() {
+            if !back.committed {
+                if back.commit_lsn == commit_lsn {
+                    return;
+                }
+                // Interrupted and never resent (cannot happen with a well-behaved
+                // server): close it at its start so the checkpoint stays before it.
+                back.committed = true;
+            }
+        }
         self.pending.push_back(Pending {
             commit_lsn,
             end_lsn: commit_lsn,
@@ -95,9 +107,25 @@ impl AckTracker {
     }
 
     /// The connection restarted: a transaction begun and not committed comes again whole.
+    /// Its entry is dropped unless records of it are still in flight (then [`begin`]
+    /// continues it, so their acknowledgements are counted where they were sent).
+    ///
+    /// [`begin`]: Self::begin
     pub fn drop_uncommitted(&mut self) {
-        if self.pending.back().is_some_and(|tx| !tx.committed) {
+        if self
+            .pending
+            .back()
+            .is_some_and(|tx| !tx.committed && tx.outstanding == 0)
+        {
             self.pending.pop_back();
+        }
+    }
+
+    /// Transactional delivery: a Kafka transaction holding every record sent so far
+    /// committed, so all of them are acknowledged at once.
+    pub fn acked_all_sent(&mut self) {
+        for tx in &mut self.pending {
+            tx.outstanding = 0;
         }
     }
 
@@ -151,6 +179,12 @@ impl AckTracker {
         } else {
             None
         }
+    }
+
+    /// Whether a source transaction has begun and not yet committed (some of its
+    /// records may be sent, not all).
+    pub fn mid_transaction(&self) -> bool {
+        self.pending.back().is_some_and(|tx| !tx.committed)
     }
 
     pub fn checkpoint(&self) -> Option<Checkpoint> {
@@ -251,6 +285,47 @@ mod tests {
             Lsn(900),
             "never moves back"
         );
+    }
+
+    #[test]
+    fn a_transaction_resent_after_a_reconnect_continues_its_entry() {
+        let mut t = AckTracker::new();
+        t.begin(Lsn(100));
+        t.sent(0);
+        t.sent(1);
+        // The connection drops mid-transaction with two records in flight.
+        t.drop_uncommitted();
+        t.begin(Lsn(100));
+        // Records 0 and 1 are skipped as already sent; 2 is new.
+        t.sent(2);
+        t.commit(Lsn(120));
+        t.acked(Lsn(100));
+        t.acked(Lsn(100));
+        assert_eq!(t.advance(), None, "record 2 is still in flight");
+        t.acked(Lsn(100));
+        let c = t.advance().unwrap();
+        assert_eq!(c.position.index, 2);
+        assert_eq!(c.flush_lsn, Lsn(120));
+    }
+
+    #[test]
+    fn a_kafka_transaction_commit_acknowledges_everything_sent() {
+        let mut t = AckTracker::new();
+        t.begin(Lsn(100));
+        t.sent(0);
+        t.commit(Lsn(110));
+        t.begin(Lsn(200));
+        t.sent(0);
+        t.sent(1);
+        t.acked_all_sent();
+        let c = t.advance().unwrap();
+        assert_eq!(
+            c.flush_lsn,
+            Lsn(110),
+            "the open source transaction holds the rest"
+        );
+        t.commit(Lsn(220));
+        assert_eq!(t.advance().unwrap().flush_lsn, Lsn(220));
     }
 
     #[test]

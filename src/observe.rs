@@ -22,6 +22,8 @@ pub struct Metrics {
     pub records_skipped: IntCounterVec,
     /// Committed source transactions processed.
     pub transactions: IntCounterVec,
+    /// Kafka transactions committed (`[delivery] mode = "transactional"`).
+    pub kafka_transactions: IntCounterVec,
     /// The flush LSN confirmed to PostgreSQL (bytes into the WAL).
     pub confirmed_lsn: IntGaugeVec,
     /// The end of the WAL the server has reported (minus confirmed = lag in bytes).
@@ -76,6 +78,12 @@ pub fn metrics() -> &'static Metrics {
                 &registry,
                 "walcast_transactions_total",
                 "Committed source transactions processed",
+                &["connector"],
+            ),
+            kafka_transactions: counter(
+                &registry,
+                "walcast_kafka_transactions_total",
+                "Kafka transactions committed (transactional delivery)",
                 &["connector"],
             ),
             confirmed_lsn: gauge(

@@ -19,7 +19,7 @@ use std::time::Duration;
 use tokio::sync::{mpsc, watch};
 use tracing::{debug, info, warn};
 
-use crate::checkpoint::{AckTracker, Position};
+use crate::checkpoint::{AckTracker, Checkpoint, Position};
 use crate::config::{Connector, DeliveryMode};
 use crate::registry::client::{RegistryClient, RegistryClientConfig};
 use crate::sink::kafka::{last_positions, KafkaSink, OutRecord};
@@ -47,12 +47,6 @@ pub async fn run(
     connector: Connector,
     mut shutdown: watch::Receiver<bool>,
 ) -> Result<(), PipelineError> {
-    if connector.delivery.mode == DeliveryMode::Transactional {
-        return Err(PipelineError::Setup(format!(
-            "{}: [delivery] mode = \"transactional\" (Kafka transactions) is not available in this version; use \"exactly_once\" (the default: no change lost or repeated, without transactions)",
-            connector.file.display()
-        )));
-    }
     let connector = Arc::new(connector);
     // Kafka first: a wrong address or password should stop the connector before it
     // creates a slot or starts a snapshot.
@@ -60,6 +54,8 @@ pub async fn run(
     let (mut sink, mut reports) =
         KafkaSink::new(&connector.kafka, connector.delivery.mode, &client_id)?;
     sink.check_connection()?;
+    sink.init_transactions()?;
+    let mut dedup = Dedup::load(&connector, &client_id).await?;
     let plan = snapshot::prepare(&connector).await?;
     let snapshot_only = connector.source.snapshot_mode == crate::config::SnapshotMode::InitialOnly;
     // The JSON formats use no schema registry.
@@ -119,17 +115,23 @@ pub async fn run(
     let mut commit_lsn = Lsn::ZERO;
     let mut index: u32 = 0;
     let mut records = Vec::new();
-    // Exactly-once: the last position already in each partition, loaded per topic.
-    let mut present: HashMap<Arc<str>, HashMap<i32, Position>> = HashMap::new();
-    let mut skipped: u64 = 0;
     // The consistent point of a snapshot being sent, and of one waiting for its acks.
     let mut snapshot_point: Option<Lsn> = None;
     let mut snapshot_pending: Option<Lsn> = None;
     let mut last_recorded = std::time::Instant::now();
+    let mut batch_timer = tokio::time::interval(MAX_TRANSACTION_AGE);
+    batch_timer.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let result: Result<(), PipelineError> = loop {
         tokio::select! {
             biased;
             _ = shutdown.changed() => break Ok(()),
+            // Transactional mode: a Kafka transaction left open at a source-transaction
+            // boundary (more was queued when it ended) is committed once it is old enough.
+            _ = batch_timer.tick(), if sink.in_transaction() && !tracker.mid_transaction() => {
+                if let Err(e) = commit_batch(&mut sink, &connector, &mut tracker, &flushed_tx, &mut snapshot_pending, false, false).await {
+                    break Err(e);
+                }
+            }
             Some(report) = reports.recv() => {
                 if report.commit_lsn == Lsn::ZERO {
                     // A checkpoint record: informative, never part of the guarantee.
@@ -141,14 +143,14 @@ pub async fn run(
                 if let Some(error) = report.error {
                     break Err(crate::sink::kafka::SinkError::Delivery { commit_lsn: report.commit_lsn, message: error }.into());
                 }
+                if sink.is_transactional() {
+                    // Acknowledged is not yet committed: the Kafka transaction's commit
+                    // acknowledges its records.
+                    continue;
+                }
                 tracker.acked(report.commit_lsn);
                 if let Some(checkpoint) = tracker.advance() {
-                    let _ = flushed_tx.send(checkpoint.flush_lsn);
-                    metrics.confirmed_lsn.with_label_values(&[&connector.name]).set(checkpoint.flush_lsn.0 as i64);
-                    if snapshot_pending.is_some_and(|cp| checkpoint.flush_lsn >= cp) {
-                        snapshot_pending = None;
-                        tokio::spawn(snapshot::mark_completed(connector.clone()));
-                    }
+                    confirm(&connector, &flushed_tx, &mut snapshot_pending, &checkpoint);
                     if last_recorded.elapsed() >= Duration::from_secs(1) {
                         last_recorded = std::time::Instant::now();
                         if let Err(e) = sink.write_checkpoint(&connector.name, &connector.source.slot, &checkpoint).await {
@@ -176,7 +178,7 @@ pub async fn run(
                         if let Err(e) = stage.change(change, &tx, &mut records).await {
                             break Err(e.into());
                         }
-                        if let Err(e) = send_all(&mut sink, &connector, &client_id, &mut present, &mut records, &mut tracker, commit_lsn, &mut index, tx.xid, &mut skipped).await {
+                        if let Err(e) = send_all(&mut sink, &connector, &client_id, &mut dedup, &mut records, &mut tracker, commit_lsn, &mut index, tx.xid).await {
                             break Err(e);
                         }
                     }
@@ -190,11 +192,14 @@ pub async fn run(
                         if let Err(e) = stage.message(prefix, content, lsn, transactional, &tx, &mut records).await {
                             break Err(e.into());
                         }
-                        if let Err(e) = send_all(&mut sink, &connector, &client_id, &mut present, &mut records, &mut tracker, commit_lsn, &mut index, tx.xid, &mut skipped).await {
+                        if let Err(e) = send_all(&mut sink, &connector, &client_id, &mut dedup, &mut records, &mut tracker, commit_lsn, &mut index, tx.xid).await {
                             break Err(e);
                         }
                         if !transactional {
                             tracker.commit(lsn);
+                            if let Err(e) = commit_batch(&mut sink, &connector, &mut tracker, &flushed_tx, &mut snapshot_pending, events_rx.is_empty(), false).await {
+                                break Err(e);
+                            }
                         }
                     }
                     TxEvent::SnapshotStarted { consistent_point } => {
@@ -211,13 +216,20 @@ pub async fn run(
                         if let Err(e) = stage.snapshot_row(relation, row, marker, snapshot_point.unwrap_or_default(), &mut records).await {
                             break Err(e.into());
                         }
-                        if let Err(e) = send_all(&mut sink, &connector, &client_id, &mut present, &mut records, &mut tracker, commit_lsn, &mut index, 0, &mut skipped).await {
+                        if let Err(e) = send_all(&mut sink, &connector, &client_id, &mut dedup, &mut records, &mut tracker, commit_lsn, &mut index, 0).await {
+                            break Err(e);
+                        }
+                        // A snapshot is no source transaction: commit it in batches.
+                        if let Err(e) = commit_batch(&mut sink, &connector, &mut tracker, &flushed_tx, &mut snapshot_pending, false, true).await {
                             break Err(e);
                         }
                     }
                     TxEvent::SnapshotCompleted { consistent_point } => {
                         tracker.commit(consistent_point);
                         snapshot_pending = Some(consistent_point);
+                        if let Err(e) = commit_batch(&mut sink, &connector, &mut tracker, &flushed_tx, &mut snapshot_pending, events_rx.is_empty(), false).await {
+                            break Err(e);
+                        }
                     }
                     TxEvent::Truncate { relations, .. } => {
                         debug!(tables = relations.len(), "truncate skipped (Debezium's default skipped.operations=t)");
@@ -243,22 +255,20 @@ pub async fn run(
                         if let Err(e) = stage.commit_transaction(end_lsn, &mut records).await {
                             break Err(e.into());
                         }
-                        if let Err(e) = send_all(&mut sink, &connector, &client_id, &mut present, &mut records, &mut tracker, commit_lsn, &mut index, tx.xid, &mut skipped).await {
+                        if let Err(e) = send_all(&mut sink, &connector, &client_id, &mut dedup, &mut records, &mut tracker, commit_lsn, &mut index, tx.xid).await {
                             break Err(e);
                         }
                         tracker.commit(end_lsn);
+                        if let Err(e) = commit_batch(&mut sink, &connector, &mut tracker, &flushed_tx, &mut snapshot_pending, events_rx.is_empty(), false).await {
+                            break Err(e);
+                        }
                         metrics.transactions.with_label_values(&[&connector.name]).inc();
                         metrics.in_flight.with_label_values(&[&connector.name]).set(tracker.in_flight() as i64);
                         tx.last_commit_lsn = Some(end_lsn);
                     }
                 }
                 if let Some(checkpoint) = tracker.advance() {
-                    let _ = flushed_tx.send(checkpoint.flush_lsn);
-                    metrics.confirmed_lsn.with_label_values(&[&connector.name]).set(checkpoint.flush_lsn.0 as i64);
-                    if snapshot_pending.is_some_and(|cp| checkpoint.flush_lsn >= cp) {
-                        snapshot_pending = None;
-                        tokio::spawn(snapshot::mark_completed(connector.clone()));
-                    }
+                    confirm(&connector, &flushed_tx, &mut snapshot_pending, &checkpoint);
                 }
                 if let Some(fatal) = sink.fatal_error() {
                     break Err(crate::sink::kafka::SinkError::Delivery { commit_lsn, message: fatal }.into());
@@ -272,12 +282,33 @@ pub async fn run(
     // ends), the checkpoint moves as far as the acks allow, then the reader confirms it
     // and stops.
     let grace = connector.delivery.shutdown_grace;
-    let flushed = tokio::task::block_in_place(|| sink.flush(grace));
-    while let Ok(report) = reports.try_recv() {
-        if report.error.is_none() {
-            tracker.acked(report.commit_lsn);
+    let flushed = if sink.is_transactional() {
+        // A Kafka transaction that ends inside a source transaction, or after an error,
+        // is aborted: its records come again after the restart.
+        if result.is_ok() && !tracker.mid_transaction() {
+            commit_batch(
+                &mut sink,
+                &connector,
+                &mut tracker,
+                &flushed_tx,
+                &mut snapshot_pending,
+                true,
+                false,
+            )
+            .await
+            .map_err(|e| crate::sink::kafka::SinkError::Transaction(e.to_string()))
+        } else {
+            sink.abort_transaction()
         }
-    }
+    } else {
+        let flushed = tokio::task::block_in_place(|| sink.flush(grace));
+        while let Ok(report) = reports.try_recv() {
+            if report.error.is_none() {
+                tracker.acked(report.commit_lsn);
+            }
+        }
+        flushed
+    };
     if let Some(checkpoint) = tracker.advance() {
         let _ = flushed_tx.send(checkpoint.flush_lsn);
         metrics
@@ -291,14 +322,16 @@ pub async fn run(
         }
     }
     if let Some(checkpoint) = tracker.checkpoint() {
-        if sink
-            .write_checkpoint(&connector.name, &connector.source.slot, &checkpoint)
-            .await
-            .is_ok()
+        // Transactional mode recorded it inside its last Kafka transaction.
+        if !sink.is_transactional()
+            && sink
+                .write_checkpoint(&connector.name, &connector.source.slot, &checkpoint)
+                .await
+                .is_ok()
         {
             let _ = tokio::task::block_in_place(|| sink.flush(Duration::from_secs(5)));
         }
-        info!(position = %checkpoint.position, flush_lsn = %checkpoint.flush_lsn, in_flight = tracker.in_flight(), skipped_as_already_present = skipped, "stopping; checkpoint confirmed");
+        info!(position = %checkpoint.position, flush_lsn = %checkpoint.flush_lsn, in_flight = tracker.in_flight(), skipped_as_already_present = dedup.skipped, "stopping; checkpoint confirmed");
     }
     metrics.set_streaming(&connector.name, false);
     let _ = stop_source_tx.send(true);
@@ -318,6 +351,136 @@ pub async fn run(
     }
 }
 
+/// How many records one Kafka transaction holds at most before walcast commits it at
+/// the next source-transaction boundary (a snapshot is committed every this many rows).
+const MAX_TRANSACTION_RECORDS: usize = 50_000;
+/// How long one Kafka transaction stays open at most (if a boundary comes).
+const MAX_TRANSACTION_AGE: Duration = Duration::from_millis(100);
+
+/// The exactly-once reconciliation state: what Kafka already holds.
+struct Dedup {
+    mode: DeliveryMode,
+    /// The server's WAL position at start: recorded positions beyond it are foreign.
+    wal_now: Lsn,
+    /// Every event at or below this position is in Kafka (the connector's committed
+    /// record in the offsets topic).
+    floor: Option<Position>,
+    /// The last position already in each partition, loaded per topic on first use.
+    present: HashMap<Arc<str>, HashMap<i32, Position>>,
+    skipped: u64,
+}
+
+impl Dedup {
+    async fn load(connector: &Connector, client_id: &str) -> Result<Self, PipelineError> {
+        let mode = connector.delivery.mode;
+        let floor = if mode == DeliveryMode::AtLeastOnce {
+            None
+        } else {
+            let settings = connector.kafka.clone();
+            let name = connector.name.clone();
+            let slot = connector.source.slot.clone();
+            let id = client_id.to_owned();
+            tokio::task::spawn_blocking(move || {
+                crate::sink::kafka::committed_position(&settings, &name, &slot, &id)
+            })
+            .await
+            .map_err(|e| PipelineError::Setup(e.to_string()))??
+        };
+        // Positions are LSNs of one PostgreSQL history: a recorded position beyond the
+        // server's WAL comes from another cluster (a re-created database, a restore)
+        // and must not hide new events.
+        let wal_now = if mode == DeliveryMode::AtLeastOnce {
+            Lsn(u64::MAX)
+        } else {
+            current_wal_lsn(connector).await?
+        };
+        let floor = match floor {
+            Some(floor) if floor.commit_lsn > wal_now => {
+                warn!(recorded = %floor, server_wal = %wal_now, "the offsets topic records a position beyond this server's WAL (another database history under the same connector name?); ignoring it");
+                None
+            }
+            other => other,
+        };
+        if let Some(floor) = floor {
+            info!(position = %floor, "resuming: events at or below the recorded position are already in Kafka and are skipped");
+        }
+        Ok(Self {
+            mode,
+            wal_now,
+            floor,
+            present: HashMap::new(),
+            skipped: 0,
+        })
+    }
+
+    /// Whether the event at `position` for `partition` of `topic` is already in Kafka.
+    async fn already_present(
+        &mut self,
+        connector: &Connector,
+        client_id: &str,
+        topic: &Arc<str>,
+        partition: i32,
+        position: Position,
+    ) -> Result<bool, PipelineError> {
+        if self.mode == DeliveryMode::AtLeastOnce {
+            return Ok(false);
+        }
+        if self.floor.is_some_and(|floor| position <= floor) {
+            return Ok(true);
+        }
+        if !self.present.contains_key(topic) {
+            let settings = connector.kafka.clone();
+            let name = topic.to_string();
+            let id = client_id.to_owned();
+            let mut last =
+                tokio::task::spawn_blocking(move || last_positions(&settings, &name, &id))
+                    .await
+                    .map_err(|e| PipelineError::Setup(e.to_string()))??;
+            let wal_now = self.wal_now;
+            last.retain(|partition, p| {
+                let ours = p.commit_lsn <= wal_now;
+                if !ours {
+                    warn!(topic = %topic, partition, recorded = %p, server_wal = %wal_now, "the partition's last record is beyond this server's WAL (written from another database history); not using it to skip events");
+                }
+                ours
+            });
+            if !last.is_empty() {
+                info!(topic = %topic, partitions = last.len(), "exactly-once: resent events at or below each partition's last position are skipped");
+            }
+            self.present.insert(topic.clone(), last);
+        }
+        Ok(self.present[topic]
+            .get(&partition)
+            .is_some_and(|last| position <= *last))
+    }
+
+    /// What this process sent also counts as present: after a reconnect the server
+    /// resends from the confirmed position, which may lag behind it (a sent record is
+    /// acknowledged eventually or stops the connector).
+    fn sent(&mut self, topic: &str, partition: i32, position: Position) {
+        if let Some(partitions) = self.present.get_mut(topic) {
+            partitions.insert(partition, position);
+        }
+    }
+}
+
+/// The server's current WAL position (its replay position on a standby).
+async fn current_wal_lsn(connector: &Connector) -> Result<Lsn, PipelineError> {
+    let client = crate::postgres::connect(&connector.source, None)
+        .await
+        .map_err(|e| PipelineError::Setup(e.to_string()))?;
+    let text: String = client
+        .query_one(
+            "SELECT COALESCE(CASE WHEN pg_is_in_recovery() THEN pg_last_wal_replay_lsn() ELSE pg_current_wal_lsn() END, '0/0')::text",
+            &[],
+        )
+        .await
+        .map_err(|e| PipelineError::Setup(format!("cannot read the server's WAL position: {e}")))?
+        .get(0);
+    text.parse()
+        .map_err(|e: String| PipelineError::Setup(format!("unexpected WAL position {text}: {e}")))
+}
+
 /// Assigns positions and hands `records` to the producer, skipping (exactly-once)
 /// those already in their partition.
 #[allow(clippy::too_many_arguments)]
@@ -325,13 +488,12 @@ async fn send_all(
     sink: &mut KafkaSink,
     connector: &Connector,
     client_id: &str,
-    present: &mut HashMap<Arc<str>, HashMap<i32, Position>>,
+    dedup: &mut Dedup,
     records: &mut Vec<events::Encoded>,
     tracker: &mut AckTracker,
     commit_lsn: Lsn,
     index: &mut u32,
     txid: u32,
-    skipped: &mut u64,
 ) -> Result<(), PipelineError> {
     for encoded in records.drain(..) {
         let position = Position {
@@ -341,31 +503,16 @@ async fn send_all(
         *index += 1;
         sink.ensure_topic(&encoded.topic).await?;
         let partition = sink.partition_of(&encoded.topic, encoded.key.as_deref());
-        if connector.delivery.mode == DeliveryMode::ExactlyOnce {
-            if !present.contains_key(&encoded.topic) {
-                let settings = connector.kafka.clone();
-                let topic = encoded.topic.to_string();
-                let id = client_id.to_owned();
-                let last =
-                    tokio::task::spawn_blocking(move || last_positions(&settings, &topic, &id))
-                        .await
-                        .map_err(|e| PipelineError::Setup(e.to_string()))??;
-                if !last.is_empty() {
-                    info!(topic = %encoded.topic, partitions = last.len(), "exactly-once: resent events at or below each partition's last position are skipped");
-                }
-                present.insert(encoded.topic.clone(), last);
-            }
-            if present[&encoded.topic]
-                .get(&partition)
-                .is_some_and(|last| position <= *last)
-            {
-                *skipped += 1;
-                crate::observe::metrics()
-                    .records_skipped
-                    .with_label_values(&[&connector.name])
-                    .inc();
-                continue;
-            }
+        if dedup
+            .already_present(connector, client_id, &encoded.topic, partition, position)
+            .await?
+        {
+            dedup.skipped += 1;
+            crate::observe::metrics()
+                .records_skipped
+                .with_label_values(&[&connector.name])
+                .inc();
+            continue;
         }
         let record = OutRecord {
             topic: encoded.topic,
@@ -375,22 +522,79 @@ async fn send_all(
             position,
             txid,
         };
+        sink.ensure_transaction()?;
         sink.send(&record, partition).await?;
         crate::observe::metrics()
             .records_sent
             .with_label_values(&[connector.name.as_str(), &*record.topic])
             .inc();
         tracker.sent(position.index);
-        if connector.delivery.mode == DeliveryMode::ExactlyOnce {
-            // What this process sent also counts as present: after a reconnect the
-            // server resends from the confirmed position, which may lag behind it (a
-            // sent record is acknowledged eventually or stops the connector).
-            if let Some(partitions) = present.get_mut(&record.topic) {
-                partitions.insert(partition, position);
-            }
-        }
+        dedup.sent(&record.topic, partition, position);
     }
     Ok(())
+}
+
+/// Transactional mode: commits the open Kafka transaction, with the connector's
+/// checkpoint record inside it, when it is due: at a source-transaction boundary
+/// (`boundary`) once nothing more is queued (`queue_empty`), it is old or large, or —
+/// for a snapshot, which is no source transaction — whenever it is large. Its commit
+/// acknowledges every record in it at once.
+async fn commit_batch(
+    sink: &mut KafkaSink,
+    connector: &Arc<Connector>,
+    tracker: &mut AckTracker,
+    flushed_tx: &watch::Sender<Lsn>,
+    snapshot_pending: &mut Option<Lsn>,
+    queue_empty: bool,
+    snapshot_row: bool,
+) -> Result<(), PipelineError> {
+    if !sink.in_transaction() {
+        return Ok(());
+    }
+    let (records, age) = sink.transaction_size();
+    let due = if snapshot_row {
+        records >= MAX_TRANSACTION_RECORDS
+    } else {
+        queue_empty || records >= MAX_TRANSACTION_RECORDS || age >= MAX_TRANSACTION_AGE
+    };
+    if !due {
+        return Ok(());
+    }
+    let recorded = Checkpoint {
+        position: sink.transaction_last_position(),
+        flush_lsn: tracker.checkpoint().map_or(Lsn::ZERO, |c| c.flush_lsn),
+    };
+    sink.write_checkpoint(&connector.name, &connector.source.slot, &recorded)
+        .await?;
+    sink.commit_transaction()?;
+    crate::observe::metrics()
+        .kafka_transactions
+        .with_label_values(&[&connector.name])
+        .inc();
+    tracker.acked_all_sent();
+    if let Some(checkpoint) = tracker.advance() {
+        confirm(connector, flushed_tx, snapshot_pending, &checkpoint);
+    }
+    Ok(())
+}
+
+/// The checkpoint moved: PostgreSQL may release WAL up to it, and a snapshot it covers
+/// is complete.
+fn confirm(
+    connector: &Arc<Connector>,
+    flushed_tx: &watch::Sender<Lsn>,
+    snapshot_pending: &mut Option<Lsn>,
+    checkpoint: &Checkpoint,
+) {
+    let _ = flushed_tx.send(checkpoint.flush_lsn);
+    crate::observe::metrics()
+        .confirmed_lsn
+        .with_label_values(&[&connector.name])
+        .set(checkpoint.flush_lsn.0 as i64);
+    if snapshot_pending.is_some_and(|cp| checkpoint.flush_lsn >= cp) {
+        *snapshot_pending = None;
+        tokio::spawn(snapshot::mark_completed(connector.clone()));
+    }
 }
 
 /// Runs `[heartbeat] action_query` every interval (errors are logged, never fatal).

@@ -67,6 +67,8 @@ pub enum SinkError {
     },
     #[error("cannot connect to Kafka at {servers}: {message}; check [kafka] bootstrap_servers and, for TLS/SASL clusters, the security.*, sasl.* and ssl.* settings in [kafka.producer] (librdkafka logs the exact cause, e.g. an authentication failure, just before this)")]
     Connection { servers: String, message: String },
+    #[error("{0}")]
+    Transaction(String),
     #[error("Kafka rejected a record of transaction at {commit_lsn}: {message}")]
     Delivery { commit_lsn: Lsn, message: String },
 }
@@ -95,7 +97,21 @@ pub struct KafkaSink {
     admin: AdminClient<DefaultClientContext>,
     settings: Kafka,
     partitions: HashMap<Arc<str>, i32>,
+    /// `[delivery] mode = "transactional"`: records are produced inside Kafka
+    /// transactions that walcast opens and commits.
+    transactional: bool,
+    in_transaction: bool,
+    /// Also the transactional id.
+    client_id: String,
+    /// The open Kafka transaction: records in it, when it began, its last position.
+    txn_records: usize,
+    txn_started: std::time::Instant,
+    txn_last: Position,
 }
+
+/// How long walcast waits for one Kafka transaction call (init, commit, abort) before
+/// retrying it or giving up.
+const TRANSACTION_CALL_TIMEOUT: Duration = Duration::from_secs(60);
 
 impl KafkaSink {
     /// Builds the producer; returns it with the receiving end of its delivery reports.
@@ -125,9 +141,18 @@ impl KafkaSink {
             DeliveryMode::AtLeastOnce => {
                 config.set("enable.idempotence", "true");
             }
-            DeliveryMode::ExactlyOnce | DeliveryMode::Transactional => {
+            DeliveryMode::ExactlyOnce => {
                 config.set("enable.idempotence", "true");
                 config.set("enable.gapless.guarantee", "true");
+            }
+            DeliveryMode::Transactional => {
+                // One id per connector: a second instance of the same connector fences
+                // the first (its next transaction call fails), so two never interleave.
+                config.set("transactional.id", client_id);
+                if !settings.producer.contains_key("transaction.timeout.ms") {
+                    // A large source transaction is one Kafka transaction; give it time.
+                    config.set("transaction.timeout.ms", "300000");
+                }
             }
         }
         let producer: ThreadedProducer<Reporter> = config
@@ -142,6 +167,12 @@ impl KafkaSink {
                 admin,
                 settings: settings.clone(),
                 partitions: HashMap::new(),
+                transactional: mode == DeliveryMode::Transactional,
+                in_transaction: false,
+                client_id: client_id.to_owned(),
+                txn_records: 0,
+                txn_started: std::time::Instant::now(),
+                txn_last: Position::default(),
             },
             rx,
         ))
@@ -157,6 +188,110 @@ impl KafkaSink {
                 servers: self.settings.bootstrap_servers.clone(),
                 message: e.to_string(),
             })
+    }
+
+    /// Transactional mode: registers the transactional id with the cluster, fencing any
+    /// earlier producer of the same connector and aborting what it left open. Blocking.
+    pub fn init_transactions(&self) -> Result<(), SinkError> {
+        if !self.transactional {
+            return Ok(());
+        }
+        tokio::task::block_in_place(|| self.producer.init_transactions(TRANSACTION_CALL_TIMEOUT))
+            .map_err(|e| SinkError::Transaction(format!(
+                "cannot initialise Kafka transactions: {e}; the cluster must support transactions (Kafka ≥ 0.11 with transaction.state.log.replication.factor ≤ the number of brokers) and grant walcast's principal Write and Describe on TransactionalId {}",
+                self.client_id
+            )))
+    }
+
+    /// Whether records are produced inside Kafka transactions.
+    pub fn is_transactional(&self) -> bool {
+        self.transactional
+    }
+
+    /// Whether a Kafka transaction is open (records sent, not yet committed).
+    pub fn in_transaction(&self) -> bool {
+        self.in_transaction
+    }
+
+    /// Opens a Kafka transaction when none is open (transactional mode only).
+    pub fn ensure_transaction(&mut self) -> Result<(), SinkError> {
+        if !self.transactional || self.in_transaction {
+            return Ok(());
+        }
+        self.producer.begin_transaction().map_err(|e| {
+            SinkError::Transaction(format!(
+                "cannot begin a Kafka transaction: {}",
+                describe_txn_error(&e)
+            ))
+        })?;
+        self.in_transaction = true;
+        self.txn_records = 0;
+        self.txn_started = std::time::Instant::now();
+        Ok(())
+    }
+
+    /// Records sent in the open Kafka transaction, and how long it has been open.
+    pub fn transaction_size(&self) -> (usize, Duration) {
+        (self.txn_records, self.txn_started.elapsed())
+    }
+
+    /// The position of the last record sent in the open Kafka transaction.
+    pub fn transaction_last_position(&self) -> Position {
+        self.txn_last
+    }
+
+    /// Commits the open Kafka transaction: every record sent since it began becomes
+    /// visible to read_committed consumers at once. Retriable failures are retried; an
+    /// abortable one aborts the transaction and is returned (nothing it held is
+    /// confirmed, so the source sends it again after a restart). Blocking.
+    pub fn commit_transaction(&mut self) -> Result<(), SinkError> {
+        if !self.in_transaction {
+            return Ok(());
+        }
+        let mut attempt = 0u32;
+        loop {
+            let result = tokio::task::block_in_place(|| {
+                self.producer.commit_transaction(TRANSACTION_CALL_TIMEOUT)
+            });
+            match result {
+                Ok(()) => {
+                    self.in_transaction = false;
+                    return Ok(());
+                }
+                Err(KafkaError::Transaction(e)) if e.is_retriable() && attempt < 20 => {
+                    attempt += 1;
+                    tracing::warn!(error = %e, attempt, "committing the Kafka transaction failed; retrying");
+                    std::thread::sleep(Duration::from_millis(200 * u64::from(attempt.min(10))));
+                }
+                Err(e) => {
+                    let message = describe_txn_error(&e);
+                    if matches!(&e, KafkaError::Transaction(t) if t.txn_requires_abort()) {
+                        let _ = self.abort_transaction();
+                    }
+                    return Err(SinkError::Transaction(format!(
+                        "Kafka did not commit the transaction: {message}; nothing in it was confirmed to PostgreSQL, so it is sent again after a restart"
+                    )));
+                }
+            }
+        }
+    }
+
+    /// Aborts the open Kafka transaction (read_committed consumers never see its
+    /// records). Blocking.
+    pub fn abort_transaction(&mut self) -> Result<(), SinkError> {
+        if !self.in_transaction {
+            return Ok(());
+        }
+        let result = tokio::task::block_in_place(|| {
+            self.producer.abort_transaction(TRANSACTION_CALL_TIMEOUT)
+        });
+        self.in_transaction = false;
+        result.map_err(|e| {
+            SinkError::Transaction(format!(
+                "cannot abort the Kafka transaction: {}",
+                describe_txn_error(&e)
+            ))
+        })
     }
 
     /// The partition count of `topic`, creating the topic first when it is missing.
@@ -253,7 +388,7 @@ impl KafkaSink {
     }
 
     /// Hands a record to the producer, waiting while its queue is full.
-    pub async fn send(&self, record: &OutRecord, partition: i32) -> Result<(), SinkError> {
+    pub async fn send(&mut self, record: &OutRecord, partition: i32) -> Result<(), SinkError> {
         let position = record.position.to_string();
         let txid = record.txid.to_string();
         loop {
@@ -283,7 +418,13 @@ impl KafkaSink {
                 base = base.payload(value.as_slice());
             }
             match self.producer.send(base) {
-                Ok(()) => return Ok(()),
+                Ok(()) => {
+                    if self.in_transaction {
+                        self.txn_records += 1;
+                        self.txn_last = record.position;
+                    }
+                    return Ok(());
+                }
                 Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _)) => {
                     tokio::time::sleep(Duration::from_millis(2)).await;
                 }
@@ -421,6 +562,115 @@ pub fn last_positions(
             }
         }
         Ok(out)
+    }
+}
+
+/// The position recorded in `connector`'s newest committed record for `slot` in [`OFFSETS_TOPIC`]
+/// (`None` when it has none): every event at or below it is in Kafka. Reads back from
+/// the end of the topic in growing windows, so a long uncompacted history costs little.
+/// Blocking.
+pub fn committed_position(
+    settings: &Kafka,
+    connector: &str,
+    slot: &str,
+    client_id: &str,
+) -> Result<Option<Position>, SinkError> {
+    let consumer: BaseConsumer<EndOfPartitionIsNoError> = base_config(settings, client_id)
+        .set("group.id", format!("{client_id}-reconcile"))
+        .set("enable.auto.commit", "false")
+        .set("enable.partition.eof", "true")
+        .set("isolation.level", "read_committed")
+        .create_with_context(EndOfPartitionIsNoError)
+        .map_err(|e| SinkError::Config(e.to_string()))?;
+    let metadata_err = |e: KafkaError| SinkError::Metadata {
+        servers: settings.bootstrap_servers.clone(),
+        topic: OFFSETS_TOPIC.to_owned(),
+        message: e.to_string(),
+    };
+    let metadata = consumer
+        .fetch_metadata(Some(OFFSETS_TOPIC), Duration::from_secs(10))
+        .map_err(metadata_err)?;
+    let Some(count) = metadata
+        .topics()
+        .iter()
+        .find(|t| t.name() == OFFSETS_TOPIC && t.error().is_none())
+        .map(|t| t.partitions().len() as i32)
+        .filter(|n| *n > 0)
+    else {
+        return Ok(None);
+    };
+    let partition = partition_for_key(connector.as_bytes(), count);
+    let (low, high) = consumer
+        .fetch_watermarks(OFFSETS_TOPIC, partition, Duration::from_secs(10))
+        .map_err(metadata_err)?;
+    let mut window: i64 = 256;
+    let mut end = high;
+    while end > low {
+        let start = (end - window).max(low);
+        let mut tpl = rdkafka::TopicPartitionList::new();
+        tpl.add_partition_offset(OFFSETS_TOPIC, partition, rdkafka::Offset::Offset(start))
+            .map_err(metadata_err)?;
+        consumer.assign(&tpl).map_err(metadata_err)?;
+        let mut found = None;
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            if std::time::Instant::now() > deadline {
+                return Err(metadata_err(KafkaError::MessageConsumption(
+                    RDKafkaErrorCode::RequestTimedOut,
+                )));
+            }
+            match consumer.poll(Duration::from_millis(200)) {
+                Some(Ok(m)) => {
+                    if m.offset() >= end {
+                        break;
+                    }
+                    if m.key() == Some(connector.as_bytes()) {
+                        found = m
+                            .payload()
+                            .and_then(|p| serde_json::from_slice::<serde_json::Value>(p).ok())
+                            .filter(|v| v["slot"] == slot)
+                            .and_then(|v| v["position"].as_str().and_then(|p| p.parse().ok()));
+                    }
+                    if m.offset() + 1 >= end {
+                        break;
+                    }
+                }
+                Some(Err(KafkaError::PartitionEOF(_))) => break,
+                Some(Err(e)) => return Err(metadata_err(e)),
+                None => {}
+            }
+        }
+        if found.is_some() {
+            return Ok(found);
+        }
+        end = start;
+        window = window.saturating_mul(4);
+    }
+    Ok(None)
+}
+
+/// A consumer context for reading to the end of a partition: reaching it is how the
+/// read ends, not an error worth a log line.
+struct EndOfPartitionIsNoError;
+
+impl ClientContext for EndOfPartitionIsNoError {
+    fn error(&self, error: KafkaError, reason: &str) {
+        if !matches!(error, KafkaError::PartitionEOF(_)) {
+            tracing::error!("librdkafka: {error}: {reason}");
+        }
+    }
+}
+
+impl rdkafka::consumer::ConsumerContext for EndOfPartitionIsNoError {}
+
+/// A transaction error with what to do about it when Kafka says this producer was
+/// fenced (another instance of the connector took over).
+fn describe_txn_error(e: &KafkaError) -> String {
+    match e.rdkafka_error_code() {
+        Some(RDKafkaErrorCode::ProducerFenced | RDKafkaErrorCode::InvalidProducerEpoch) => format!(
+            "{e} (another walcast instance of this connector started and took over its transactional id; run one instance per connector)"
+        ),
+        _ => e.to_string(),
     }
 }
 
