@@ -4,6 +4,7 @@ mod check;
 mod common;
 mod kafka_security;
 mod kafka_smoke;
+mod outages;
 mod pipeline;
 mod replication;
 mod run;

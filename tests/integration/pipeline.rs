@@ -15,7 +15,7 @@ use walcast::registry::RegistryServer;
 
 use crate::common::{stack, TestDb};
 
-fn start_walcast(file: &std::path::Path, log: &std::path::Path) -> Child {
+pub(crate) fn start_walcast(file: &std::path::Path, log: &std::path::Path) -> Child {
     let log = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
@@ -106,7 +106,7 @@ pub(crate) fn int(v: Option<&Avro>) -> Option<i64> {
 
 /// Reads the topic from the start until `expected` change records (not tombstones)
 /// arrived and nothing more came for a moment; decodes them with the registry's schemas.
-async fn consume(
+pub(crate) async fn consume(
     bootstrap: &str,
     topic: &str,
     registry: &str,

@@ -1,0 +1,674 @@
+//! Outages around a running connector, checked against an oracle walcast did not
+//! compute (a `test_decoding` slot created before the workload): the schema registry
+//! going away while a new schema must be registered, the connections to PostgreSQL cut
+//! under walcast's feet, and a busy database whose captured tables are idle (the slot
+//! must still advance, or PostgreSQL keeps its WAL for ever).
+
+use std::io::{Read, Write};
+use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use walcast::registry::RegistryServer;
+
+use crate::common::{stack, Stack, TestDb};
+use crate::pipeline::{consume, settled_oracle, start_walcast};
+
+/// Transactions `from..to` on public.orders: insert, update, and every third one a delete.
+fn workload(from: i32, to: i32) -> String {
+    let mut sql = String::new();
+    for i in from..to {
+        sql.push_str(&format!(
+            "BEGIN; INSERT INTO orders VALUES ({i}, 'new', {i}.50); UPDATE orders SET status = 'paid' WHERE id = {i}; {} COMMIT;\n",
+            if i % 3 == 0 { format!("DELETE FROM orders WHERE id = {i};") } else { String::new() }
+        ));
+    }
+    sql
+}
+
+/// Runs an SQL script in `dbname` with one psql session, straight to PostgreSQL.
+fn run_script(stack: &Stack, dbname: &str, sql: &str) {
+    let bin = std::path::Path::new(stack.get("WALCAST_PG_BIN")).join("psql");
+    let mut child = Command::new(bin)
+        .args(["-X", "-q", "-v", "ON_ERROR_STOP=1"])
+        .args(["-h", stack.get("WALCAST_PG_HOST")])
+        .args(["-p", stack.get("WALCAST_PG_PORT")])
+        .args(["-U", stack.get("WALCAST_PG_USER"), "-d", dbname])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("psql");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(sql.as_bytes())
+        .unwrap();
+    assert!(child.wait().unwrap().success(), "psql script failed");
+}
+
+/// public.orders, the oracle slot (before any change) and a connector capturing
+/// public.orders with the registry at `registry_url`; `walcast setup` has run.
+fn prepare(
+    db: &TestDb,
+    name: &str,
+    registry_url: &str,
+    total_type: &str,
+) -> (String, std::path::PathBuf) {
+    db.psql(&format!(
+        "CREATE TABLE public.orders (id int PRIMARY KEY, status text NOT NULL, total {total_type})"
+    ));
+    let oracle_slot = format!("oracle_{}", db.name);
+    db.psql(&format!(
+        "SELECT pg_create_logical_replication_slot('{oracle_slot}', 'test_decoding')"
+    ));
+    let file = db.connector(name, "", "[tables.\"public.orders\"]");
+    let text = std::fs::read_to_string(&file)
+        .unwrap()
+        .replace("http://127.0.0.1:8081", registry_url);
+    std::fs::write(&file, text).unwrap();
+    let setup = crate::common::walcast(&["setup", file.to_str().unwrap()], &[]);
+    assert_eq!(setup.code, Some(0), "{setup:?}");
+    (oracle_slot, file)
+}
+
+/// Waits (at most 60 s) until `slot` confirms the WAL written so far: Kafka acknowledged
+/// every change before it.
+fn wait_for_confirmed(db: &TestDb, slot: &str, log: &std::path::Path) {
+    let now = db.psql("SELECT pg_current_wal_lsn()");
+    let confirmed = format!(
+        "SELECT confirmed_flush_lsn >= '{now}' FROM pg_replication_slots WHERE slot_name = '{slot}' AND database = '{}'",
+        db.name
+    );
+    let started = Instant::now();
+    while db.psql(&confirmed) != "t" {
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "{slot} did not confirm {now} within 60 s\n{}",
+            std::fs::read_to_string(log).unwrap_or_default()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// SIGTERM, then the exit status (a SIGKILL after 30 s).
+fn stop(walcast: &mut Child) -> std::process::ExitStatus {
+    let _ = Command::new("kill")
+        .args(["-TERM", &walcast.id().to_string()])
+        .status();
+    let started = Instant::now();
+    loop {
+        if let Some(status) = walcast.try_wait().unwrap() {
+            return status;
+        }
+        if started.elapsed() > Duration::from_secs(30) {
+            let _ = walcast.kill();
+            return walcast.wait().unwrap();
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Kills walcast if a test panics before stopping it.
+struct Guard(Option<Child>);
+
+impl Guard {
+    fn child(&mut self) -> &mut Child {
+        self.0.as_mut().unwrap()
+    }
+}
+
+impl Drop for Guard {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.0.take() {
+            if child.try_wait().ok().flatten().is_none() {
+                let _ = child.kill();
+                let _ = child.wait();
+            }
+        }
+    }
+}
+
+/// Where the first difference is, for a failure message.
+fn first_difference<T: std::fmt::Debug + PartialEq>(got: &[T], expected: &[T]) -> String {
+    let first = got
+        .iter()
+        .zip(expected)
+        .position(|(a, b)| a != b)
+        .unwrap_or(got.len().min(expected.len()));
+    format!(
+        "got {} changes, expected {}; first difference at {first}: got {:?} expected {:?}",
+        got.len(),
+        expected.len(),
+        got.get(first..(first + 5).min(got.len())),
+        expected.get(first..(first + 5).min(expected.len()))
+    )
+}
+
+/// The registry stops while walcast must register a new schema (a column added
+/// mid-stream) and comes back a few seconds later on the same address with the same
+/// data: walcast waits and retries, and the topic holds every change once, in order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_registry_outage_mid_stream_loses_and_repeats_nothing() {
+    let started = Instant::now();
+    let stack = stack();
+    let registry_dir = tempfile::tempdir().unwrap();
+    let registry = RegistryServer::start("127.0.0.1:0".parse().unwrap(), registry_dir.path())
+        .await
+        .unwrap();
+    let addr: SocketAddr = registry.local_addr();
+    let url = registry.url();
+    let db = TestDb::new(stack);
+    // `total` is not numeric here: the dev registry rejects any new version of a schema
+    // with a decimal field (see the ignored test below), which would hide the outage.
+    let (oracle_slot, file) = prepare(&db, "regout", &url, "bigint");
+    let log = db.dir.path().join("walcast.log");
+    let mut walcast = Guard(Some(start_walcast(&file, &log)));
+    db.wait_for_slot("walcast_regout", true);
+
+    // A first part, registered and acknowledged (the slot confirms past it).
+    run_script(stack, &db.name, &workload(1, 150));
+    wait_for_confirmed(&db, "walcast_regout", &log);
+    // Stop the registry (bounded: it finishes the requests in flight).
+    let log_before_outage = std::fs::read_to_string(&log).unwrap_or_default().len();
+    tokio::time::timeout(Duration::from_secs(15), registry.shutdown())
+        .await
+        .expect("the registry stops within 15 s")
+        .unwrap();
+    // A new column: the next change of orders needs a new value schema registered.
+    let writer = {
+        let dbname = db.name.clone();
+        std::thread::spawn(move || {
+            let mut sql = String::from("ALTER TABLE orders ADD COLUMN note text;\n");
+            sql.push_str(&workload(150, 300).replace(
+                "UPDATE orders SET status = 'paid'",
+                "UPDATE orders SET status = 'paid', note = 'n'",
+            ));
+            run_script(stack, &dbname, &sql);
+        })
+    };
+    // walcast finds the registry gone while registering the new value schema and retries
+    // (the client's retry warning), ...
+    let waiting_since = Instant::now();
+    let retrying_value = format!(
+        "\"what\":\"the registration of a schema for subject {}.public.orders-value\"",
+        db.name
+    );
+    loop {
+        let logs = std::fs::read_to_string(&log).unwrap_or_default();
+        let during = logs.get(log_before_outage..).unwrap_or_default();
+        if during.lines().any(|l| {
+            l.contains("schema registry request failed, retrying") && l.contains(&retrying_value)
+        }) {
+            break;
+        }
+        if let Some(status) = walcast.child().try_wait().unwrap() {
+            panic!("walcast exited ({status}) before retrying the registry\n{logs}");
+        }
+        assert!(
+            waiting_since.elapsed() < Duration::from_secs(30),
+            "walcast never tried to register the new schema with the stopped registry within 30 s\n{logs}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // ... and is still waiting a few seconds later, when the registry comes back.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let outage = waiting_since.elapsed();
+    if let Some(status) = walcast.child().try_wait().unwrap() {
+        panic!(
+            "walcast exited ({status}) during a {outage:?} registry outage instead of waiting\n{}",
+            std::fs::read_to_string(&log).unwrap_or_default()
+        );
+    }
+    let registry = RegistryServer::start(addr, registry_dir.path())
+        .await
+        .expect("the registry restarts on the same address");
+    tokio::task::spawn_blocking(move || writer.join())
+        .await
+        .unwrap()
+        .expect("the workload ran");
+    run_script(stack, &db.name, &workload(300, 400));
+
+    let expected = settled_oracle(&db, &oracle_slot);
+    let topic = format!("{}.public.orders", db.name);
+    let (got, tombstones) = consume(stack.kafka_bootstrap(), &topic, &url, expected.len()).await;
+    let stopped = stop(walcast.child());
+    let logs = std::fs::read_to_string(&log).unwrap_or_default();
+    let versions = reqwest::get(format!("{url}/subjects/{topic}-value/versions"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    registry.shutdown().await.unwrap();
+
+    assert_eq!(
+        expected.len(),
+        399 * 2 + 133,
+        "the oracle saw the whole workload"
+    );
+    assert!(
+        got == expected,
+        "exactly once across the registry outage: {}\nlog:\n{logs}",
+        first_difference(&got, &expected)
+    );
+    assert_eq!(
+        tombstones,
+        expected.iter().filter(|(op, ..)| op == "d").count(),
+        "a tombstone after each delete"
+    );
+    assert_eq!(
+        versions, "[1,2]",
+        "the value schema with the new column was registered after the restart"
+    );
+    assert!(
+        stopped.success(),
+        "clean stop on SIGTERM: {stopped}\n{logs}"
+    );
+    eprintln!(
+        "registry outage of {outage:?}: {} changes in {:?}",
+        got.len(),
+        started.elapsed()
+    );
+}
+
+/// Found while writing the registry outage test: with walcast's dev registry, a column
+/// added to a table that has a numeric column stops the connector, outage or not. The
+/// registry's compatibility check (`registry::compat::check`) takes every error of
+/// apache-avro 0.21's `SchemaCompatibility::can_read` as an incompatibility, and that
+/// function answers `Inconclusive("readers_schema")` ("Unknown type for
+/// 'readers_schema'") for two identical `bytes`/`decimal` schemas; so version 2 of the
+/// value subject is refused with 409 under the default BACKWARD level and walcast exits.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "bug in src/registry/compat.rs: the dev registry refuses every new version of a schema with a decimal field (apache-avro 0.21's can_read is Inconclusive for decimal == decimal), so ADD COLUMN on a table with a numeric column stops walcast"]
+async fn a_column_added_to_a_table_with_a_numeric_column_is_registered() {
+    let stack = stack();
+    let registry_dir = tempfile::tempdir().unwrap();
+    let registry = RegistryServer::start("127.0.0.1:0".parse().unwrap(), registry_dir.path())
+        .await
+        .unwrap();
+    let db = TestDb::new(stack);
+    let (oracle_slot, file) = prepare(&db, "addcol", &registry.url(), "numeric(10,2)");
+    let log = db.dir.path().join("walcast.log");
+    let mut walcast = Guard(Some(start_walcast(&file, &log)));
+    db.wait_for_slot("walcast_addcol", true);
+    run_script(stack, &db.name, &workload(1, 10));
+    run_script(
+        stack,
+        &db.name,
+        &format!(
+            "ALTER TABLE orders ADD COLUMN note text;\n{}",
+            workload(10, 20)
+        ),
+    );
+    let expected = settled_oracle(&db, &oracle_slot);
+    if let Some(status) = walcast.child().try_wait().unwrap() {
+        panic!(
+            "walcast exited ({status}) after the column was added\n{}",
+            std::fs::read_to_string(&log).unwrap_or_default()
+        );
+    }
+    let topic = format!("{}.public.orders", db.name);
+    let (got, _) = consume(
+        stack.kafka_bootstrap(),
+        &topic,
+        &registry.url(),
+        expected.len(),
+    )
+    .await;
+    let running = walcast.child().try_wait().unwrap().is_none();
+    let stopped = stop(walcast.child());
+    registry.shutdown().await.unwrap();
+    let logs = std::fs::read_to_string(&log).unwrap_or_default();
+    assert!(running, "walcast stopped\n{logs}");
+    assert!(
+        got == expected,
+        "every change, before and after the new column: {}\nlog:\n{logs}",
+        first_difference(&got, &expected)
+    );
+    assert!(
+        stopped.success(),
+        "clean stop on SIGTERM: {stopped}\n{logs}"
+    );
+}
+
+/// A TCP proxy on 127.0.0.1 in front of one upstream port, whose connections the test
+/// can cut (both sockets shut down, as a dropped network path or a restarted load
+/// balancer would). Dropping it stops it and waits for its threads.
+struct Proxy {
+    addr: SocketAddr,
+    stop: Arc<AtomicBool>,
+    /// Open connections: (id, client side, upstream side).
+    live: Arc<Mutex<Vec<(u64, TcpStream, TcpStream)>>>,
+    threads: Arc<Mutex<Vec<JoinHandle<()>>>>,
+    acceptor: Option<JoinHandle<()>>,
+}
+
+impl Proxy {
+    fn start(upstream: u16) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let addr = listener.local_addr().unwrap();
+        let stop = Arc::new(AtomicBool::new(false));
+        let live: Arc<Mutex<Vec<(u64, TcpStream, TcpStream)>>> = Arc::default();
+        let threads: Arc<Mutex<Vec<JoinHandle<()>>>> = Arc::default();
+        let acceptor = {
+            let (stop, live, threads) = (stop.clone(), live.clone(), threads.clone());
+            std::thread::spawn(move || {
+                let mut next = 0u64;
+                while !stop.load(Ordering::SeqCst) {
+                    let client = match listener.accept() {
+                        Ok((client, _)) => client,
+                        Err(_) => {
+                            std::thread::sleep(Duration::from_millis(10));
+                            continue;
+                        }
+                    };
+                    client.set_nonblocking(false).unwrap();
+                    let Ok(server) = TcpStream::connect(("127.0.0.1", upstream)) else {
+                        continue;
+                    };
+                    let _ = client.set_nodelay(true);
+                    let _ = server.set_nodelay(true);
+                    let id = next;
+                    next += 1;
+                    live.lock().unwrap().push((
+                        id,
+                        client.try_clone().unwrap(),
+                        server.try_clone().unwrap(),
+                    ));
+                    let mut pumps = threads.lock().unwrap();
+                    for (from, to) in [
+                        (client.try_clone().unwrap(), server.try_clone().unwrap()),
+                        (server.try_clone().unwrap(), client.try_clone().unwrap()),
+                    ] {
+                        let live = live.clone();
+                        pumps.push(std::thread::spawn(move || {
+                            pump(from, to);
+                            live.lock().unwrap().retain(|(i, ..)| *i != id);
+                        }));
+                    }
+                }
+            })
+        };
+        Self {
+            addr,
+            stop,
+            live,
+            threads,
+            acceptor: Some(acceptor),
+        }
+    }
+
+    /// Cuts every open connection; returns how many there were.
+    fn cut(&self) -> usize {
+        let open = std::mem::take(&mut *self.live.lock().unwrap());
+        for (_, client, server) in &open {
+            let _ = client.shutdown(Shutdown::Both);
+            let _ = server.shutdown(Shutdown::Both);
+        }
+        open.len()
+    }
+}
+
+/// Copies `from` to `to` until either side ends, then closes both.
+fn pump(mut from: TcpStream, mut to: TcpStream) {
+    let mut buf = [0u8; 16 * 1024];
+    loop {
+        match from.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => {
+                if to.write_all(&buf[..n]).is_err() {
+                    break;
+                }
+            }
+        }
+    }
+    let _ = from.shutdown(Shutdown::Both);
+    let _ = to.shutdown(Shutdown::Both);
+}
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        if let Some(acceptor) = self.acceptor.take() {
+            let _ = acceptor.join();
+        }
+        self.cut();
+        let threads = std::mem::take(&mut *self.threads.lock().unwrap());
+        for t in threads {
+            let _ = t.join();
+        }
+    }
+}
+
+/// Sets its flag to false when dropped.
+struct StopOnDrop(Arc<AtomicBool>);
+
+impl Drop for StopOnDrop {
+    fn drop(&mut self) {
+        self.0.store(false, Ordering::SeqCst);
+    }
+}
+
+/// The walsender streaming `slot` of `db`: its pid, once it is not `previous`.
+fn wait_for_new_walsender(db: &TestDb, slot: &str, previous: &str, walcast: &mut Child) -> String {
+    let query = format!(
+        "SELECT coalesce(active_pid, 0) FROM pg_replication_slots WHERE slot_name = '{slot}' AND database = '{}'",
+        db.name
+    );
+    let started = Instant::now();
+    loop {
+        let pid = db.psql(&query);
+        if pid != "0" && pid != previous {
+            return pid;
+        }
+        if let Some(status) = walcast.try_wait().unwrap() {
+            panic!("walcast exited ({status}) instead of reconnecting");
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "walcast did not stream again within 30 s (walsender {pid}, before {previous})"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// walcast reaches PostgreSQL through a proxy that cuts every connection three times
+/// while a workload runs: walcast reconnects each time, and the topic holds every change
+/// once, in order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tcp_proxy_cutting_connections_loses_and_repeats_nothing() {
+    let started = Instant::now();
+    let stack = stack();
+    let proxy = Proxy::start(stack.pg_port());
+    let registry_dir = tempfile::tempdir().unwrap();
+    let registry = RegistryServer::start("127.0.0.1:0".parse().unwrap(), registry_dir.path())
+        .await
+        .unwrap();
+    let db = TestDb::new(stack);
+    let (oracle_slot, file) = prepare(&db, "proxied", &registry.url(), "numeric(10,2)");
+    // From here on walcast talks to PostgreSQL through the proxy only.
+    let text = std::fs::read_to_string(&file).unwrap().replace(
+        &format!("port = {}\n", stack.pg_port()),
+        &format!("port = {}\n", proxy.addr.port()),
+    );
+    assert!(text.contains(&format!("port = {}\n", proxy.addr.port())));
+    std::fs::write(&file, text).unwrap();
+    let log = db.dir.path().join("walcast.log");
+    let mut walcast = Guard(Some(start_walcast(&file, &log)));
+    let slot = "walcast_proxied";
+    let mut walsender = wait_for_new_walsender(&db, slot, "", walcast.child());
+
+    // A first part, acknowledged by Kafka (the slot confirms past it) before any cut.
+    run_script(stack, &db.name, &workload(1, 100));
+    wait_for_confirmed(&db, slot, &log);
+
+    // The rest in batches of 50 transactions, straight to PostgreSQL, until the cuts
+    // are over (at most 6,000 transactions, a minute or so).
+    let writing = Arc::new(AtomicBool::new(true));
+    // Also stops the writer if the test fails before the cuts are over.
+    let _stop_writing = StopOnDrop(writing.clone());
+    let writer = {
+        let (writing, dbname) = (writing.clone(), db.name.clone());
+        std::thread::spawn(move || {
+            let mut next = 100;
+            while writing.load(Ordering::SeqCst) && next < 6000 {
+                run_script(stack, &dbname, &workload(next, next + 50));
+                next += 50;
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            next
+        })
+    };
+    let mut cuts = Vec::new();
+    for _ in 0..3 {
+        std::thread::sleep(Duration::from_millis(700));
+        cuts.push(proxy.cut());
+        walsender = wait_for_new_walsender(&db, slot, &walsender, walcast.child());
+    }
+    let wrote_through_the_cuts = !writer.is_finished();
+    writing.store(false, Ordering::SeqCst);
+    let written_to = writer.join().unwrap();
+    run_script(stack, &db.name, &workload(written_to, written_to + 50));
+
+    let expected = settled_oracle(&db, &oracle_slot);
+    let topic = format!("{}.public.orders", db.name);
+    let (got, tombstones) = consume(
+        stack.kafka_bootstrap(),
+        &topic,
+        &registry.url(),
+        expected.len(),
+    )
+    .await;
+    let stopped = stop(walcast.child());
+    drop(proxy);
+    registry.shutdown().await.unwrap();
+    let logs = std::fs::read_to_string(&log).unwrap_or_default();
+
+    let transactions = written_to + 50 - 1;
+    assert_eq!(
+        expected.len() as i32,
+        transactions * 2 + transactions / 3,
+        "the oracle saw the whole workload"
+    );
+    assert!(
+        wrote_through_the_cuts,
+        "the workload ran until the last cut (it ended at {written_to})"
+    );
+    assert!(
+        cuts.iter().all(|&n| n >= 2),
+        "each cut hit walcast's connections (replication and catalog): {cuts:?}"
+    );
+    let reconnects = logs
+        .matches("replication interrupted; reconnecting from the slot's confirmed position")
+        .count();
+    assert!(
+        reconnects >= 3,
+        "walcast noticed each cut ({reconnects} reconnects)\n{logs}"
+    );
+    assert!(
+        got == expected,
+        "exactly once across the cut connections: {}\nlog:\n{logs}",
+        first_difference(&got, &expected)
+    );
+    assert_eq!(
+        tombstones,
+        expected.iter().filter(|(op, ..)| op == "d").count(),
+        "a tombstone after each delete"
+    );
+    assert!(
+        stopped.success(),
+        "clean stop on SIGTERM: {stopped}\n{logs}"
+    );
+    eprintln!(
+        "3 cuts ({cuts:?} connections), {reconnects} reconnects, {} transactions: {} changes in {:?}",
+        written_to + 49,
+        got.len(),
+        started.elapsed()
+    );
+}
+
+/// Only an uncaptured table is written (100,000 rows in 20 transactions): walcast
+/// receives no change at all, yet the slot's confirmed position must move past the
+/// WAL those writes produced, or PostgreSQL keeps that WAL for as long as the captured
+/// tables stay idle.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_slot_advances_while_captured_tables_are_idle() {
+    let started = Instant::now();
+    let stack = stack();
+    let registry_dir = tempfile::tempdir().unwrap();
+    let registry = RegistryServer::start("127.0.0.1:0".parse().unwrap(), registry_dir.path())
+        .await
+        .unwrap();
+    let db = TestDb::new(stack);
+    db.psql("CREATE TABLE public.busy (id bigint PRIMARY KEY, payload text NOT NULL)");
+    let (_oracle, file) = prepare(&db, "idle", &registry.url(), "numeric(10,2)");
+    let log = db.dir.path().join("walcast.log");
+    let mut walcast = Guard(Some(start_walcast(&file, &log)));
+    db.wait_for_slot("walcast_idle", true);
+    let slot_query = |column: &str| {
+        db.psql(&format!(
+            "SELECT {column} FROM pg_replication_slots WHERE slot_name = 'walcast_idle' AND database = '{}'",
+            db.name
+        ))
+    };
+    let before = db.psql("SELECT pg_current_wal_lsn()");
+    let confirmed_at_start = slot_query("confirmed_flush_lsn");
+
+    let mut sql = String::new();
+    for batch in 0..20 {
+        sql.push_str(&format!(
+            "INSERT INTO busy SELECT i, repeat('x', 100) FROM generate_series({}, {}) i;\n",
+            batch * 5000 + 1,
+            (batch + 1) * 5000
+        ));
+    }
+    run_script(stack, &db.name, &sql);
+    let after = db.psql("SELECT pg_current_wal_lsn()");
+    assert_eq!(
+        db.psql(&format!(
+            "SELECT pg_wal_lsn_diff('{after}', '{before}') > 10 * 1024 * 1024"
+        )),
+        "t",
+        "the writes produced WAL ({before} → {after})"
+    );
+
+    // Past the WAL of the writes, within a bounded wait.
+    let waiting = Instant::now();
+    let reached = format!("SELECT confirmed_flush_lsn >= '{after}' FROM pg_replication_slots WHERE slot_name = 'walcast_idle' AND database = '{}'", db.name);
+    let mut advanced = false;
+    while waiting.elapsed() < Duration::from_secs(30) {
+        if db.psql(&reached) == "t" {
+            advanced = true;
+            break;
+        }
+        if let Some(status) = walcast.child().try_wait().unwrap() {
+            panic!(
+                "walcast exited ({status})\n{}",
+                std::fs::read_to_string(&log).unwrap_or_default()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let took = waiting.elapsed();
+    let confirmed = slot_query("confirmed_flush_lsn");
+    let stopped = stop(walcast.child());
+    registry.shutdown().await.unwrap();
+    let logs = std::fs::read_to_string(&log).unwrap_or_default();
+    assert!(
+        advanced,
+        "confirmed_flush_lsn is {confirmed} (was {confirmed_at_start}) 30 s after writes from {before} to {after} in uncaptured tables only\n{logs}"
+    );
+    assert!(
+        stopped.success(),
+        "clean stop on SIGTERM: {stopped}\n{logs}"
+    );
+    eprintln!(
+        "slot confirmed {confirmed} ≥ {after} (from {confirmed_at_start}, WAL before the writes {before}) {took:?} after the writes; test took {:?}",
+        started.elapsed()
+    );
+}
