@@ -20,6 +20,7 @@ pub mod preflight;
 pub mod registry;
 pub mod run;
 pub mod setup;
+pub mod signal;
 pub mod sink;
 pub mod source;
 pub mod tail;

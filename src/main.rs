@@ -59,6 +59,25 @@ enum Command {
         #[arg(long)]
         admin_user: Option<String>,
     },
+    /// Ask a running connector for an incremental snapshot of tables (read in chunks
+    /// while it keeps streaming), or pause, resume or stop one. Writes a row into
+    /// walcast.signal; the connector picks it up from its stream.
+    Snapshot {
+        /// The connector .toml file.
+        path: PathBuf,
+        /// A captured table to snapshot, as schema.table (repeat for more).
+        #[arg(long = "table", value_name = "SCHEMA.TABLE", required_unless_present_any = ["pause", "resume", "stop"])]
+        tables: Vec<String>,
+        /// Pause the running incremental snapshot after its current chunk.
+        #[arg(long, conflicts_with_all = ["tables", "resume", "stop"])]
+        pause: bool,
+        /// Resume a paused incremental snapshot.
+        #[arg(long, conflicts_with_all = ["tables", "pause", "stop"])]
+        resume: bool,
+        /// Stop the incremental snapshot (tables not yet read are dropped).
+        #[arg(long, conflicts_with_all = ["tables", "pause", "resume"])]
+        stop: bool,
+    },
     /// Run walcast's development schema registry: a Confluent-Schema-Registry-compatible
     /// REST server (Avro only) for tests and the quickstart; stops on SIGINT or SIGTERM.
     Registry {
@@ -178,6 +197,30 @@ async fn execute(command: Command) -> Result<bool, String> {
                     println!("{}: {step}", connector.name);
                 }
             }
+            Ok(true)
+        }
+        Command::Snapshot {
+            path,
+            tables,
+            pause,
+            resume,
+            stop,
+        } => {
+            let connector = config::load_file(&path).map_err(|e| e.to_string())?;
+            let signal = if pause {
+                walcast::signal::Signal::Pause
+            } else if resume {
+                walcast::signal::Signal::Resume
+            } else if stop {
+                walcast::signal::Signal::Stop
+            } else {
+                walcast::signal::Signal::Snapshot(tables)
+            };
+            let id = walcast::signal::send(&connector, &signal).await?;
+            println!(
+                "signal {id} written to walcast.signal; connector {} acts on it when its stream reaches it",
+                connector.name
+            );
             Ok(true)
         }
         Command::Registry { listen, data_dir } => {

@@ -44,6 +44,8 @@ pub struct Source {
     pub publication: String,
     pub publication_mode: PublicationMode,
     pub snapshot_mode: SnapshotMode,
+    /// Rows per incremental-snapshot chunk.
+    pub snapshot_chunk_size: usize,
     pub connect_timeout: Duration,
 }
 

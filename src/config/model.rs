@@ -55,12 +55,20 @@ pub struct SourceSection {
     pub publication_mode: PublicationMode,
     #[serde(default)]
     pub snapshot_mode: SnapshotMode,
+    /// Rows per chunk of an incremental snapshot (Debezium's
+    /// `incremental.snapshot.chunk.size`).
+    #[serde(default = "default_snapshot_chunk_size")]
+    pub snapshot_chunk_size: Spanned<usize>,
     #[serde(default = "default_connect_timeout")]
     pub connect_timeout: HumanDuration,
 }
 
 fn default_host() -> EnvString {
     EnvString::new("localhost")
+}
+
+fn default_snapshot_chunk_size() -> Spanned<usize> {
+    Spanned::new(0..0, 1024)
 }
 
 fn default_port() -> Spanned<EnvValue<u16>> {

@@ -128,6 +128,13 @@ impl Validator<'_> {
                 "[source] host, dbname and user must not be empty",
             ));
         }
+        let chunk = *s.snapshot_chunk_size.get_ref();
+        if chunk == 0 || chunk > 1_000_000 {
+            return Err(ConfigError::at(
+                self.loc(&s.snapshot_chunk_size.span()),
+                format!("[source] snapshot_chunk_size = {chunk} is out of range; use 1 to 1000000 rows (default 1024)"),
+            ));
+        }
         let source = Source {
             host: s.host.to_string(),
             port: s.port.get_ref().0,
@@ -140,6 +147,7 @@ impl Validator<'_> {
             publication,
             publication_mode: s.publication_mode,
             snapshot_mode: s.snapshot_mode,
+            snapshot_chunk_size: chunk,
             connect_timeout: s.connect_timeout.0,
         };
 

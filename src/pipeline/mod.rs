@@ -10,6 +10,7 @@
 //! nor repeated.
 
 pub mod events;
+pub mod incremental;
 pub mod snapshot;
 
 use std::collections::HashMap;
@@ -26,8 +27,10 @@ use crate::sink::kafka::{last_positions, KafkaSink, OutRecord};
 use crate::source::change::TxEvent;
 use crate::source::lsn::Lsn;
 use crate::source::reader::{stream_with_reconnect, ReaderConfig};
+use crate::source::snapshot::RowMarker;
 use crate::source::spool::SpoolConfig;
 use events::{EventStage, TxContext};
+use incremental::Incremental;
 
 /// Why a connector stopped.
 #[derive(Debug, thiserror::Error)]
@@ -56,6 +59,11 @@ pub async fn run(
     sink.check_connection()?;
     sink.init_transactions()?;
     let mut dedup = Dedup::load(&connector, &client_id).await?;
+    let mut incremental = Incremental::new(connector.clone());
+    incremental.resume(&dedup.recorded_incremental);
+    if incremental.active() {
+        incremental.next_window().await?;
+    }
     let plan = snapshot::prepare(&connector).await?;
     let snapshot_only = connector.source.snapshot_mode == crate::config::SnapshotMode::InitialOnly;
     // The JSON formats use no schema registry.
@@ -115,6 +123,7 @@ pub async fn run(
     let mut commit_lsn = Lsn::ZERO;
     let mut index: u32 = 0;
     let mut records = Vec::new();
+    let mut failed: Option<PipelineError> = None;
     // The consistent point of a snapshot being sent, and of one waiting for its acks.
     let mut snapshot_point: Option<Lsn> = None;
     let mut snapshot_pending: Option<Lsn> = None;
@@ -128,7 +137,7 @@ pub async fn run(
             // Transactional mode: a Kafka transaction left open at a source-transaction
             // boundary (more was queued when it ended) is committed once it is old enough.
             _ = batch_timer.tick(), if sink.in_transaction() && !tracker.mid_transaction() => {
-                if let Err(e) = commit_batch(&mut sink, &connector, &mut tracker, &flushed_tx, &mut snapshot_pending, false, false).await {
+                if let Err(e) = commit_batch(&mut sink, &connector, &mut incremental, &mut tracker, &flushed_tx, &mut snapshot_pending, false, false).await {
                     break Err(e);
                 }
             }
@@ -153,7 +162,7 @@ pub async fn run(
                     confirm(&connector, &flushed_tx, &mut snapshot_pending, &checkpoint);
                     if last_recorded.elapsed() >= Duration::from_secs(1) {
                         last_recorded = std::time::Instant::now();
-                        if let Err(e) = sink.write_checkpoint(&connector.name, &connector.source.slot, &checkpoint).await {
+                        if let Err(e) = sink.write_checkpoint(&connector.name, &connector.source.slot, &checkpoint, &incremental.recorded_state(checkpoint.position)).await {
                             warn!(error = %e, "could not record the checkpoint");
                         }
                     }
@@ -173,7 +182,38 @@ pub async fn run(
                         tracker.begin(lsn);
                         stage.begin_transaction(&tx, lsn);
                     }
+                    TxEvent::Change(change) if Incremental::is_signal_table(&change.relation) => {
+                        // Signals steer the connector; they are never events.
+                        let chunk = match incremental.on_signal(&change).await {
+                            Ok(chunk) => chunk,
+                            Err(e) => break Err(e),
+                        };
+                        if let Some(chunk) = chunk {
+                            let table = chunk.relation.qualified();
+                            let rows = chunk.rows.len();
+                            for row in chunk.rows {
+                                records.clear();
+                                if let Err(e) = stage.snapshot_row(chunk.relation.clone(), row, RowMarker::Incremental, change.lsn, &mut records).await {
+                                    failed = Some(e.into());
+                                    break;
+                                }
+                                if let Err(e) = send_all(&mut sink, &connector, &client_id, &mut dedup, &mut records, &mut tracker, commit_lsn, &mut index, tx.xid).await {
+                                    failed = Some(e);
+                                    break;
+                                }
+                            }
+                            if let Some(e) = failed.take() {
+                                break Err(e);
+                            }
+                            debug!(table = %table, rows, "incremental snapshot chunk emitted");
+                            incremental.emitted(Position { commit_lsn, index: index.saturating_sub(1) });
+                        }
+                        if let Err(e) = incremental.next_window().await {
+                            break Err(e);
+                        }
+                    }
                     TxEvent::Change(change) => {
+                        incremental.on_change(&change);
                         records.clear();
                         if let Err(e) = stage.change(change, &tx, &mut records).await {
                             break Err(e.into());
@@ -197,7 +237,7 @@ pub async fn run(
                         }
                         if !transactional {
                             tracker.commit(lsn);
-                            if let Err(e) = commit_batch(&mut sink, &connector, &mut tracker, &flushed_tx, &mut snapshot_pending, events_rx.is_empty(), false).await {
+                            if let Err(e) = commit_batch(&mut sink, &connector, &mut incremental, &mut tracker, &flushed_tx, &mut snapshot_pending, events_rx.is_empty(), false).await {
                                 break Err(e);
                             }
                         }
@@ -220,14 +260,14 @@ pub async fn run(
                             break Err(e);
                         }
                         // A snapshot is no source transaction: commit it in batches.
-                        if let Err(e) = commit_batch(&mut sink, &connector, &mut tracker, &flushed_tx, &mut snapshot_pending, false, true).await {
+                        if let Err(e) = commit_batch(&mut sink, &connector, &mut incremental, &mut tracker, &flushed_tx, &mut snapshot_pending, false, true).await {
                             break Err(e);
                         }
                     }
                     TxEvent::SnapshotCompleted { consistent_point } => {
                         tracker.commit(consistent_point);
                         snapshot_pending = Some(consistent_point);
-                        if let Err(e) = commit_batch(&mut sink, &connector, &mut tracker, &flushed_tx, &mut snapshot_pending, events_rx.is_empty(), false).await {
+                        if let Err(e) = commit_batch(&mut sink, &connector, &mut incremental, &mut tracker, &flushed_tx, &mut snapshot_pending, events_rx.is_empty(), false).await {
                             break Err(e);
                         }
                     }
@@ -259,7 +299,7 @@ pub async fn run(
                             break Err(e);
                         }
                         tracker.commit(end_lsn);
-                        if let Err(e) = commit_batch(&mut sink, &connector, &mut tracker, &flushed_tx, &mut snapshot_pending, events_rx.is_empty(), false).await {
+                        if let Err(e) = commit_batch(&mut sink, &connector, &mut incremental, &mut tracker, &flushed_tx, &mut snapshot_pending, events_rx.is_empty(), false).await {
                             break Err(e);
                         }
                         metrics.transactions.with_label_values(&[&connector.name]).inc();
@@ -289,6 +329,7 @@ pub async fn run(
             commit_batch(
                 &mut sink,
                 &connector,
+                &mut incremental,
                 &mut tracker,
                 &flushed_tx,
                 &mut snapshot_pending,
@@ -325,7 +366,12 @@ pub async fn run(
         // Transactional mode recorded it inside its last Kafka transaction.
         if !sink.is_transactional()
             && sink
-                .write_checkpoint(&connector.name, &connector.source.slot, &checkpoint)
+                .write_checkpoint(
+                    &connector.name,
+                    &connector.source.slot,
+                    &checkpoint,
+                    &incremental.recorded_state(checkpoint.position),
+                )
                 .await
                 .is_ok()
         {
@@ -362,6 +408,8 @@ struct Dedup {
     mode: DeliveryMode,
     /// The server's WAL position at start: recorded positions beyond it are foreign.
     wal_now: Lsn,
+    /// The incremental snapshot progress recorded with the checkpoint.
+    recorded_incremental: serde_json::Value,
     /// Every event at or below this position is in Kafka (the connector's committed
     /// record in the offsets topic).
     floor: Option<Position>,
@@ -373,9 +421,7 @@ struct Dedup {
 impl Dedup {
     async fn load(connector: &Connector, client_id: &str) -> Result<Self, PipelineError> {
         let mode = connector.delivery.mode;
-        let floor = if mode == DeliveryMode::AtLeastOnce {
-            None
-        } else {
+        let record = {
             let settings = connector.kafka.clone();
             let name = connector.name.clone();
             let slot = connector.source.slot.clone();
@@ -386,27 +432,30 @@ impl Dedup {
             .await
             .map_err(|e| PipelineError::Setup(e.to_string()))??
         };
+        let recorded: Option<Position> = record
+            .as_ref()
+            .and_then(|r| r["position"].as_str())
+            .and_then(|p| p.parse().ok());
         // Positions are LSNs of one PostgreSQL history: a recorded position beyond the
         // server's WAL comes from another cluster (a re-created database, a restore)
         // and must not hide new events.
-        let wal_now = if mode == DeliveryMode::AtLeastOnce {
-            Lsn(u64::MAX)
-        } else {
-            current_wal_lsn(connector).await?
+        let wal_now = current_wal_lsn(connector).await?;
+        let foreign = recorded.is_some_and(|p| p.commit_lsn > wal_now);
+        if let (true, Some(p)) = (foreign, recorded) {
+            warn!(recorded = %p, server_wal = %wal_now, "the offsets topic records a position beyond this server's WAL (another database history under the same connector name?); ignoring it");
+        }
+        let recorded_incremental = match &record {
+            Some(r) if !foreign => r["incremental_snapshot"].clone(),
+            _ => serde_json::Value::Null,
         };
-        let floor = match floor {
-            Some(floor) if floor.commit_lsn > wal_now => {
-                warn!(recorded = %floor, server_wal = %wal_now, "the offsets topic records a position beyond this server's WAL (another database history under the same connector name?); ignoring it");
-                None
-            }
-            other => other,
-        };
+        let floor = recorded.filter(|_| !foreign && mode != DeliveryMode::AtLeastOnce);
         if let Some(floor) = floor {
             info!(position = %floor, "resuming: events at or below the recorded position are already in Kafka and are skipped");
         }
         Ok(Self {
             mode,
             wal_now,
+            recorded_incremental,
             floor,
             present: HashMap::new(),
             skipped: 0,
@@ -539,9 +588,11 @@ async fn send_all(
 /// (`boundary`) once nothing more is queued (`queue_empty`), it is old or large, or —
 /// for a snapshot, which is no source transaction — whenever it is large. Its commit
 /// acknowledges every record in it at once.
+#[allow(clippy::too_many_arguments)]
 async fn commit_batch(
     sink: &mut KafkaSink,
     connector: &Arc<Connector>,
+    incremental: &mut Incremental,
     tracker: &mut AckTracker,
     flushed_tx: &watch::Sender<Lsn>,
     snapshot_pending: &mut Option<Lsn>,
@@ -564,7 +615,8 @@ async fn commit_batch(
         position: sink.transaction_last_position(),
         flush_lsn: tracker.checkpoint().map_or(Lsn::ZERO, |c| c.flush_lsn),
     };
-    sink.write_checkpoint(&connector.name, &connector.source.slot, &recorded)
+    let state = incremental.recorded_state(recorded.position);
+    sink.write_checkpoint(&connector.name, &connector.source.slot, &recorded, &state)
         .await?;
     sink.commit_transaction()?;
     crate::observe::metrics()

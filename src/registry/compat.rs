@@ -124,7 +124,9 @@ pub fn check(level: CompatibilityLevel, new: &Schema, previous: &[(u32, &Schema)
         }
     };
     let mut problems = Vec::new();
+    let new = &without_decimals(new);
     for (version, old) in against {
+        let old = &without_decimals(old);
         if level.backward() {
             if let Err(e) = SchemaCompatibility::can_read(old, new) {
                 problems.push(format!(
@@ -145,6 +147,38 @@ pub fn check(level: CompatibilityLevel, new: &Schema, previous: &[(u32, &Schema)
         }
     }
     problems
+}
+
+/// `schema` with each decimal replaced by its underlying bytes or fixed type. Avro's
+/// schema resolution (and so Confluent's check) ignores logical types, while
+/// apache-avro 0.21 cannot compare two decimals at all and would call every schema with
+/// a `numeric` column incompatible with its next version.
+fn without_decimals(schema: &Schema) -> Schema {
+    use apache_avro::schema::UnionSchema;
+    match schema {
+        Schema::Decimal(d) => without_decimals(&d.inner),
+        Schema::BigDecimal => Schema::Bytes,
+        Schema::Record(r) => {
+            let mut r = r.clone();
+            for field in &mut r.fields {
+                field.schema = without_decimals(&field.schema);
+            }
+            Schema::Record(r)
+        }
+        Schema::Union(u) => UnionSchema::new(u.variants().iter().map(without_decimals).collect())
+            .map_or_else(|_| schema.clone(), Schema::Union),
+        Schema::Array(a) => {
+            let mut a = a.clone();
+            a.items = Box::new(without_decimals(&a.items));
+            Schema::Array(a)
+        }
+        Schema::Map(m) => {
+            let mut m = m.clone();
+            m.types = Box::new(without_decimals(&m.types));
+            Schema::Map(m)
+        }
+        other => other.clone(),
+    }
 }
 
 /// Describes why `reader` cannot read `writer` data, going down through record fields and
@@ -297,6 +331,19 @@ mod tests {
         assert!(backward[0].contains("'b'"), "{backward:?}");
         assert!(check(CompatibilityLevel::Forward, &v2, &prev).is_empty());
         assert!(check(CompatibilityLevel::None, &v2, &prev).is_empty());
+    }
+
+    #[test]
+    fn a_field_added_beside_a_decimal_is_backward_compatible() {
+        let decimal = r#"{"name":"total","type":["null",{"type":"bytes","logicalType":"decimal","precision":10,"scale":2}],"default":null}"#;
+        let v1 = schema(decimal);
+        let v2 = schema(&format!(
+            r#"{decimal},{{"name":"note","type":["null","string"],"default":null}}"#
+        ));
+        assert!(check(CompatibilityLevel::Full, &v2, &[(1, &v1)]).is_empty());
+        // A decimal that became a long still is not (bytes never resolve to long).
+        let v3 = schema(r#"{"name":"total","type":["null","long"],"default":null}"#);
+        assert!(!check(CompatibilityLevel::Backward, &v3, &[(1, &v1)]).is_empty());
     }
 
     #[test]

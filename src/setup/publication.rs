@@ -29,7 +29,11 @@ pub enum PublicationSync {
 #[error("{0}")]
 pub struct PublicationError(pub String);
 
-/// Makes the publication publish exactly the captured tables, with their filters.
+/// The table whose inserted rows signal a running connector (never captured as events).
+pub const SIGNAL_TABLE: &str = "walcast.signal";
+
+/// Makes the publication publish exactly the captured tables (and walcast's signal
+/// table), with their filters.
 pub async fn sync(
     connector: &Connector,
     client: &Client,
@@ -66,12 +70,23 @@ pub async fn sync(
         .map_err(db)?
         .try_get(0)
         .map_err(db)?;
-    let list = resolution
+    // walcast's signal table rides along: rows inserted there (incremental snapshot
+    // requests and their watermarks) reach the connector through the stream.
+    let signal: Option<u32> = client
+        .query_one("SELECT to_regclass('walcast.signal')::oid", &[])
+        .await
+        .map_err(db)?
+        .try_get(0)
+        .map_err(db)?;
+    let mut entries: Vec<String> = resolution
         .captured
         .iter()
         .map(|c| publication_entry(c, version))
-        .collect::<Vec<_>>()
-        .join(", ");
+        .collect();
+    if signal.is_some() {
+        entries.push(SIGNAL_TABLE.to_owned());
+    }
+    let list = entries.join(", ");
     // Filters and column lists can't be compared with the catalog's normalised form,
     // so a publication that has them is always re-set (SET is idempotent).
     let has_extras = list.contains(" WHERE (")
@@ -139,6 +154,7 @@ pub async fn sync(
                 .collect::<Result<_, _>>()
                 .map_err(db)?;
             let mut wanted: Vec<u32> = resolution.captured.iter().map(|c| c.table.oid).collect();
+            wanted.extend(signal);
             let mut have = published;
             wanted.sort_unstable();
             have.sort_unstable();

@@ -445,17 +445,21 @@ impl KafkaSink {
         connector: &str,
         slot: &str,
         checkpoint: &crate::checkpoint::Checkpoint,
+        incremental: &serde_json::Value,
     ) -> Result<(), SinkError> {
         let topic: Arc<str> = OFFSETS_TOPIC.into();
         let partitions = self.ensure_topic(&topic).await?;
-        let value = serde_json::json!({
+        let mut value = serde_json::json!({
             "connector": connector,
             "slot": slot,
             "position": checkpoint.position.to_string(),
             "flush_lsn": checkpoint.flush_lsn.to_string(),
             "ts_ms": std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64),
-        })
-        .to_string();
+        });
+        if !incremental.is_null() {
+            value["incremental_snapshot"] = incremental.clone();
+        }
+        let value = value.to_string();
         let base: BaseRecord<'_, [u8], [u8], usize> = BaseRecord::with_opaque_to(OFFSETS_TOPIC, 0)
             .partition(partition_for_key(connector.as_bytes(), partitions))
             .key(connector.as_bytes())
@@ -574,7 +578,7 @@ pub fn committed_position(
     connector: &str,
     slot: &str,
     client_id: &str,
-) -> Result<Option<Position>, SinkError> {
+) -> Result<Option<serde_json::Value>, SinkError> {
     let consumer: BaseConsumer<EndOfPartitionIsNoError> = base_config(settings, client_id)
         .set("group.id", format!("{client_id}-reconcile"))
         .set("enable.auto.commit", "false")
@@ -628,8 +632,7 @@ pub fn committed_position(
                         found = m
                             .payload()
                             .and_then(|p| serde_json::from_slice::<serde_json::Value>(p).ok())
-                            .filter(|v| v["slot"] == slot)
-                            .and_then(|v| v["position"].as_str().and_then(|p| p.parse().ok()));
+                            .filter(|v| v["slot"] == slot);
                     }
                     if m.offset() + 1 >= end {
                         break;

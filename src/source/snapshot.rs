@@ -105,6 +105,8 @@ pub enum RowMarker {
     LastInTable,
     /// The very last row of the snapshot.
     Last,
+    /// A row of an incremental snapshot (read while streaming).
+    Incremental,
     /// Any other row.
     Middle,
 }
@@ -126,7 +128,7 @@ pub async fn run(
     let mut total = 0u64;
     for (table_index, (relation, filter)) in tables.iter().enumerate() {
         let mut first_in_table = true;
-        let mut rows = read_rows(client, relation, filter.as_deref()).await?;
+        let mut rows = read_rows(client, relation, filter.as_deref(), None).await?;
         while let Some(row) = rows.next_row().await? {
             if let Some((r, previous, first)) = held.take() {
                 let marker = marker(total == 0, first, false, false);
@@ -196,6 +198,9 @@ struct Rows<'a> {
     relation: &'a RelationInfo,
     pending: Vec<u8>,
     start: usize,
+    /// Columns whose text the last row's [`Rows::last_key`] keeps (chunked reads).
+    key: &'a [usize],
+    last_key: Vec<String>,
 }
 
 impl Rows<'_> {
@@ -204,6 +209,15 @@ impl Rows<'_> {
         loop {
             if let Some(end) = self.pending[self.start..].iter().position(|&b| b == b'\n') {
                 let line = &self.pending[self.start..self.start + end];
+                if !self.key.is_empty() {
+                    let fields: Vec<&[u8]> = line.split(|&b| b == b'\t').collect();
+                    self.last_key.clear();
+                    for &i in self.key {
+                        let text = fields.get(i).map(|f| unescape(f)).unwrap_or_default();
+                        self.last_key
+                            .push(String::from_utf8_lossy(&text).into_owned());
+                    }
+                }
                 let row = parse_copy_line(line, &self.relation.columns).map_err(|message| {
                     SnapshotError::Read {
                         table: table.clone(),
@@ -229,11 +243,22 @@ impl Rows<'_> {
     }
 }
 
-/// Starts `COPY (SELECT … [WHERE filter] [ORDER BY key]) TO STDOUT` for a table.
+/// Where a chunked read starts and how many rows it takes.
+struct Chunk<'a> {
+    /// Key column indices, in key order.
+    key: &'a [usize],
+    /// The text of the previous chunk's last key (none: from the start).
+    after: Option<&'a [String]>,
+    limit: usize,
+}
+
+/// Starts `COPY (SELECT … [WHERE filter] [ORDER BY key]) TO STDOUT` for a table, or one
+/// chunk of it.
 async fn read_rows<'a>(
     client: &Client,
     relation: &'a RelationInfo,
     filter: Option<&str>,
+    chunk: Option<Chunk<'a>>,
 ) -> Result<Rows<'a>, SnapshotError> {
     let columns = relation
         .columns
@@ -251,11 +276,40 @@ async fn read_rows<'a>(
         "COPY (SELECT {columns} FROM {}",
         quote_table(&relation.schema, &relation.table)
     );
+    let mut conditions = Vec::new();
     if let Some(f) = filter {
-        sql.push_str(&format!(" WHERE ({f})"));
+        conditions.push(format!("({f})"));
     }
-    if !keys.is_empty() && relation.replica_identity != ReplicaIdentity::Full {
-        sql.push_str(&format!(" ORDER BY {}", keys.join(", ")));
+    let (order, limit, key_indices) = match &chunk {
+        Some(chunk) => {
+            let names: Vec<String> = chunk
+                .key
+                .iter()
+                .map(|&i| quote_ident(&relation.columns[i].name))
+                .collect();
+            if let Some(after) = chunk.after {
+                // Untyped literals take the key columns' types.
+                let values: Vec<String> = after
+                    .iter()
+                    .map(|v| crate::postgres::quote_literal(v))
+                    .collect();
+                conditions.push(format!("({}) > ({})", names.join(", "), values.join(", ")));
+            }
+            (names, Some(chunk.limit), chunk.key)
+        }
+        None if !keys.is_empty() && relation.replica_identity != ReplicaIdentity::Full => {
+            (keys, None, &[][..])
+        }
+        None => (Vec::new(), None, &[][..]),
+    };
+    if !conditions.is_empty() {
+        sql.push_str(&format!(" WHERE {}", conditions.join(" AND ")));
+    }
+    if !order.is_empty() {
+        sql.push_str(&format!(" ORDER BY {}", order.join(", ")));
+    }
+    if let Some(limit) = limit {
+        sql.push_str(&format!(" LIMIT {limit}"));
     }
     sql.push_str(") TO STDOUT");
     let stream = client
@@ -270,7 +324,29 @@ async fn read_rows<'a>(
         relation,
         pending: Vec::new(),
         start: 0,
+        key: key_indices,
+        last_key: Vec::new(),
     })
+}
+
+/// One chunk of an incremental snapshot: up to `limit` rows of `relation` whose key
+/// (columns `key`, in key order) sorts after `after`, in key order, read by one
+/// statement in its own transaction. Returns the rows and the text of the last row's
+/// key, where the next chunk starts.
+pub async fn read_chunk(
+    client: &Client,
+    relation: &RelationInfo,
+    key: &[usize],
+    after: Option<&[String]>,
+    limit: usize,
+) -> Result<(Vec<Vec<Value>>, Option<Vec<String>>), SnapshotError> {
+    let mut rows = read_rows(client, relation, None, Some(Chunk { key, after, limit })).await?;
+    let mut out = Vec::new();
+    while let Some(row) = rows.next_row().await? {
+        out.push(row);
+    }
+    let last = (!out.is_empty()).then(|| std::mem::take(&mut rows.last_key));
+    Ok((out, last))
 }
 
 /// One line of COPY's text format: tab-separated fields, `\N` for NULL, backslash

@@ -2,6 +2,7 @@
 
 mod check;
 mod common;
+mod incremental;
 mod kafka_security;
 mod kafka_smoke;
 mod outages;

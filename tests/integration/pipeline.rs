@@ -777,10 +777,10 @@ async fn the_initial_snapshot_and_the_stream_add_up_to_the_table() {
 /// One consumed record: key and value decoded (Avro through the registry, or as JSON
 /// text), and its headers as text.
 #[derive(Debug)]
-struct Consumed {
-    key: Option<serde_json::Value>,
-    value: Option<serde_json::Value>,
-    headers: BTreeMap<String, String>,
+pub(crate) struct Consumed {
+    pub(crate) key: Option<serde_json::Value>,
+    pub(crate) value: Option<serde_json::Value>,
+    pub(crate) headers: BTreeMap<String, String>,
 }
 
 /// An Avro value as JSON (records as objects, unions unwrapped), for assertions.
@@ -807,7 +807,7 @@ fn avro_json(v: &Avro) -> serde_json::Value {
 /// Every record of `topic` (all partitions) until `expected` arrived and nothing more
 /// came for a moment, in walcast's position order. `registry`: decode Avro through it;
 /// `None`: the records are JSON.
-async fn consume_records(
+pub(crate) async fn consume_records(
     bootstrap: &str,
     topic: &str,
     registry: Option<&str>,
@@ -904,7 +904,7 @@ async fn decode_record(
 }
 
 /// Starts walcast on `file` and waits until its slot streams.
-fn start_streaming(db: &TestDb, file: &std::path::Path, name: &str) -> Child {
+pub(crate) fn start_streaming(db: &TestDb, file: &std::path::Path, name: &str) -> Child {
     assert_eq!(
         crate::common::walcast(&["setup", file.to_str().unwrap()], &[]).code,
         Some(0)

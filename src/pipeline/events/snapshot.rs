@@ -35,6 +35,7 @@ impl EventStage {
                 RowMarker::LastInTable => SnapshotRecord::LastInDataCollection,
                 RowMarker::Last => SnapshotRecord::Last,
                 RowMarker::Middle => SnapshotRecord::True,
+                RowMarker::Incremental => SnapshotRecord::Incremental,
             },
             last_commit_lsn: None,
             lsn: Some(consistent_point),

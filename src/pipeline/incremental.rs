@@ -1,0 +1,495 @@
+//! Incremental snapshots while streaming: the watermark algorithm of Netflix's DBLog,
+//! as Debezium runs it.
+//!
+//! A snapshot is asked for with a row in `walcast.signal`
+//! (`execute-snapshot`, Debezium's layout) or `walcast snapshot --table`. Tables are
+//! read in key-ordered chunks. For each chunk walcast inserts a low watermark row into
+//! the signal table, reads the chunk, and inserts a high watermark row. Both arrive
+//! through the stream like any change. Between them, every streamed change of the
+//! table removes its key from the chunk in memory (the stream's version is as new or
+//! newer); at the high watermark the rows left are emitted as `op = r` events. So a
+//! snapshot row never overtakes a newer change of its key, and the stream never stops.
+//!
+//! Progress (tables left, last key emitted) travels with the checkpoint in
+//! `walcast.offsets`, recorded only once Kafka holds the chunk, so a restarted
+//! connector continues with the next chunk.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
+
+use serde_json::json;
+use tokio_postgres::Client;
+use tracing::{info, warn};
+
+use super::PipelineError;
+use crate::checkpoint::Position;
+use crate::config::Connector;
+use crate::postgres::{connect, resolve_tables, Catalog};
+use crate::source::change::{RowChange, RowOp};
+use crate::source::relation::{RelationCache, RelationInfo};
+use crate::source::snapshot::{read_chunk, relation_for};
+use crate::source::value::Value;
+
+/// Signal types walcast acts on (Debezium's names, and its watermark rows).
+const EXECUTE: &str = "execute-snapshot";
+const STOP: &str = "stop-snapshot";
+const PAUSE: &str = "pause-snapshot";
+const RESUME: &str = "resume-snapshot";
+const WINDOW_OPEN: &str = "snapshot-window-open";
+const WINDOW_CLOSE: &str = "snapshot-window-close";
+
+fn setup_err(e: impl std::fmt::Display) -> PipelineError {
+    PipelineError::Setup(format!("incremental snapshot: {e}"))
+}
+
+/// The table being read.
+struct Current {
+    name: String,
+    relation: Arc<RelationInfo>,
+    /// Primary key columns of `relation`, in key order.
+    key: Vec<usize>,
+    /// The primary key column names, to find the key in streamed rows.
+    key_names: Vec<String>,
+    /// Text of the last key read; the next chunk starts after it.
+    last_key: Option<Vec<String>>,
+    rows: u64,
+}
+
+/// A chunk between its watermarks.
+struct Window {
+    id: String,
+    /// The low watermark has come through the stream.
+    open: bool,
+    rows: Vec<Option<Vec<Value>>>,
+    by_key: HashMap<String, usize>,
+    /// The key text of the chunk's last row (where the next chunk starts).
+    last_key: Option<Vec<String>>,
+}
+
+/// Rows to emit when a window closes, and where they sit.
+pub struct ChunkRows {
+    pub relation: Arc<RelationInfo>,
+    pub rows: Vec<Vec<Value>>,
+}
+
+/// The incremental snapshot state of one connector.
+pub struct Incremental {
+    connector: Arc<Connector>,
+    client: Option<Client>,
+    queue: VecDeque<String>,
+    current: Option<Current>,
+    window: Option<Window>,
+    paused: bool,
+    sequence: u64,
+    /// Progress after each emitted chunk, by the position of its last record: recorded
+    /// with the checkpoint once the checkpoint reaches that position.
+    progress: VecDeque<(Position, serde_json::Value)>,
+    recorded: serde_json::Value,
+    /// The last key of a resumed table, used when its first chunk is read.
+    pending_resume: Option<Vec<String>>,
+}
+
+impl Incremental {
+    pub fn new(connector: Arc<Connector>) -> Self {
+        Self {
+            connector,
+            client: None,
+            queue: VecDeque::new(),
+            current: None,
+            window: None,
+            paused: false,
+            sequence: 0,
+            progress: VecDeque::new(),
+            recorded: serde_json::Value::Null,
+            pending_resume: None,
+        }
+    }
+
+    /// Continues a snapshot recorded with the checkpoint (`state` from
+    /// [`Incremental::recorded_state`]).
+    pub fn resume(&mut self, state: &serde_json::Value) {
+        let Some(tables) = state["tables"].as_array() else {
+            return;
+        };
+        self.queue = tables
+            .iter()
+            .filter_map(|t| t.as_str().map(str::to_owned))
+            .collect();
+        self.recorded = state.clone();
+        if let Some(name) = state["table"].as_str() {
+            self.queue.push_front(name.to_owned());
+            let last_key = state["last_key"].as_array().map(|k| {
+                k.iter()
+                    .map(|v| v.as_str().unwrap_or_default().to_owned())
+                    .collect()
+            });
+            // Resolved (relation, key) on the first chunk.
+            self.pending_resume = last_key;
+        }
+        self.paused = state["paused"].as_bool().unwrap_or(false);
+        if !self.queue.is_empty() {
+            info!(tables = ?self.queue, "continuing the incremental snapshot recorded with the checkpoint");
+        }
+    }
+
+    /// Whether `relation` is walcast's signal table.
+    pub fn is_signal_table(relation: &RelationInfo) -> bool {
+        relation.schema == "walcast" && relation.table == "signal"
+    }
+
+    /// Whether a snapshot is under way (tables queued or being read).
+    pub fn active(&self) -> bool {
+        self.current.is_some() || !self.queue.is_empty()
+    }
+
+    /// A change of a captured table streamed: inside an open window it makes the
+    /// chunk's copy of that key stale.
+    pub fn on_change(&mut self, change: &RowChange) {
+        let (Some(window), Some(current)) = (&mut self.window, &self.current) else {
+            return;
+        };
+        if !window.open || change.relation.oid != current.relation.oid {
+            return;
+        }
+        let mut keys = Vec::with_capacity(2);
+        if let Some(new) = &change.new {
+            keys.extend(key_of(&change.relation, new, &current.key_names));
+        }
+        if let Some(old) = &change.old {
+            keys.extend(key_of(&change.relation, old.values(), &current.key_names));
+        } else if change.op == RowOp::Delete {
+            return;
+        }
+        for key in keys {
+            if let Some(i) = window.by_key.remove(&key) {
+                window.rows[i] = None;
+            }
+        }
+    }
+
+    /// A row inserted into the signal table. Returns chunk rows to emit (at a high
+    /// watermark).
+    pub async fn on_signal(
+        &mut self,
+        change: &RowChange,
+    ) -> Result<Option<ChunkRows>, PipelineError> {
+        if change.op != RowOp::Insert {
+            return Ok(None);
+        }
+        let Some(row) = &change.new else {
+            return Ok(None);
+        };
+        let column = |name: &str| {
+            change
+                .relation
+                .columns
+                .iter()
+                .position(|c| c.name == name)
+                .and_then(|i| match row.get(i) {
+                    Some(Value::Text(t)) => Some(t.clone()),
+                    _ => None,
+                })
+        };
+        let (Some(id), Some(kind)) = (column("id"), column("type")) else {
+            return Ok(None);
+        };
+        let data = column("data").unwrap_or_default();
+        match kind.as_str() {
+            EXECUTE => self.execute(&id, &data).await?,
+            STOP => {
+                info!(signal = %id, "incremental snapshot stopped by signal");
+                self.queue.clear();
+                self.current = None;
+                self.window = None;
+            }
+            PAUSE => {
+                info!(signal = %id, "incremental snapshot paused by signal");
+                self.paused = true;
+            }
+            RESUME => {
+                info!(signal = %id, "incremental snapshot resumed by signal");
+                self.paused = false;
+                self.next_window().await?;
+            }
+            WINDOW_OPEN => {
+                if let Some(window) = &mut self.window {
+                    if window.id == id.trim_end_matches("-open") {
+                        window.open = true;
+                    }
+                }
+            }
+            WINDOW_CLOSE => return self.close(id.trim_end_matches("-close")).await,
+            other => warn!(signal = %id, kind = other, "unknown signal type ignored"),
+        }
+        Ok(None)
+    }
+
+    async fn execute(&mut self, id: &str, data: &str) -> Result<(), PipelineError> {
+        let parsed: serde_json::Value = match serde_json::from_str(data) {
+            Ok(v) => v,
+            Err(e) => {
+                warn!(signal = %id, error = %e, "execute-snapshot signal ignored: data is not JSON such as {{\"data-collections\":[\"public.orders\"]}}");
+                return Ok(());
+            }
+        };
+        if parsed["type"]
+            .as_str()
+            .is_some_and(|t| !t.eq_ignore_ascii_case("incremental"))
+        {
+            warn!(signal = %id, kind = %parsed["type"], "only incremental snapshots can be signalled; ignored");
+            return Ok(());
+        }
+        let tables: Vec<String> = parsed["data-collections"]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .filter_map(|v| v.as_str().map(str::to_owned))
+                    .collect()
+            })
+            .unwrap_or_default();
+        if tables.is_empty() {
+            warn!(signal = %id, "execute-snapshot signal names no data-collections; ignored");
+            return Ok(());
+        }
+        let captured = self.captured_tables().await?;
+        for table in tables {
+            let name = if table.contains('.') {
+                table
+            } else {
+                format!("public.{table}")
+            };
+            if !captured.contains(&name) {
+                warn!(signal = %id, table = %name, "not a captured table of this connector; skipped");
+                continue;
+            }
+            if !self.queue.contains(&name) && self.current.as_ref().is_none_or(|c| c.name != name) {
+                self.queue.push_back(name);
+            }
+        }
+        info!(signal = %id, tables = ?self.queue, "incremental snapshot requested");
+        if self.window.is_none() {
+            self.next_window().await?;
+        }
+        Ok(())
+    }
+
+    async fn client(&mut self) -> Result<&Client, PipelineError> {
+        if self.client.as_ref().is_none_or(Client::is_closed) {
+            self.client = Some(
+                connect(&self.connector.source, None)
+                    .await
+                    .map_err(setup_err)?,
+            );
+        }
+        self.client
+            .as_ref()
+            .ok_or_else(|| setup_err("no connection"))
+    }
+
+    async fn captured_tables(&mut self) -> Result<Vec<String>, PipelineError> {
+        let connector = self.connector.clone();
+        let client = self.client().await?;
+        let catalog = Catalog::load(client).await.map_err(setup_err)?;
+        Ok(resolve_tables(&connector, &catalog)
+            .captured
+            .iter()
+            .map(|c| c.table.qualified())
+            .collect())
+    }
+
+    /// Starts the next chunk unless paused or one is in flight: the low watermark, the
+    /// chunk read, the high watermark (each its own transaction).
+    pub async fn next_window(&mut self) -> Result<(), PipelineError> {
+        loop {
+            if self.paused || self.window.is_some() {
+                return Ok(());
+            }
+            if self.current.is_none() {
+                let Some(name) = self.queue.pop_front() else {
+                    return Ok(());
+                };
+                let last_key = self.pending_resume.take();
+                match self.describe(&name).await? {
+                    Some((relation, key, key_names)) => {
+                        info!(table = %name, "incremental snapshot of the table started");
+                        self.current = Some(Current {
+                            name,
+                            relation,
+                            key,
+                            key_names,
+                            last_key,
+                            rows: 0,
+                        });
+                    }
+                    None => continue,
+                }
+            }
+            self.sequence += 1;
+            let id = format!(
+                "walcast-{}-{}-{}",
+                self.connector.name,
+                std::process::id(),
+                self.sequence
+            );
+            let limit = self.connector.source.snapshot_chunk_size;
+            let Some(current) = self.current.as_ref() else {
+                continue;
+            };
+            let (relation, key, after) = (
+                current.relation.clone(),
+                current.key.clone(),
+                current.last_key.clone(),
+            );
+            let client = self.client().await?;
+            insert_signal(client, &format!("{id}-open"), WINDOW_OPEN).await?;
+            let (rows, last_key) = read_chunk(client, &relation, &key, after.as_deref(), limit)
+                .await
+                .map_err(setup_err)?;
+            if rows.is_empty() {
+                let done = self.current.take();
+                if let Some(done) = done {
+                    info!(table = %done.name, rows = done.rows, "incremental snapshot of the table complete");
+                }
+                continue;
+            }
+            insert_signal(client, &format!("{id}-close"), WINDOW_CLOSE).await?;
+            let mut by_key = HashMap::with_capacity(rows.len());
+            let key_names = self
+                .current
+                .as_ref()
+                .map(|c| c.key_names.clone())
+                .unwrap_or_default();
+            for (i, row) in rows.iter().enumerate() {
+                if let Some(k) = key_of(&relation, row, &key_names) {
+                    by_key.insert(k, i);
+                }
+            }
+            self.window = Some(Window {
+                id,
+                open: false,
+                rows: rows.into_iter().map(Some).collect(),
+                by_key,
+                last_key,
+            });
+            return Ok(());
+        }
+    }
+
+    /// The high watermark: the chunk's rows still fresh are emitted, and the next
+    /// chunk starts.
+    async fn close(&mut self, id: &str) -> Result<Option<ChunkRows>, PipelineError> {
+        if self.window.as_ref().is_none_or(|w| w.id != id || !w.open) {
+            // A watermark of an earlier process (replayed after a restart) or of
+            // another connector: nothing of it is in memory.
+            return Ok(None);
+        }
+        let Some(window) = self.window.take() else {
+            return Ok(None);
+        };
+        let Some(current) = self.current.as_mut() else {
+            return Ok(None);
+        };
+        current.last_key = window.last_key;
+        let rows: Vec<Vec<Value>> = window.rows.into_iter().flatten().collect();
+        current.rows += rows.len() as u64;
+        let relation = current.relation.clone();
+        Ok(Some(ChunkRows { relation, rows }))
+    }
+
+    /// After a chunk's records were handed over, the last at `position`: what to record
+    /// with the checkpoint once Kafka holds them.
+    pub fn emitted(&mut self, position: Position) {
+        let state = self.state();
+        self.progress.push_back((position, state));
+    }
+
+    fn state(&self) -> serde_json::Value {
+        if !self.active() {
+            return json!({ "tables": [] });
+        }
+        json!({
+            "table": self.current.as_ref().map(|c| c.name.clone()),
+            "last_key": self.current.as_ref().and_then(|c| c.last_key.clone()),
+            "tables": self.queue,
+            "paused": self.paused,
+        })
+    }
+
+    /// The progress to record with a checkpoint at `position`: the newest state whose
+    /// chunk Kafka holds entirely (null when no snapshot ever ran).
+    pub fn recorded_state(&mut self, position: Position) -> serde_json::Value {
+        while self.progress.front().is_some_and(|(p, _)| *p <= position) {
+            if let Some((_, state)) = self.progress.pop_front() {
+                self.recorded = state;
+            }
+        }
+        if self.progress.is_empty() && self.window.is_none() && !self.recorded.is_null() {
+            // Requests and pauses that emitted nothing yet are still worth keeping.
+            self.recorded = self.state();
+        }
+        self.recorded.clone()
+    }
+
+    async fn describe(
+        &mut self,
+        name: &str,
+    ) -> Result<Option<(Arc<RelationInfo>, Vec<usize>, Vec<String>)>, PipelineError> {
+        let connector = self.connector.clone();
+        let client = self.client().await?;
+        let catalog = Catalog::load(client).await.map_err(setup_err)?;
+        let resolution = resolve_tables(&connector, &catalog);
+        let Some(captured) = resolution
+            .captured
+            .iter()
+            .find(|c| c.table.qualified() == name)
+        else {
+            warn!(table = %name, "no longer a captured table; its incremental snapshot is skipped");
+            return Ok(None);
+        };
+        if captured.table.primary_key.is_empty() {
+            warn!(table = %name, "an incremental snapshot needs a primary key to read in chunks; skipped");
+            return Ok(None);
+        }
+        let mut cache = RelationCache::default();
+        let relation = relation_for(captured.table, &mut cache, client)
+            .await
+            .map_err(setup_err)?;
+        let key_names = captured.table.primary_key.clone();
+        let key = key_names
+            .iter()
+            .filter_map(|k| relation.columns.iter().position(|c| &c.name == k))
+            .collect();
+        Ok(Some((relation, key, key_names)))
+    }
+}
+
+/// The key of `row` (columns named `names`) as a comparable string; `None` when a key
+/// column is missing or unchanged-TOAST.
+fn key_of(relation: &RelationInfo, row: &[Value], names: &[String]) -> Option<String> {
+    let mut out = String::new();
+    for name in names {
+        let i = relation.columns.iter().position(|c| &c.name == name)?;
+        let value = row.get(i)?;
+        if matches!(value, Value::UnchangedToast) {
+            return None;
+        }
+        out.push_str(&format!("{value:?}\u{1f}"));
+    }
+    Some(out)
+}
+
+async fn insert_signal(client: &Client, id: &str, kind: &str) -> Result<(), PipelineError> {
+    client
+        .execute(
+            "INSERT INTO walcast.signal (id, type, data) VALUES ($1, $2, NULL)",
+            &[&id, &kind],
+        )
+        .await
+        .map(|_| ())
+        .map_err(|e| {
+            setup_err(format!(
+                "cannot write a watermark into walcast.signal ({}); grant INSERT on it (walcast setup does)",
+                e.as_db_error().map_or_else(|| e.to_string(), |d| d.message().to_owned())
+            ))
+        })
+}

@@ -1,0 +1,170 @@
+//! Incremental snapshots while streaming (DBLog watermarks): requested with
+//! `walcast snapshot --table` during a write workload, the topic replayed into a map by
+//! key equals the table, and no key's version ever goes backwards.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use walcast::registry::RegistryServer;
+
+use crate::common::{stack, TestDb};
+use crate::pipeline::{consume_records, start_streaming};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_incremental_snapshot_during_writes_replays_to_the_table() {
+    let stack = stack();
+    let registry_dir = tempfile::tempdir().unwrap();
+    let registry = RegistryServer::start("127.0.0.1:0".parse().unwrap(), registry_dir.path())
+        .await
+        .unwrap();
+    let db = TestDb::new(stack);
+    db.psql(
+        "CREATE TABLE public.items (id int PRIMARY KEY, version int NOT NULL, note text);
+         INSERT INTO items SELECT g, 0, 'row ' || g FROM generate_series(1, 3000) g",
+    );
+    let file = db.connector(
+        "incr",
+        "snapshot_mode = \"never\"\nsnapshot_chunk_size = 150",
+        "[tables.\"public.items\"]",
+    );
+    let text = std::fs::read_to_string(&file)
+        .unwrap()
+        .replace("http://127.0.0.1:8081", &registry.url());
+    std::fs::write(&file, text).unwrap();
+    let mut walcast = start_streaming(&db, &file, "incr");
+
+    // A workload that bumps versions, deletes and inserts, while the snapshot runs.
+    let writer = {
+        let env = stack.env.clone();
+        let dbname = db.name.clone();
+        std::thread::spawn(move || {
+            let mut sql = String::new();
+            for i in 0..400 {
+                let id = (i * 7919) % 3000 + 1;
+                sql.push_str(&format!(
+                    "BEGIN; UPDATE items SET version = version + 1, note = 'w{i}' WHERE id = {id}; UPDATE items SET version = version + 1 WHERE id = {}; COMMIT;\n",
+                    (id * 13) % 3000 + 1
+                ));
+                if i % 10 == 0 {
+                    sql.push_str(&format!(
+                        "DELETE FROM items WHERE id = {};\n",
+                        (i * 31) % 3000 + 1
+                    ));
+                    sql.push_str(&format!(
+                        "INSERT INTO items VALUES ({}, 0, 'new') ON CONFLICT DO NOTHING;\n",
+                        3001 + i
+                    ));
+                }
+                if i % 50 == 0 {
+                    sql.push_str("SELECT pg_sleep(0.05);\n");
+                }
+            }
+            let bin = std::path::Path::new(&env["WALCAST_PG_BIN"]).join("psql");
+            let mut child = std::process::Command::new(bin)
+                .args([
+                    "-X",
+                    "-q",
+                    "-h",
+                    &env["WALCAST_PG_HOST"],
+                    "-p",
+                    &env["WALCAST_PG_PORT"],
+                    "-U",
+                    "postgres",
+                    "-d",
+                    &dbname,
+                ])
+                .stdin(std::process::Stdio::piped())
+                .stdout(std::process::Stdio::null())
+                .spawn()
+                .unwrap();
+            use std::io::Write;
+            child
+                .stdin
+                .take()
+                .unwrap()
+                .write_all(sql.as_bytes())
+                .unwrap();
+            assert!(child.wait().unwrap().success());
+        })
+    };
+    std::thread::sleep(Duration::from_millis(200));
+    let signal = crate::common::walcast(
+        &[
+            "snapshot",
+            file.to_str().unwrap(),
+            "--table",
+            "public.items",
+        ],
+        &[],
+    );
+    assert_eq!(signal.code, Some(0), "{signal:?}");
+    writer.join().unwrap();
+
+    // Bounded wait for the snapshot to finish.
+    let log = db.dir.path().join("walcast.log");
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while !std::fs::read_to_string(&log)
+        .unwrap_or_default()
+        .contains("incremental snapshot of the table complete")
+    {
+        assert!(
+            Instant::now() < deadline,
+            "the incremental snapshot never finished\n{}",
+            std::fs::read_to_string(&log).unwrap_or_default()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+
+    let topic = format!("{}.public.items", db.name);
+    let records =
+        consume_records(stack.kafka_bootstrap(), &topic, Some(&registry.url()), 3000).await;
+    let _ = std::process::Command::new("kill")
+        .args(["-TERM", &walcast.id().to_string()])
+        .status();
+    let _ = walcast.wait();
+
+    // Replay by key; a key's version never goes backwards, and nothing deleted comes back.
+    let mut map: BTreeMap<i64, i64> = BTreeMap::new();
+    let mut newest: BTreeMap<i64, i64> = BTreeMap::new();
+    let mut deleted: BTreeMap<i64, bool> = BTreeMap::new();
+    let mut reads = 0;
+    for r in &records {
+        let Some(value) = &r.value else { continue };
+        let op = value["op"].as_str().unwrap();
+        if op == "d" {
+            let id = value["before"]["id"].as_i64().unwrap();
+            map.remove(&id);
+            deleted.insert(id, true);
+            continue;
+        }
+        let id = value["after"]["id"].as_i64().unwrap();
+        let version = value["after"]["version"].as_i64().unwrap();
+        if op == "r" {
+            reads += 1;
+            assert_eq!(value["source"]["snapshot"], "incremental");
+            assert!(
+                !deleted.contains_key(&id),
+                "snapshot row of id {id} after its delete"
+            );
+        }
+        let last = newest.entry(id).or_insert(version);
+        assert!(
+            version >= *last,
+            "id {id}: version {version} after {last} ({op})"
+        );
+        *last = version;
+        map.insert(id, version);
+    }
+    let table: BTreeMap<i64, i64> = db
+        .psql("SELECT string_agg(id || ':' || version, ',' ORDER BY id) FROM items")
+        .split(',')
+        .map(|p| {
+            let (a, b) = p.split_once(':').unwrap();
+            (a.parse().unwrap(), b.parse().unwrap())
+        })
+        .collect();
+    assert!(reads > 2000, "most rows arrive as snapshot reads ({reads})");
+    assert_eq!(map.len(), table.len(), "same keys as the table");
+    assert_eq!(map, table, "the replayed topic equals the table");
+    registry.shutdown().await.unwrap();
+}
