@@ -12,6 +12,17 @@ use crate::pipeline::{consume_records, start_streaming};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_incremental_snapshot_during_writes_replays_to_the_table() {
+    incremental_scenario("incr", 3000, 150, false).await;
+}
+
+/// Killed with SIGKILL in the middle of the snapshot, the restarted connector continues
+/// from the progress recorded with its checkpoint.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_incremental_snapshot_continues_after_a_kill_9() {
+    incremental_scenario("incrkill", 8000, 100, true).await;
+}
+
+async fn incremental_scenario(name: &str, rows: i64, chunk: usize, kill: bool) {
     let stack = stack();
     let registry_dir = tempfile::tempdir().unwrap();
     let registry = RegistryServer::start("127.0.0.1:0".parse().unwrap(), registry_dir.path())
@@ -22,16 +33,19 @@ async fn an_incremental_snapshot_during_writes_replays_to_the_table() {
         "CREATE TABLE public.items (id int PRIMARY KEY, version int NOT NULL, note text);
          INSERT INTO items SELECT g, 0, 'row ' || g FROM generate_series(1, 3000) g",
     );
+    db.psql(&format!(
+        "INSERT INTO items SELECT g, 0, 'row ' || g FROM generate_series(3001, {rows}) g"
+    ));
     let file = db.connector(
-        "incr",
-        "snapshot_mode = \"never\"\nsnapshot_chunk_size = 150",
+        name,
+        &format!("snapshot_mode = \"never\"\nsnapshot_chunk_size = {chunk}"),
         "[tables.\"public.items\"]",
     );
     let text = std::fs::read_to_string(&file)
         .unwrap()
         .replace("http://127.0.0.1:8081", &registry.url());
     std::fs::write(&file, text).unwrap();
-    let mut walcast = start_streaming(&db, &file, "incr");
+    let mut walcast = start_streaming(&db, &file, name);
 
     // A workload that bumps versions, deletes and inserts, while the snapshot runs.
     let writer = {
@@ -98,10 +112,25 @@ async fn an_incremental_snapshot_during_writes_replays_to_the_table() {
         &[],
     );
     assert_eq!(signal.code, Some(0), "{signal:?}");
+    let log = db.dir.path().join("walcast.log");
+    if kill {
+        // Past the first recorded checkpoint (once a second) and before the end.
+        std::thread::sleep(Duration::from_millis(2500));
+        let _ = std::process::Command::new("kill")
+            .args(["-9", &walcast.id().to_string()])
+            .status();
+        let _ = walcast.wait();
+        assert!(
+            !std::fs::read_to_string(&log)
+                .unwrap_or_default()
+                .contains("incremental snapshot of the table complete"),
+            "the snapshot finished before the kill; make the table larger"
+        );
+        walcast = crate::pipeline::start_walcast(&file, &log);
+    }
     writer.join().unwrap();
 
     // Bounded wait for the snapshot to finish.
-    let log = db.dir.path().join("walcast.log");
     let deadline = Instant::now() + Duration::from_secs(120);
     while !std::fs::read_to_string(&log)
         .unwrap_or_default()
@@ -163,7 +192,17 @@ async fn an_incremental_snapshot_during_writes_replays_to_the_table() {
             (a.parse().unwrap(), b.parse().unwrap())
         })
         .collect();
-    assert!(reads > 2000, "most rows arrive as snapshot reads ({reads})");
+    assert!(
+        reads as i64 > rows * 2 / 3,
+        "most rows arrive as snapshot reads ({reads})"
+    );
+    if kill {
+        let logs = std::fs::read_to_string(&log).unwrap_or_default();
+        assert!(
+            logs.contains("continuing the incremental snapshot recorded with the checkpoint"),
+            "the restart continued the snapshot\n{logs}"
+        );
+    }
     assert_eq!(map.len(), table.len(), "same keys as the table");
     assert_eq!(map, table, "the replayed topic equals the table");
     registry.shutdown().await.unwrap();
