@@ -6,10 +6,14 @@
 # Prints rows/s and walcast's peak RSS.
 #
 # Usage: benches/end_to_end.sh [ROWS] [ROWS_PER_TX]     (defaults: 1000000 100)
+# Environment: SINK=kafka|discard (default kafka; discard encodes every event and drops
+# it), MODE=exactly_once|transactional|at_least_once (default exactly_once).
 set -euo pipefail
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 rows=${1:-1000000}
 per_tx=${2:-100}
+sink=${SINK:-kafka}
+mode=${MODE:-exactly_once}
 cd "$repo"
 cargo build --release --quiet --bin walcast
 bin=$repo/target/release/walcast
@@ -43,6 +47,10 @@ topic_prefix = "bench"
 url = "http://127.0.0.1:$registry_port"
 [metrics]
 enabled = false
+[sink]
+kind = "$sink"
+[delivery]
+mode = "$mode"
 [tables."public.bench"]
 TOML
 "$bin" setup "$state/bench.toml" >/dev/null
@@ -70,5 +78,5 @@ end=$(date +%s.%N)
 rss=$(awk '/VmHWM/ {print $2}' "/proc/$walcast_pid/status")
 cpu=$(awk -v hz="$(getconf CLK_TCK)" '{printf "%.2f", ($14 + $15) / hz}' "/proc/$walcast_pid/stat")
 echo "walcast CPU time (user+system): ${cpu}s" >&2
-python3 -c "import sys; s=float(sys.argv[2])-float(sys.argv[1]); print(f'walcast end to end: rows={sys.argv[3]} seconds={s:.2f} rows_per_second={int(sys.argv[3])/s:.0f} peak_rss_mib={int(sys.argv[4])/1024:.1f}')" "$start" "$end" "$rows" "$rss"
+python3 -c "import sys; s=float(sys.argv[2])-float(sys.argv[1]); print(f'walcast end to end (sink=$sink, mode=$mode): rows={sys.argv[3]} seconds={s:.2f} rows_per_second={int(sys.argv[3])/s:.0f} peak_rss_mib={int(sys.argv[4])/1024:.1f}')" "$start" "$end" "$rows" "$rss"
 [ "$done_" = "t" ] || { echo "did not catch up; log:" >&2; tail -5 "$state/walcast.log" >&2; exit 1; }

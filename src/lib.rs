@@ -12,6 +12,7 @@
 pub mod checkpoint;
 pub mod codec;
 pub mod config;
+pub mod failpoint;
 pub mod logging;
 pub mod observe;
 pub mod pipeline;

@@ -6,7 +6,9 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use super::error::Location;
-pub use super::model::{CleanupPolicy, DeliveryMode, PublicationMode, SnapshotMode, SslMode};
+pub use super::model::{
+    CleanupPolicy, DeliveryMode, PublicationMode, SinkKind, SnapshotMode, SslMode,
+};
 use super::selector::TableSelector;
 use super::values::Secret;
 pub use crate::codec::options::{
@@ -24,6 +26,7 @@ pub struct Connector {
     pub kafka: Kafka,
     pub registry: Registry,
     pub delivery: Delivery,
+    pub sink: SinkKind,
     pub metrics: Metrics,
     pub heartbeat: Heartbeat,
     pub events: Events,

@@ -24,6 +24,8 @@ pub struct ConnectorFile {
     #[serde(default)]
     pub delivery: DeliverySection,
     #[serde(default)]
+    pub sink: SinkSection,
+    #[serde(default)]
     pub metrics: MetricsSection,
     #[serde(default)]
     pub heartbeat: HeartbeatSection,
@@ -204,6 +206,26 @@ pub enum DeliveryMode {
     ExactlyOnce,
     Transactional,
     AtLeastOnce,
+}
+
+/// `[sink]`: where events go.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SinkSection {
+    #[serde(default)]
+    pub kind: SinkKind,
+}
+
+/// Where a connector's events go.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SinkKind {
+    /// Kafka (the product).
+    #[default]
+    Kafka,
+    /// A benchmarking aid: every event is decoded, converted and encoded (schemas
+    /// registered) as for Kafka, then dropped and counted as acknowledged at once.
+    Discard,
 }
 
 /// `[metrics]`: the Prometheus endpoint.

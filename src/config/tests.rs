@@ -579,3 +579,18 @@ fn subject_name_strategy_is_read() {
     ));
     assert!(e.starts_with("connectors/shop.toml:"), "{e}");
 }
+
+#[test]
+fn the_discarding_sink_and_chunk_size_are_read_and_checked() {
+    let c = parse(MINIMAL).unwrap();
+    assert_eq!(c.sink, SinkKind::Kafka);
+    assert_eq!(c.source.snapshot_chunk_size, 1024);
+    let c = parse(&format!("{MINIMAL}\n[sink]\nkind = \"discard\"\n")).unwrap();
+    assert_eq!(c.sink, SinkKind::Discard);
+    let e = error(&format!(
+        "{MINIMAL}\n[sink]\nkind = \"discard\"\n[delivery]\nmode = \"transactional\"\n"
+    ));
+    assert!(e.contains("cannot be combined"), "{e}");
+    let e = error(&MINIMAL.replace("[source]", "[source]\nsnapshot_chunk_size = 0"));
+    assert!(e.contains("snapshot_chunk_size = 0 is out of range"), "{e}");
+}

@@ -269,6 +269,13 @@ impl Validator<'_> {
         // Exact names first, so an explicit entry overrides a pattern's settings.
         tables.sort_by_key(|t| !t.selector.is_exact());
 
+        if file.sink.kind == SinkKind::Discard && file.delivery.mode == DeliveryMode::Transactional
+        {
+            return Err(ConfigError::at(
+                self.loc(&(0..0)),
+                "[sink] kind = \"discard\" cannot be combined with [delivery] mode = \"transactional\" (nothing reaches Kafka to commit); use exactly_once or at_least_once",
+            ));
+        }
         Ok(Connector {
             file: self.path.to_owned(),
             name,
@@ -279,6 +286,7 @@ impl Validator<'_> {
                 mode: file.delivery.mode,
                 shutdown_grace: file.delivery.shutdown_grace.0,
             },
+            sink: file.sink.kind,
             metrics: Metrics {
                 enabled: file.metrics.enabled,
                 listen,

@@ -21,7 +21,7 @@ use tokio::sync::{mpsc, watch};
 use tracing::{debug, info, warn};
 
 use crate::checkpoint::{AckTracker, Checkpoint, Position};
-use crate::config::{Connector, DeliveryMode};
+use crate::config::{Connector, DeliveryMode, SinkKind};
 use crate::registry::client::{RegistryClient, RegistryClientConfig};
 use crate::sink::kafka::{last_positions, KafkaSink, OutRecord};
 use crate::source::change::TxEvent;
@@ -54,8 +54,12 @@ pub async fn run(
     // Kafka first: a wrong address or password should stop the connector before it
     // creates a slot or starts a snapshot.
     let client_id = format!("walcast-{}", connector.name);
-    let (mut sink, mut reports) =
-        KafkaSink::new(&connector.kafka, connector.delivery.mode, &client_id)?;
+    let (mut sink, mut reports) = if connector.sink == SinkKind::Discard {
+        warn!("[sink] kind = \"discard\": events are encoded and dropped, nothing reaches Kafka (a benchmarking aid)");
+        KafkaSink::discarding(&connector.kafka, &client_id)?
+    } else {
+        KafkaSink::new(&connector.kafka, connector.delivery.mode, &client_id)?
+    };
     sink.check_connection()?;
     sink.init_transactions()?;
     let mut dedup = Dedup::load(&connector, &client_id).await?;
@@ -159,6 +163,7 @@ pub async fn run(
                 }
                 tracker.acked(report.commit_lsn);
                 if let Some(checkpoint) = tracker.advance() {
+                    crate::failpoint::hit("before_confirm");
                     confirm(&connector, &flushed_tx, &mut snapshot_pending, &checkpoint);
                     if last_recorded.elapsed() >= Duration::from_secs(1) {
                         last_recorded = std::time::Instant::now();
@@ -421,6 +426,16 @@ struct Dedup {
 impl Dedup {
     async fn load(connector: &Connector, client_id: &str) -> Result<Self, PipelineError> {
         let mode = connector.delivery.mode;
+        if connector.sink == SinkKind::Discard {
+            return Ok(Self {
+                mode: DeliveryMode::AtLeastOnce,
+                wal_now: Lsn(u64::MAX),
+                recorded_incremental: serde_json::Value::Null,
+                floor: None,
+                present: HashMap::new(),
+                skipped: 0,
+            });
+        }
         let record = {
             let settings = connector.kafka.clone();
             let name = connector.name.clone();
@@ -573,6 +588,7 @@ async fn send_all(
         };
         sink.ensure_transaction()?;
         sink.send(&record, partition).await?;
+        crate::failpoint::hit("after_send");
         crate::observe::metrics()
             .records_sent
             .with_label_values(&[connector.name.as_str(), &*record.topic])
@@ -618,6 +634,7 @@ async fn commit_batch(
     let state = incremental.recorded_state(recorded.position);
     sink.write_checkpoint(&connector.name, &connector.source.slot, &recorded, &state)
         .await?;
+    crate::failpoint::hit("before_kafka_commit");
     sink.commit_transaction()?;
     crate::observe::metrics()
         .kafka_transactions

@@ -107,6 +107,8 @@ pub struct KafkaSink {
     txn_records: usize,
     txn_started: std::time::Instant,
     txn_last: Position,
+    /// `[sink] kind = "discard"`: records are acknowledged at once and never produced.
+    discard: Option<mpsc::UnboundedSender<DeliveryReport>>,
 }
 
 /// How long walcast waits for one Kafka transaction call (init, commit, abort) before
@@ -120,7 +122,26 @@ impl KafkaSink {
         mode: DeliveryMode,
         client_id: &str,
     ) -> Result<(Self, mpsc::UnboundedReceiver<DeliveryReport>), SinkError> {
+        Self::build(settings, mode, client_id, false)
+    }
+
+    /// A sink that drops every record and acknowledges it at once (`[sink] kind =
+    /// "discard"`, for benchmarks): nothing is produced, no topic is created.
+    pub fn discarding(
+        settings: &Kafka,
+        client_id: &str,
+    ) -> Result<(Self, mpsc::UnboundedReceiver<DeliveryReport>), SinkError> {
+        Self::build(settings, DeliveryMode::AtLeastOnce, client_id, true)
+    }
+
+    fn build(
+        settings: &Kafka,
+        mode: DeliveryMode,
+        client_id: &str,
+        discard: bool,
+    ) -> Result<(Self, mpsc::UnboundedReceiver<DeliveryReport>), SinkError> {
         let (tx, rx) = mpsc::unbounded_channel();
+        let discard = discard.then(|| tx.clone());
         let mut config = base_config(settings, client_id);
         // Defaults tuned for throughput; the user's [kafka.producer] wins.
         for (k, v) in [
@@ -173,6 +194,7 @@ impl KafkaSink {
                 txn_records: 0,
                 txn_started: std::time::Instant::now(),
                 txn_last: Position::default(),
+                discard,
             },
             rx,
         ))
@@ -181,6 +203,9 @@ impl KafkaSink {
     /// Fails fast, before any slot or snapshot work, when the cluster can't be reached or
     /// refuses the credentials.
     pub fn check_connection(&self) -> Result<(), SinkError> {
+        if self.discard.is_some() {
+            return Ok(());
+        }
         let client = self.producer.client();
         tokio::task::block_in_place(|| client.fetch_metadata(None, Duration::from_secs(15)))
             .map(|_| ())
@@ -299,6 +324,11 @@ impl KafkaSink {
         if let Some(n) = self.partitions.get(topic) {
             return Ok(*n);
         }
+        if self.discard.is_some() {
+            let n = self.settings.partitions.unwrap_or(1).max(1);
+            self.partitions.insert(topic.clone(), n);
+            return Ok(n);
+        }
         let n = match self.fetch_partitions(topic).await? {
             Some(n) => n,
             None => {
@@ -389,6 +419,13 @@ impl KafkaSink {
 
     /// Hands a record to the producer, waiting while its queue is full.
     pub async fn send(&mut self, record: &OutRecord, partition: i32) -> Result<(), SinkError> {
+        if let Some(reports) = &self.discard {
+            let _ = reports.send(DeliveryReport {
+                commit_lsn: record.position.commit_lsn,
+                error: None,
+            });
+            return Ok(());
+        }
         let position = record.position.to_string();
         let txid = record.txid.to_string();
         loop {
@@ -447,6 +484,9 @@ impl KafkaSink {
         checkpoint: &crate::checkpoint::Checkpoint,
         incremental: &serde_json::Value,
     ) -> Result<(), SinkError> {
+        if self.discard.is_some() {
+            return Ok(());
+        }
         let topic: Arc<str> = OFFSETS_TOPIC.into();
         let partitions = self.ensure_topic(&topic).await?;
         let mut value = serde_json::json!({
