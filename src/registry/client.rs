@@ -42,6 +42,18 @@ impl Default for RetryPolicy {
 }
 
 impl RetryPolicy {
+    /// For a running connector: 40 retries, 100 ms doubling up to 10 s, about 5½
+    /// minutes in all, so a registry restart or a short outage only slows the stream
+    /// (the reader waits; nothing is lost), and a long one stops the connector with a
+    /// clear error instead of hanging without end.
+    pub fn patient() -> Self {
+        Self {
+            max_retries: 40,
+            initial_backoff: Duration::from_millis(100),
+            max_backoff: Duration::from_secs(10),
+        }
+    }
+
     /// One attempt, no retry.
     pub fn none() -> Self {
         Self {
@@ -90,12 +102,14 @@ impl RegistryClientConfig {
         }
     }
 
-    /// The `[registry]` section of a connector, with the default timeouts and retries.
+    /// The `[registry]` section of a connector, with the default timeouts and the
+    /// [`RetryPolicy::patient`] retries a running connector wants.
     pub fn from_connector(registry: &crate::config::Registry) -> Self {
         Self {
             username: registry.username.clone(),
             password: registry.password.clone(),
             ca_file: registry.ca_file.clone(),
+            retry: RetryPolicy::patient(),
             ..Self::new(registry.url.clone())
         }
     }
