@@ -46,6 +46,11 @@ fn setup_err(e: impl std::fmt::Display) -> PipelineError {
 struct Current {
     name: String,
     relation: Arc<RelationInfo>,
+    /// The table's row filter (`[tables.…] filter`).
+    filter: Option<String>,
+    /// Resuming an interrupted initial snapshot: per partition of the table's topic, the
+    /// key of the last snapshot row Kafka holds there (rows at or below it are skipped).
+    present: Vec<(i32, Vec<String>)>,
     /// Primary key columns of `relation`, in key order.
     key: Vec<usize>,
     /// The primary key column names, to find the key in streamed rows.
@@ -60,7 +65,7 @@ struct Window {
     id: String,
     /// The low watermark has come through the stream.
     open: bool,
-    rows: Vec<Option<Vec<Value>>>,
+    rows: Vec<Option<SnapshotRow>>,
     by_key: HashMap<String, usize>,
     /// The key text of the chunk's last row (where the next chunk starts).
     last_key: Option<Vec<String>>,
@@ -69,7 +74,39 @@ struct Window {
 /// Rows to emit when a window closes, and where they sit.
 pub struct ChunkRows {
     pub relation: Arc<RelationInfo>,
-    pub rows: Vec<Vec<Value>>,
+    pub rows: Vec<SnapshotRow>,
+    pub partitions: Vec<i32>,
+    /// The rows finish an interrupted initial snapshot (their records carry their key,
+    /// like the initial snapshot's, so a further interruption resumes after them).
+    pub initial: bool,
+}
+
+/// One row of a chunk to emit.
+pub struct SnapshotRow {
+    pub values: Vec<Value>,
+    /// Resuming an initial snapshot: one flag per entry of [`ChunkRows::partitions`],
+    /// true when Kafka already holds the row if it goes to that partition.
+    pub present: Option<Vec<bool>>,
+    /// The text of the row's primary key.
+    pub key: Vec<String>,
+}
+
+impl ChunkRows {
+    /// Whether a row with these `flags`, going to `partition`, is already in Kafka.
+    pub fn present(&self, flags: &[bool], partition: i32) -> bool {
+        self.partitions
+            .iter()
+            .position(|p| *p == partition)
+            .and_then(|i| flags.get(i).copied())
+            .unwrap_or(false)
+    }
+}
+
+/// Finishing an interrupted initial snapshot: what identifies its records in Kafka.
+struct ResumeInitial {
+    /// The position LSN of the interrupted snapshot's records.
+    snapshot_lsn: crate::source::lsn::Lsn,
+    client_id: String,
 }
 
 /// The incremental snapshot state of one connector.
@@ -87,6 +124,9 @@ pub struct Incremental {
     recorded: serde_json::Value,
     /// The last key of a resumed table, used when its first chunk is read.
     pending_resume: Option<Vec<String>>,
+    resume_initial: Option<ResumeInitial>,
+    /// Set when a resumed initial snapshot has read its last table.
+    initial_finished: bool,
 }
 
 impl Incremental {
@@ -102,6 +142,8 @@ impl Incremental {
             progress: VecDeque::new(),
             recorded: serde_json::Value::Null,
             pending_resume: None,
+            resume_initial: None,
+            initial_finished: false,
         }
     }
 
@@ -130,6 +172,33 @@ impl Incremental {
         if !self.queue.is_empty() {
             info!(tables = ?self.queue, "continuing the incremental snapshot recorded with the checkpoint");
         }
+    }
+
+    /// Finishes an interrupted initial snapshot whose records sit at `consistent_point`
+    /// − 1: every captured table is read again in chunks while streaming, and rows Kafka
+    /// already holds are skipped. Unless progress recorded with the checkpoint says how
+    /// far a previous resume got ([`Incremental::resume`]).
+    pub async fn resume_initial(
+        &mut self,
+        consistent_point: crate::source::lsn::Lsn,
+        client_id: &str,
+    ) -> Result<(), PipelineError> {
+        self.resume_initial = Some(ResumeInitial {
+            snapshot_lsn: crate::source::lsn::Lsn(consistent_point.0.saturating_sub(1)),
+            client_id: client_id.to_owned(),
+        });
+        if self.active() {
+            // Continuing a resume that recorded its progress.
+            return Ok(());
+        }
+        let tables = self.captured_tables().await?;
+        self.queue = tables.into();
+        Ok(())
+    }
+
+    /// True once, after a resumed initial snapshot read its last table.
+    pub fn take_initial_finished(&mut self) -> bool {
+        std::mem::take(&mut self.initial_finished)
     }
 
     /// Whether `relation` is walcast's signal table.
@@ -306,20 +375,18 @@ impl Incremental {
             }
             if self.current.is_none() {
                 let Some(name) = self.queue.pop_front() else {
+                    if self.resume_initial.take().is_some() {
+                        info!("the interrupted initial snapshot is complete");
+                        self.initial_finished = true;
+                    }
                     return Ok(());
                 };
                 let last_key = self.pending_resume.take();
                 match self.describe(&name).await? {
-                    Some((relation, key, key_names)) => {
-                        info!(table = %name, "incremental snapshot of the table started");
-                        self.current = Some(Current {
-                            name,
-                            relation,
-                            key,
-                            key_names,
-                            last_key,
-                            rows: 0,
-                        });
+                    Some(mut current) => {
+                        info!(table = %name, skipping_present = !current.present.is_empty(), "incremental snapshot of the table started");
+                        current.last_key = last_key;
+                        self.current = Some(current);
                     }
                     None => continue,
                 }
@@ -335,16 +402,26 @@ impl Incremental {
             let Some(current) = self.current.as_ref() else {
                 continue;
             };
-            let (relation, key, after) = (
+            let (relation, key, after, filter) = (
                 current.relation.clone(),
                 current.key.clone(),
                 current.last_key.clone(),
+                current.filter.clone(),
             );
+            let extra = present_flags(&current.relation, &current.key, &current.present);
             let client = self.client().await?;
             insert_signal(client, &format!("{id}-open"), WINDOW_OPEN).await?;
-            let (rows, last_key) = read_chunk(client, &relation, &key, after.as_deref(), limit)
-                .await
-                .map_err(setup_err)?;
+            let (rows, last_key) = read_chunk(
+                client,
+                &relation,
+                filter.as_deref(),
+                &key,
+                after.as_deref(),
+                limit,
+                extra.as_deref(),
+            )
+            .await
+            .map_err(setup_err)?;
             if rows.is_empty() {
                 let done = self.current.take();
                 if let Some(done) = done {
@@ -360,14 +437,23 @@ impl Incremental {
                 .map(|c| c.key_names.clone())
                 .unwrap_or_default();
             for (i, row) in rows.iter().enumerate() {
-                if let Some(k) = key_of(&relation, row, &key_names) {
+                if let Some(k) = key_of(&relation, &row.values, &key_names) {
                     by_key.insert(k, i);
                 }
             }
             self.window = Some(Window {
                 id,
                 open: false,
-                rows: rows.into_iter().map(Some).collect(),
+                rows: rows
+                    .into_iter()
+                    .map(|row| {
+                        Some(SnapshotRow {
+                            values: row.values,
+                            present: row.extra.map(|f| parse_bool_array(&f)),
+                            key: row.key,
+                        })
+                    })
+                    .collect(),
                 by_key,
                 last_key,
             });
@@ -390,10 +476,16 @@ impl Incremental {
             return Ok(None);
         };
         current.last_key = window.last_key;
-        let rows: Vec<Vec<Value>> = window.rows.into_iter().flatten().collect();
+        let rows: Vec<SnapshotRow> = window.rows.into_iter().flatten().collect();
         current.rows += rows.len() as u64;
         let relation = current.relation.clone();
-        Ok(Some(ChunkRows { relation, rows }))
+        let partitions = current.present.iter().map(|(p, _)| *p).collect();
+        Ok(Some(ChunkRows {
+            relation,
+            rows,
+            partitions,
+            initial: self.resume_initial.is_some(),
+        }))
     }
 
     /// After a chunk's records were handed over, the last at `position`: what to record
@@ -430,10 +522,7 @@ impl Incremental {
         self.recorded.clone()
     }
 
-    async fn describe(
-        &mut self,
-        name: &str,
-    ) -> Result<Option<(Arc<RelationInfo>, Vec<usize>, Vec<String>)>, PipelineError> {
+    async fn describe(&mut self, name: &str) -> Result<Option<Current>, PipelineError> {
         let connector = self.connector.clone();
         let client = self.client().await?;
         let catalog = Catalog::load(client).await.map_err(setup_err)?;
@@ -459,8 +548,88 @@ impl Incremental {
             .iter()
             .filter_map(|k| relation.columns.iter().position(|c| &c.name == k))
             .collect();
-        Ok(Some((relation, key, key_names)))
+        let filter = captured.rule.filter.clone();
+        let topic = captured.rule.topic.clone().unwrap_or_else(|| {
+            format!(
+                "{}.{}.{}",
+                connector.kafka.topic_prefix, relation.schema, relation.table
+            )
+        });
+        let present = match &self.resume_initial {
+            Some(resume) => {
+                let settings = connector.kafka.clone();
+                let id = resume.client_id.clone();
+                let lsn = resume.snapshot_lsn;
+                let name_of_topic = topic.clone();
+                let mut keys: Vec<(i32, Vec<String>)> = tokio::task::spawn_blocking(move || {
+                    crate::sink::kafka::last_snapshot_keys(
+                        &settings,
+                        &name_of_topic,
+                        &id,
+                        lsn,
+                        100_000,
+                    )
+                })
+                .await
+                .map_err(setup_err)?
+                .map_err(setup_err)?
+                .into_iter()
+                .collect();
+                keys.sort();
+                info!(table = %name, topic = %topic, partitions_with_rows = keys.len(), "resuming the table's snapshot: rows at or below each partition's last snapshot key are skipped");
+                keys
+            }
+            None => Vec::new(),
+        };
+        Ok(Some(Current {
+            name: name.to_owned(),
+            relation,
+            filter,
+            present,
+            key,
+            key_names,
+            last_key: None,
+            rows: 0,
+        }))
     }
+}
+
+/// The SQL that tells, for each (partition, key) of `present`, whether a row's key sorts
+/// at or below it (PostgreSQL's own ordering, the one the snapshot was read in).
+fn present_flags(
+    relation: &RelationInfo,
+    key: &[usize],
+    present: &[(i32, Vec<String>)],
+) -> Option<String> {
+    if present.is_empty() {
+        return None;
+    }
+    let columns = key
+        .iter()
+        .map(|&i| crate::postgres::quote_ident(&relation.columns[i].name))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let tests = present
+        .iter()
+        .map(|(_, values)| {
+            let literals = values
+                .iter()
+                .map(|v| crate::postgres::quote_literal(v))
+                .collect::<Vec<_>>()
+                .join(", ");
+            format!("(({columns}) <= ({literals}))")
+        })
+        .collect::<Vec<_>>()
+        .join(", ");
+    Some(format!("ARRAY[{tests}]"))
+}
+
+/// A PostgreSQL boolean array's text (`{t,f,NULL}`); NULL counts as false.
+fn parse_bool_array(text: &str) -> Vec<bool> {
+    text.trim_matches(|c| c == '{' || c == '}')
+        .split(',')
+        .map(|v| v.trim() == "t")
+        .collect()
 }
 
 /// The key of `row` (columns named `names`) as a comparable string; `None` when a key

@@ -65,10 +65,28 @@ pub async fn run(
     let mut dedup = Dedup::load(&connector, &client_id).await?;
     let mut incremental = Incremental::new(connector.clone());
     incremental.resume(&dedup.recorded_incremental);
+    let prepared = snapshot::prepare(&connector).await?;
+    let resume_point = match &prepared {
+        snapshot::Prepared::Resume { consistent_point } => Some(*consistent_point),
+        _ => None,
+    };
+    let plan = match prepared {
+        snapshot::Prepared::Snapshot(plan) => Some(plan),
+        _ => None,
+    };
+    if let Some(consistent_point) = resume_point {
+        incremental
+            .resume_initial(consistent_point, &client_id)
+            .await?;
+    }
+    // After the slot exists: the watermarks must come through its stream.
     if incremental.active() {
         incremental.next_window().await?;
     }
-    let plan = snapshot::prepare(&connector).await?;
+    if incremental.take_initial_finished() {
+        // Nothing was left to read: Kafka held the whole snapshot.
+        snapshot::mark_completed(connector.clone()).await;
+    }
     let snapshot_only = connector.source.snapshot_mode == crate::config::SnapshotMode::InitialOnly;
     // The JSON formats use no schema registry.
     let registry = if connector.events.format.uses_registry() {
@@ -193,14 +211,42 @@ pub async fn run(
                             Ok(chunk) => chunk,
                             Err(e) => break Err(e),
                         };
-                        if let Some(chunk) = chunk {
+                        if let Some(mut chunk) = chunk {
                             let table = chunk.relation.qualified();
-                            let rows = chunk.rows.len();
-                            for row in chunk.rows {
+                            let rows = std::mem::take(&mut chunk.rows);
+                            let count = rows.len();
+                            let mut already = 0usize;
+                            for row in rows {
                                 records.clear();
-                                if let Err(e) = stage.snapshot_row(chunk.relation.clone(), row, RowMarker::Incremental, change.lsn, &mut records).await {
+                                if let Err(e) = stage.snapshot_row(chunk.relation.clone(), row.values, RowMarker::Incremental, change.lsn, &mut records).await {
                                     failed = Some(e.into());
                                     break;
+                                }
+                                if chunk.initial {
+                                    let text = serde_json::to_vec(&row.key).unwrap_or_default();
+                                    for record in &mut records {
+                                        record.headers.push((crate::sink::kafka::HEADER_SNAPSHOT_KEY, text.clone()));
+                                    }
+                                }
+                                if let Some(flags) = &row.present {
+                                    // Resuming an initial snapshot: drop what Kafka holds.
+                                    let mut kept = Vec::with_capacity(records.len());
+                                    for record in records.drain(..) {
+                                        if let Err(e) = sink.ensure_topic(&record.topic).await {
+                                            failed = Some(e.into());
+                                            break;
+                                        }
+                                        let partition = sink.partition_of(&record.topic, record.key.as_deref());
+                                        if chunk.present(flags, partition) {
+                                            already += 1;
+                                        } else {
+                                            kept.push(record);
+                                        }
+                                    }
+                                    records = kept;
+                                    if failed.is_some() {
+                                        break;
+                                    }
                                 }
                                 if let Err(e) = send_all(&mut sink, &connector, &client_id, &mut dedup, &mut records, &mut tracker, commit_lsn, &mut index, tx.xid).await {
                                     failed = Some(e);
@@ -210,11 +256,15 @@ pub async fn run(
                             if let Some(e) = failed.take() {
                                 break Err(e);
                             }
-                            debug!(table = %table, rows, "incremental snapshot chunk emitted");
+                            debug!(table = %table, rows = count, skipped_as_in_kafka = already, "incremental snapshot chunk emitted");
                             incremental.emitted(Position { commit_lsn, index: index.saturating_sub(1) });
                         }
                         if let Err(e) = incremental.next_window().await {
                             break Err(e);
+                        }
+                        if incremental.take_initial_finished() {
+                            // Complete once Kafka holds everything sent so far.
+                            snapshot_pending = Some(Lsn(commit_lsn.0.saturating_add(1)));
                         }
                     }
                     TxEvent::Change(change) => {
@@ -256,10 +306,17 @@ pub async fn run(
                         tracker.begin(commit_lsn);
                         snapshot_point = Some(consistent_point);
                     }
-                    TxEvent::SnapshotRow { relation, row, marker } => {
+                    TxEvent::SnapshotRow { relation, row, marker, key } => {
                         records.clear();
                         if let Err(e) = stage.snapshot_row(relation, row, marker, snapshot_point.unwrap_or_default(), &mut records).await {
                             break Err(e.into());
+                        }
+                        if let Some(key) = key {
+                            // Where an interrupted snapshot resumes (see snapshot::prepare).
+                            let text = serde_json::to_vec(&key).unwrap_or_default();
+                            for record in &mut records {
+                                record.headers.push((crate::sink::kafka::HEADER_SNAPSHOT_KEY, text.clone()));
+                            }
                         }
                         if let Err(e) = send_all(&mut sink, &connector, &client_id, &mut dedup, &mut records, &mut tracker, commit_lsn, &mut index, 0).await {
                             break Err(e);

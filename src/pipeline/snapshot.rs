@@ -17,6 +17,7 @@ use super::PipelineError;
 use crate::config::{Connector, SnapshotMode};
 use crate::postgres::{connect, resolve_tables, Catalog};
 use crate::source::change::TxEvent;
+use crate::source::lsn::Lsn;
 use crate::source::relation::RelationCache;
 use crate::source::replication::{CreatedSlot, ReplicationConnection};
 use crate::source::snapshot;
@@ -50,7 +51,38 @@ async fn state(client: &Client, connector: &Connector) -> Result<Option<bool>, P
 }
 
 /// Makes sure the slot exists, and decides whether a snapshot is due.
-pub async fn prepare(connector: &Connector) -> Result<Option<SnapshotPlan>, PipelineError> {
+/// What a connector does before it streams.
+pub enum Prepared {
+    /// Take the initial snapshot in the slot's exported snapshot.
+    Snapshot(SnapshotPlan),
+    /// An initial snapshot was interrupted: finish it while streaming from the slot
+    /// (whose confirmed position is still the snapshot's consistent point), skipping what
+    /// Kafka holds.
+    Resume { consistent_point: Lsn },
+    /// Stream only.
+    Stream,
+}
+
+/// Whether an interrupted initial snapshot can resume instead of starting over: Kafka
+/// must tell what it holds (an exactly-once mode into Kafka), the mode must go on to
+/// stream, and every captured table must be read in primary-key order.
+async fn resumable(connector: &Connector, client: &Client) -> Result<bool, PipelineError> {
+    if connector.delivery.mode == crate::config::DeliveryMode::AtLeastOnce
+        || connector.sink != crate::config::SinkKind::Kafka
+        || connector.source.snapshot_mode == SnapshotMode::InitialOnly
+    {
+        return Ok(false);
+    }
+    let catalog = Catalog::load(client).await.map_err(setup_err)?;
+    let resolution = resolve_tables(connector, &catalog);
+    Ok(resolution.captured.iter().all(|c| {
+        !c.table.primary_key.is_empty()
+            && c.table.replica_identity != crate::postgres::ReplicaIdentity::Full
+            && c.rule.filter.is_none()
+    }))
+}
+
+pub async fn prepare(connector: &Connector) -> Result<Prepared, PipelineError> {
     let client = connect(&connector.source, None).await.map_err(setup_err)?;
     let slot = &connector.source.slot;
     let slot_exists = client
@@ -68,6 +100,19 @@ pub async fn prepare(connector: &Connector) -> Result<Option<SnapshotPlan>, Pipe
         SnapshotMode::Initial | SnapshotMode::InitialOnly | SnapshotMode::WhenNeeded
     );
     match (slot_exists, completed) {
+        (true, Some(false)) if wants_snapshot && resumable(connector, &client).await? => {
+            let lsn: String = client
+                .query_one(
+                    "SELECT confirmed_flush_lsn::text FROM pg_replication_slots WHERE slot_name = $1",
+                    &[slot],
+                )
+                .await
+                .map_err(setup_err)?
+                .get(0);
+            let consistent_point: Lsn = lsn.parse().map_err(setup_err)?;
+            warn!(slot = %slot, consistent_point = %consistent_point, "the initial snapshot was interrupted; resuming it while streaming: rows Kafka already holds are skipped, the rest are read in key-ordered chunks (op r, source.snapshot incremental)");
+            return Ok(Prepared::Resume { consistent_point });
+        }
         (true, Some(false)) if wants_snapshot => {
             warn!(slot = %slot, "the initial snapshot was interrupted; dropping the slot and taking the snapshot again (rows already sent are sent again)");
             client
@@ -79,7 +124,7 @@ pub async fn prepare(connector: &Connector) -> Result<Option<SnapshotPlan>, Pipe
                     ))
                 })?;
         }
-        (true, _) => return Ok(None),
+        (true, _) => return Ok(Prepared::Stream),
         (false, Some(true))
             if mode == SnapshotMode::Initial || mode == SnapshotMode::InitialOnly =>
         {
@@ -102,7 +147,7 @@ pub async fn prepare(connector: &Connector) -> Result<Option<SnapshotPlan>, Pipe
     info!(slot = %created.name, consistent_point = %created.consistent_point, "created the replication slot");
     if !wants_snapshot {
         let _ = exporter.stop().await;
-        return Ok(None);
+        return Ok(Prepared::Stream);
     }
     client
         .execute(
@@ -112,7 +157,7 @@ pub async fn prepare(connector: &Connector) -> Result<Option<SnapshotPlan>, Pipe
         )
         .await
         .map_err(setup_err)?;
-    Ok(Some(SnapshotPlan {
+    Ok(Prepared::Snapshot(SnapshotPlan {
         exporter,
         slot: created,
     }))

@@ -29,6 +29,9 @@ pub const OFFSETS_TOPIC: &str = "walcast.offsets";
 /// Header names carrying a record's position.
 pub const HEADER_POSITION: &str = "walcast.position";
 pub const HEADER_TXID: &str = "walcast.txid";
+/// On initial-snapshot records: the row's primary key as a JSON array of its text
+/// values, so a snapshot interrupted by a crash resumes after what Kafka holds.
+pub const HEADER_SNAPSHOT_KEY: &str = "walcast.snapshot.key";
 
 /// One record to produce.
 #[derive(Debug, Clone)]
@@ -619,13 +622,7 @@ pub fn committed_position(
     slot: &str,
     client_id: &str,
 ) -> Result<Option<serde_json::Value>, SinkError> {
-    let consumer: BaseConsumer<EndOfPartitionIsNoError> = base_config(settings, client_id)
-        .set("group.id", format!("{client_id}-reconcile"))
-        .set("enable.auto.commit", "false")
-        .set("enable.partition.eof", "true")
-        .set("isolation.level", "read_committed")
-        .create_with_context(EndOfPartitionIsNoError)
-        .map_err(|e| SinkError::Config(e.to_string()))?;
+    let consumer = reading_consumer(settings, client_id)?;
     let metadata_err = |e: KafkaError| SinkError::Metadata {
         servers: settings.bootstrap_servers.clone(),
         topic: OFFSETS_TOPIC.to_owned(),
@@ -690,6 +687,107 @@ pub fn committed_position(
         window = window.saturating_mul(4);
     }
     Ok(None)
+}
+
+/// For resuming an interrupted initial snapshot: per partition of `topic`, the primary key
+/// (text values) of the last record the snapshot at `snapshot_lsn` (or a resumption of it)
+/// wrote, looking at most `depth` records back from the end. A snapshot sends each table in key order and
+/// the producer keeps each partition's order without gaps, so every row of the table
+/// whose key sorts at or below its partition's entry is in Kafka, and none above it.
+/// Blocking.
+pub fn last_snapshot_keys(
+    settings: &Kafka,
+    topic: &str,
+    client_id: &str,
+    snapshot_lsn: Lsn,
+    depth: i64,
+) -> Result<HashMap<i32, Vec<String>>, SinkError> {
+    let consumer = reading_consumer(settings, client_id)?;
+    let metadata_err = |e: KafkaError| SinkError::Metadata {
+        servers: settings.bootstrap_servers.clone(),
+        topic: topic.to_owned(),
+        message: e.to_string(),
+    };
+    let metadata = consumer
+        .fetch_metadata(Some(topic), Duration::from_secs(10))
+        .map_err(metadata_err)?;
+    let partitions: Vec<i32> = metadata
+        .topics()
+        .iter()
+        .filter(|t| t.name() == topic && t.error().is_none())
+        .flat_map(|t| t.partitions().iter().map(|p| p.id()))
+        .collect();
+    let mut out = HashMap::new();
+    for partition in partitions {
+        let (low, high) = consumer
+            .fetch_watermarks(topic, partition, Duration::from_secs(10))
+            .map_err(metadata_err)?;
+        if high <= low {
+            continue;
+        }
+        let mut tpl = rdkafka::TopicPartitionList::new();
+        tpl.add_partition_offset(
+            topic,
+            partition,
+            rdkafka::Offset::Offset((high - depth).max(low)),
+        )
+        .map_err(metadata_err)?;
+        consumer.assign(&tpl).map_err(metadata_err)?;
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        loop {
+            if std::time::Instant::now() > deadline {
+                return Err(metadata_err(KafkaError::MessageConsumption(
+                    RDKafkaErrorCode::RequestTimedOut,
+                )));
+            }
+            match consumer.poll(Duration::from_millis(200)) {
+                Some(Ok(m)) => {
+                    let header = |name: &str| {
+                        m.headers().and_then(|h| {
+                            h.iter()
+                                .find(|h| h.key == name)
+                                .and_then(|h| h.value)
+                                .map(<[u8]>::to_vec)
+                        })
+                    };
+                    let position = header(HEADER_POSITION)
+                        .and_then(|v| String::from_utf8(v).ok())
+                        .and_then(|v| v.parse::<Position>().ok());
+                    // The snapshot's own records, and those of its resumption (streamed
+                    // later, so at higher positions).
+                    if position.is_some_and(|p| p.commit_lsn >= snapshot_lsn) {
+                        if let Some(key) = header(HEADER_SNAPSHOT_KEY)
+                            .and_then(|v| serde_json::from_slice::<Vec<String>>(&v).ok())
+                        {
+                            out.insert(partition, key);
+                        }
+                    }
+                    if m.offset() + 1 >= high {
+                        break;
+                    }
+                }
+                Some(Err(KafkaError::PartitionEOF(_))) => break,
+                Some(Err(e)) => return Err(metadata_err(e)),
+                None => {}
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// A read_committed consumer without a group position, that reports the end of a
+/// partition (quietly).
+fn reading_consumer(
+    settings: &Kafka,
+    client_id: &str,
+) -> Result<BaseConsumer<EndOfPartitionIsNoError>, SinkError> {
+    base_config(settings, client_id)
+        .set("group.id", format!("{client_id}-reconcile"))
+        .set("enable.auto.commit", "false")
+        .set("enable.partition.eof", "true")
+        .set("isolation.level", "read_committed")
+        .create_with_context(EndOfPartitionIsNoError)
+        .map_err(|e| SinkError::Config(e.to_string()))
 }
 
 /// A consumer context for reading to the end of a partition: reaching it is how the

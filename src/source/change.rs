@@ -95,6 +95,9 @@ pub enum TxEvent {
         relation: Arc<RelationInfo>,
         row: Row,
         marker: super::snapshot::RowMarker,
+        /// The text of the row's primary key, for tables read in key order: recorded
+        /// with the record, so an interrupted snapshot can resume after it.
+        key: Option<Vec<String>>,
     },
     /// Every snapshot row has been handed over.
     SnapshotCompleted {

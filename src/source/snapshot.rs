@@ -124,53 +124,75 @@ pub async fn run(
         out.send(event).await.map_err(|_| SnapshotError::Downstream)
     };
     send(TxEvent::SnapshotStarted { consistent_point }).await?;
-    let mut held: Option<(Arc<RelationInfo>, Vec<Value>, bool)> = None; // (relation, row, first in its table)
+    // A row is sent once the next is read (one row of lookahead tells the last).
+    type Held = (Arc<RelationInfo>, Vec<Value>, bool, Option<Vec<String>>); // (relation, row, first in table, key)
+    let mut held: Option<Held> = None;
     let mut total = 0u64;
     for (table_index, (relation, filter)) in tables.iter().enumerate() {
         let mut first_in_table = true;
-        let mut rows = read_rows(client, relation, filter.as_deref(), None).await?;
+        let key = ordered_key(relation);
+        let mut rows = read_rows(client, relation, filter.as_deref(), None, &key).await?;
         while let Some(row) = rows.next_row().await? {
-            if let Some((r, previous, first)) = held.take() {
+            if let Some((r, previous, first, key)) = held.take() {
                 let marker = marker(total == 0, first, false, false);
                 send(TxEvent::SnapshotRow {
                     relation: r,
                     row: previous,
                     marker,
+                    key,
                 })
                 .await?;
                 total += 1;
             }
-            held = Some((relation.clone(), row, first_in_table));
+            let row_key = (!key.is_empty()).then(|| rows.last_key.clone());
+            held = Some((relation.clone(), row, first_in_table, row_key));
             first_in_table = false;
         }
         // The table's last row: now known to be last in its table.
-        if let Some((r, previous, first)) = held.take() {
+        if let Some((r, previous, first, key)) = held.take() {
             if table_index + 1 == tables.len() {
-                held = Some((r, previous, first));
+                held = Some((r, previous, first, key));
             } else {
                 let marker = marker(total == 0, first, true, false);
                 send(TxEvent::SnapshotRow {
                     relation: r,
                     row: previous,
                     marker,
+                    key,
                 })
                 .await?;
                 total += 1;
             }
         }
     }
-    if let Some((r, previous, first)) = held.take() {
+    if let Some((r, previous, first, key)) = held.take() {
         let marker = marker(total == 0, first, true, true);
         send(TxEvent::SnapshotRow {
             relation: r,
             row: previous,
             marker,
+            key,
         })
         .await?;
         total += 1;
     }
     send(TxEvent::SnapshotCompleted { consistent_point }).await?;
     Ok(total)
+}
+
+/// The primary key columns a table's snapshot is ordered by (none for REPLICA IDENTITY
+/// FULL tables, whose "key" is every column, and tables without a key).
+pub fn ordered_key(relation: &RelationInfo) -> Vec<usize> {
+    if relation.replica_identity == ReplicaIdentity::Full {
+        return Vec::new();
+    }
+    relation
+        .columns
+        .iter()
+        .enumerate()
+        .filter(|(_, c)| c.is_key)
+        .map(|(i, _)| i)
+        .collect()
 }
 
 fn marker(
@@ -201,6 +223,10 @@ struct Rows<'a> {
     /// Columns whose text the last row's [`Rows::last_key`] keeps (chunked reads).
     key: &'a [usize],
     last_key: Vec<String>,
+    /// The query selects one more column after the table's (see [`Chunk::extra`]); its
+    /// text for the last row is kept in `last_extra`.
+    extra: bool,
+    last_extra: Option<String>,
 }
 
 impl Rows<'_> {
@@ -208,7 +234,14 @@ impl Rows<'_> {
         let table = self.relation.qualified();
         loop {
             if let Some(end) = self.pending[self.start..].iter().position(|&b| b == b'\n') {
-                let line = &self.pending[self.start..self.start + end];
+                let mut line = &self.pending[self.start..self.start + end];
+                if self.extra {
+                    let split = line.iter().rposition(|&b| b == b'\t').unwrap_or(0);
+                    let field = &line[(split + 1).min(line.len())..];
+                    self.last_extra = (field != b"\\N")
+                        .then(|| String::from_utf8_lossy(&unescape(field)).into_owned());
+                    line = &line[..split];
+                }
                 if !self.key.is_empty() {
                     let fields: Vec<&[u8]> = line.split(|&b| b == b'\t').collect();
                     self.last_key.clear();
@@ -250,6 +283,9 @@ struct Chunk<'a> {
     /// The text of the previous chunk's last key (none: from the start).
     after: Option<&'a [String]>,
     limit: usize,
+    /// One more expression to select after the table's columns (its text per row is
+    /// returned beside the row).
+    extra: Option<&'a str>,
 }
 
 /// Starts `COPY (SELECT … [WHERE filter] [ORDER BY key]) TO STDOUT` for a table, or one
@@ -259,6 +295,7 @@ async fn read_rows<'a>(
     relation: &'a RelationInfo,
     filter: Option<&str>,
     chunk: Option<Chunk<'a>>,
+    capture_key: &'a [usize],
 ) -> Result<Rows<'a>, SnapshotError> {
     let columns = relation
         .columns
@@ -272,8 +309,10 @@ async fn read_rows<'a>(
         .filter(|c| c.is_key)
         .map(|c| quote_ident(&c.name))
         .collect();
+    let extra = chunk.as_ref().and_then(|c| c.extra);
     let mut sql = format!(
-        "COPY (SELECT {columns} FROM {}",
+        "COPY (SELECT {columns}{} FROM {}",
+        extra.map(|e| format!(", {e}")).unwrap_or_default(),
         quote_table(&relation.schema, &relation.table)
     );
     let mut conditions = Vec::new();
@@ -324,26 +363,54 @@ async fn read_rows<'a>(
         relation,
         pending: Vec::new(),
         start: 0,
-        key: key_indices,
+        key: if key_indices.is_empty() {
+            capture_key
+        } else {
+            key_indices
+        },
         last_key: Vec::new(),
+        extra: extra.is_some(),
+        last_extra: None,
     })
 }
 
-/// One chunk of an incremental snapshot: up to `limit` rows of `relation` whose key
-/// (columns `key`, in key order) sorts after `after`, in key order, read by one
-/// statement in its own transaction. Returns the rows and the text of the last row's
-/// key, where the next chunk starts.
+/// A row of a chunk: its values, the text of the chunk's extra expression for it, and
+/// the text of its key.
+#[derive(Debug, Clone)]
+pub struct ChunkRow {
+    pub values: Vec<Value>,
+    pub extra: Option<String>,
+    pub key: Vec<String>,
+}
+
+/// One chunk of an incremental snapshot: up to `limit` rows of `relation` (matching
+/// `filter`) whose key (columns `key`, in key order) sorts after `after`, in key order,
+/// read by one statement in its own transaction. Each row comes with the text of
+/// `extra`, when given, evaluated for it. Returns the rows and the text of the last
+/// row's key, where the next chunk starts.
 pub async fn read_chunk(
     client: &Client,
     relation: &RelationInfo,
+    filter: Option<&str>,
     key: &[usize],
     after: Option<&[String]>,
     limit: usize,
-) -> Result<(Vec<Vec<Value>>, Option<Vec<String>>), SnapshotError> {
-    let mut rows = read_rows(client, relation, None, Some(Chunk { key, after, limit })).await?;
+    extra: Option<&str>,
+) -> Result<(Vec<ChunkRow>, Option<Vec<String>>), SnapshotError> {
+    let chunk = Chunk {
+        key,
+        after,
+        limit,
+        extra,
+    };
+    let mut rows = read_rows(client, relation, filter, Some(chunk), &[]).await?;
     let mut out = Vec::new();
-    while let Some(row) = rows.next_row().await? {
-        out.push(row);
+    while let Some(values) = rows.next_row().await? {
+        out.push(ChunkRow {
+            values,
+            extra: rows.last_extra.take(),
+            key: rows.last_key.clone(),
+        });
     }
     let last = (!out.is_empty()).then(|| std::mem::take(&mut rows.last_key));
     Ok((out, last))
