@@ -366,32 +366,128 @@ pub fn walcast(args: &[&str], env: &[(&str, &str)]) -> Run {
     }
 }
 
-/// A Kafka of its own whose clients must authenticate: besides the PLAINTEXT listener
+/// A Kafka of its own whose clients must authenticate. Besides the PLAINTEXT listener
 /// (controller traffic, the broker itself and the tests' admin steps) it has
-/// `SASL_SSL://127.0.0.1:<port>`, which demands SCRAM-SHA-256 over TLS with a broker
-/// certificate from a throwaway CA made here with openssl, and a SCRAM user.
+///
+/// - `SASL_SSL://127.0.0.1:<port>`: TLS with a broker certificate from a throwaway CA
+///   made here with openssl, then SASL with SCRAM-SHA-256, SCRAM-SHA-512 or PLAIN (one
+///   listener offering several mechanisms, as many clusters do; the client picks one).
+///   The user `walcast` has a different password for each mechanism, so a client that
+///   sent another mechanism than configured would be refused. The SCRAM credentials
+///   live in the cluster metadata (`kafka-configs --alter`); the PLAIN user is in the
+///   listener's JAAS config (PlainLoginModule);
+/// - `SSL://127.0.0.1:<port>`: TLS that requires a client certificate signed by the
+///   same CA (`ssl.client.auth=required`).
 #[derive(Debug)]
 pub struct SecuredKafka {
     pub stack: Stack,
     /// The SASL_SSL listener, `127.0.0.1:<port>`.
     pub bootstrap: String,
-    /// The CA that signed the broker's certificate (PEM).
+    /// The CA that signed the broker's and the client's certificates (PEM).
     pub ca_file: PathBuf,
     pub username: &'static str,
+    /// `username`'s SCRAM-SHA-256 password.
     pub password: String,
+    /// `username`'s SCRAM-SHA-512 password.
+    pub scram_sha_512_password: String,
+    /// `username`'s PLAIN password.
+    pub plain_password: String,
+    /// The SSL listener that requires a client certificate, `127.0.0.1:<port>`.
+    pub ssl_bootstrap: String,
+    /// The client certificate (CN=walcast, signed by `ca_file`) and its key (PEM,
+    /// encrypted with `client_key_password`).
+    pub client_cert: PathBuf,
+    pub client_key: PathBuf,
+    pub client_key_password: String,
+    /// A client certificate and key (encrypted with `client_key_password`) signed by
+    /// another CA, which the broker does not trust.
+    pub untrusted_cert: PathBuf,
+    pub untrusted_key: PathBuf,
+}
+
+/// One way to authenticate to [`SecuredKafka`]: a listener and the librdkafka settings
+/// for it, with the secret (`sasl.password`, `ssl.key.password`) kept apart so that a
+/// connector file can take it from the environment.
+#[derive(Debug, Clone)]
+pub struct KafkaAuth {
+    /// The SASL mechanism, or `SSL` for a client certificate.
+    pub mechanism: &'static str,
+    pub bootstrap: String,
+    /// Every setting but `bootstrap.servers` and the secret.
+    pub settings: Vec<(&'static str, String)>,
+    /// The librdkafka property that holds the secret.
+    pub secret_key: &'static str,
+    /// The right secret.
+    pub secret: String,
+}
+
+impl KafkaAuth {
+    /// librdkafka settings for a client, with `secret` as the password.
+    pub fn client_config(&self, secret: &str) -> Vec<(&'static str, String)> {
+        let mut config = vec![("bootstrap.servers", self.bootstrap.clone())];
+        config.extend(self.settings.iter().cloned());
+        config.push((self.secret_key, secret.to_owned()));
+        config
+    }
 }
 
 impl SecuredKafka {
-    /// librdkafka settings for a client of the SASL_SSL listener, with `password`.
+    /// librdkafka settings for a SCRAM-SHA-256 client of the SASL_SSL listener, with
+    /// `password`.
     pub fn client_config(&self, password: &str) -> Vec<(&'static str, String)> {
-        vec![
-            ("bootstrap.servers", self.bootstrap.clone()),
-            ("security.protocol", "SASL_SSL".to_owned()),
-            ("sasl.mechanisms", "SCRAM-SHA-256".to_owned()),
-            ("sasl.username", self.username.to_owned()),
-            ("sasl.password", password.to_owned()),
-            ("ssl.ca.location", self.ca_file.display().to_string()),
-        ]
+        self.scram_sha_256().client_config(password)
+    }
+
+    fn sasl(&self, mechanism: &'static str, password: &str) -> KafkaAuth {
+        KafkaAuth {
+            mechanism,
+            bootstrap: self.bootstrap.clone(),
+            settings: vec![
+                ("security.protocol", "SASL_SSL".to_owned()),
+                ("sasl.mechanisms", mechanism.to_owned()),
+                ("sasl.username", self.username.to_owned()),
+                ("ssl.ca.location", self.ca_file.display().to_string()),
+            ],
+            secret_key: "sasl.password",
+            secret: password.to_owned(),
+        }
+    }
+
+    pub fn scram_sha_256(&self) -> KafkaAuth {
+        self.sasl("SCRAM-SHA-256", &self.password)
+    }
+
+    pub fn scram_sha_512(&self) -> KafkaAuth {
+        self.sasl("SCRAM-SHA-512", &self.scram_sha_512_password)
+    }
+
+    pub fn plain(&self) -> KafkaAuth {
+        self.sasl("PLAIN", &self.plain_password)
+    }
+
+    /// The SSL listener with the client certificate signed by the test's CA.
+    pub fn client_certificate(&self) -> KafkaAuth {
+        self.certificate(&self.client_cert, &self.client_key)
+    }
+
+    /// The SSL listener with a client certificate the broker does not trust.
+    pub fn untrusted_client_certificate(&self) -> KafkaAuth {
+        self.certificate(&self.untrusted_cert, &self.untrusted_key)
+    }
+
+    fn certificate(&self, cert: &Path, key: &Path) -> KafkaAuth {
+        KafkaAuth {
+            mechanism: "SSL",
+            bootstrap: self.ssl_bootstrap.clone(),
+            settings: vec![
+                ("security.protocol", "SSL".to_owned()),
+                ("ssl.certificate.location", cert.display().to_string()),
+                ("ssl.key.location", key.display().to_string()),
+                ("ssl.ca.location", self.ca_file.display().to_string()),
+            ],
+            secret_key: "ssl.key.password",
+            secret: self.client_key_password.clone(),
+        }
     }
 }
 
@@ -407,6 +503,19 @@ pub fn openssl(dir: &Path, args: &[&str]) {
         "openssl {args:?}: {}",
         String::from_utf8_lossy(&out.stderr)
     );
+}
+
+/// A client certificate `<name>.pem` for CN=walcast signed by the CA `<ca>.pem` /
+/// `<ca>.key` in `dir`, and its key `<name>.key`, encrypted with `key_password`.
+fn client_certificate(dir: &Path, ca: &str, name: &str, key_password: &str) {
+    let run = |command: String| openssl(dir, &command.split(' ').collect::<Vec<_>>());
+    run(format!(
+        "req -newkey rsa:2048 -subj /CN=walcast -passout pass:{key_password} -keyout {name}.key -out {name}.csr"
+    ));
+    std::fs::write(dir.join("client.ext"), "extendedKeyUsage=clientAuth\n").unwrap();
+    run(format!(
+        "x509 -req -in {name}.csr -CA {ca}.pem -CAkey {ca}.key -CAcreateserial -days 2 -extfile client.ext -out {name}.pem"
+    ));
 }
 
 /// The Kafka of [`SecuredKafka`], started once per test binary.
@@ -454,93 +563,149 @@ pub fn secured_kafka() -> &'static SecuredKafka {
         pem.push_str(&std::fs::read_to_string(tls.join("ca.pem")).unwrap());
         std::fs::write(&keystore, pem).unwrap();
 
-        // A free port for the listener (the broker binds it a few seconds later; the
-        // usual small race, as for the ports `up` picks).
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
+        // The passwords are new each run, so a test can look for them in logs.
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
             .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let listener = format!("SASL_SSL://127.0.0.1:{port}");
+            .subsec_nanos();
+        let secret = |what: &str| format!("{what}-{}-{nanos:09}-pw", std::process::id());
+        let password = secret("Scram");
+        let scram_sha_512_password = secret("Scram512");
+        let plain_password = secret("Plain");
+        let client_key_password = secret("Key");
+
+        // The client's certificate from the test's CA, and one from a CA the broker
+        // does not know.
+        client_certificate(&tls, "ca", "client", &client_key_password);
+        openssl(
+            &tls,
+            &[
+                "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj",
+                "/CN=walcast test stranger CA", "-keyout", "stranger-ca.key", "-out",
+                "stranger-ca.pem",
+            ],
+        );
+        client_certificate(&tls, "stranger-ca", "untrusted", &client_key_password);
+
+        // Free ports for the listeners (the broker binds them a few seconds later; the
+        // usual small race, as for the ports `up` picks), held together so they differ.
+        let sockets: Vec<_> = (0..2)
+            .map(|_| std::net::TcpListener::bind("127.0.0.1:0").unwrap())
+            .collect();
+        let ports: Vec<u16> = sockets
+            .iter()
+            .map(|s| s.local_addr().unwrap().port())
+            .collect();
+        drop(sockets);
+        let listeners = format!(
+            "SASL_SSL://127.0.0.1:{},SSL://127.0.0.1:{}",
+            ports[0], ports[1]
+        );
         let props = format!(
-            "sasl.enabled.mechanisms=SCRAM-SHA-256\n\
+            "sasl.enabled.mechanisms=SCRAM-SHA-256,SCRAM-SHA-512,PLAIN\n\
              listener.name.sasl_ssl.scram-sha-256.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required;\n\
+             listener.name.sasl_ssl.scram-sha-512.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required;\n\
+             listener.name.sasl_ssl.plain.sasl.jaas.config=org.apache.kafka.common.security.plain.PlainLoginModule required user_walcast=\"{plain_password}\";\n\
              listener.name.sasl_ssl.ssl.keystore.type=PEM\n\
-             listener.name.sasl_ssl.ssl.keystore.location={}\n\
-             listener.name.sasl_ssl.ssl.client.auth=none",
-            keystore.display()
+             listener.name.sasl_ssl.ssl.keystore.location={keystore}\n\
+             listener.name.sasl_ssl.ssl.client.auth=none\n\
+             listener.name.ssl.ssl.keystore.type=PEM\n\
+             listener.name.ssl.ssl.keystore.location={keystore}\n\
+             listener.name.ssl.ssl.truststore.type=PEM\n\
+             listener.name.ssl.ssl.truststore.location={ca}\n\
+             listener.name.ssl.ssl.client.auth=required",
+            keystore = keystore.display(),
+            ca = tls.join("ca.pem").display(),
         );
         let stack = start(
             "kafka-sasl",
             "kafka",
             &[
-                ("WALCAST_KAFKA_EXTRA_LISTENERS", &listener),
+                ("WALCAST_KAFKA_EXTRA_LISTENERS", &listeners),
                 ("WALCAST_KAFKA_EXTRA_PROPS", &props),
             ],
         );
 
-        // The SCRAM user, with Kafka's own tool over the PLAINTEXT listener. The
-        // password is new each run, so a test can look for it in logs.
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .subsec_nanos();
-        let password = format!("Scram-{}-{nanos:09}-pw", std::process::id());
+        // The SCRAM credentials, with Kafka's own tool (= kafka-configs.sh) over the
+        // PLAINTEXT listener; one mechanism per request (Kafka 4 refuses to alter one
+        // user's credentials twice in a request).
         let java = std::env::var("JAVA_HOME")
             .ok()
             .map(|home| Path::new(&home).join("bin/java"))
             .filter(|java| java.is_file())
             .unwrap_or_else(|| PathBuf::from("java"));
-        let out = Command::new(java)
-            .args(["-Xmx256m", "-XX:TieredStopAtLevel=1"])
-            .arg(format!(
-                "-Dlog4j2.configurationFile={}",
-                stack.dir.join("kafka/tools-log4j2.properties").display()
-            ))
-            .arg("-cp")
-            .arg(format!("{}/*", stack.get("WALCAST_KAFKA_JARS")))
-            .args(["kafka.admin.ConfigCommand", "--bootstrap-server"])
-            .arg(stack.kafka_bootstrap())
-            .args(["--alter", "--add-config"])
-            .arg(format!("SCRAM-SHA-256=[password={password}]"))
-            .args(["--entity-type", "users", "--entity-name", "walcast"])
-            .output()
-            .expect("run kafka.admin.ConfigCommand");
-        assert!(
-            out.status.success(),
-            "ConfigCommand failed:\n{}\n{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
+        for credential in [
+            format!("SCRAM-SHA-256=[password={password}]"),
+            format!("SCRAM-SHA-512=[password={scram_sha_512_password}]"),
+        ] {
+            let out = Command::new(&java)
+                .args(["-Xmx256m", "-XX:TieredStopAtLevel=1"])
+                .arg(format!(
+                    "-Dlog4j2.configurationFile={}",
+                    stack.dir.join("kafka/tools-log4j2.properties").display()
+                ))
+                .arg("-cp")
+                .arg(format!("{}/*", stack.get("WALCAST_KAFKA_JARS")))
+                .args(["kafka.admin.ConfigCommand", "--bootstrap-server"])
+                .arg(stack.kafka_bootstrap())
+                .args(["--alter", "--add-config", &credential])
+                .args(["--entity-type", "users", "--entity-name", "walcast"])
+                .output()
+                .expect("run kafka.admin.ConfigCommand");
+            assert!(
+                out.status.success(),
+                "ConfigCommand failed:\n{}\n{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
 
         let kafka = SecuredKafka {
-            bootstrap: format!("127.0.0.1:{port}"),
+            bootstrap: format!("127.0.0.1:{}", ports[0]),
             ca_file: tls.join("ca.pem"),
             username: "walcast",
             password,
+            scram_sha_512_password,
+            plain_password,
+            ssl_bootstrap: format!("127.0.0.1:{}", ports[1]),
+            client_cert: tls.join("client.pem"),
+            client_key: tls.join("client.key"),
+            client_key_password,
+            untrusted_cert: tls.join("untrusted.pem"),
+            untrusted_key: tls.join("untrusted.key"),
             stack,
         };
-        // Ready once a client with the password gets metadata over SASL_SSL (the user
-        // reaches the broker through the metadata log, a moment after the command).
-        let mut config = rdkafka::ClientConfig::new();
-        for (k, v) in kafka.client_config(&kafka.password) {
-            config.set(k, v);
-        }
-        let client: rdkafka::consumer::BaseConsumer = config.create().expect("SASL_SSL client");
-        let started = std::time::Instant::now();
-        loop {
-            use rdkafka::consumer::Consumer;
-            match client.fetch_metadata(None, std::time::Duration::from_secs(3)) {
-                Ok(metadata) if !metadata.brokers().is_empty() => break,
-                result => assert!(
-                    started.elapsed() < std::time::Duration::from_secs(30),
-                    "the SASL_SSL listener {} never answered: {:?}; see {}",
-                    kafka.bootstrap,
-                    result.err(),
-                    kafka.stack.get("WALCAST_KAFKA_LOG")
-                ),
+        // Ready once a client of every kind gets metadata (the SCRAM users reach the
+        // broker through the metadata log, a moment after the command).
+        for auth in [
+            kafka.scram_sha_256(),
+            kafka.scram_sha_512(),
+            kafka.plain(),
+            kafka.client_certificate(),
+        ] {
+            let mut config = rdkafka::ClientConfig::new();
+            for (k, v) in auth.client_config(&auth.secret) {
+                config.set(k, v);
             }
-            std::thread::sleep(std::time::Duration::from_millis(200));
+            let client: rdkafka::consumer::BaseConsumer = config
+                .create()
+                .unwrap_or_else(|e| panic!("{} client: {e}", auth.mechanism));
+            let started = std::time::Instant::now();
+            loop {
+                use rdkafka::consumer::Consumer;
+                match client.fetch_metadata(None, std::time::Duration::from_secs(3)) {
+                    Ok(metadata) if !metadata.brokers().is_empty() => break,
+                    result => assert!(
+                        started.elapsed() < std::time::Duration::from_secs(30),
+                        "the listener {} never answered a {} client: {:?}; see {}",
+                        auth.bootstrap,
+                        auth.mechanism,
+                        result.err(),
+                        kafka.stack.get("WALCAST_KAFKA_LOG")
+                    ),
+                }
+                std::thread::sleep(std::time::Duration::from_millis(200));
+            }
         }
         kafka
     })
