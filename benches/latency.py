@@ -1,0 +1,45 @@
+"""Reads walcast's records of one topic and prints the latency from each change's commit
+(the event's source.ts_us, PostgreSQL's commit time) to its acknowledgement by the
+broker (the record's LogAppendTime: the topic is created with
+message.timestamp.type=LogAppendTime). Usage: latency.py BOOTSTRAP REGISTRY TOPIC
+IDLE_SECONDS SKIP_SECONDS"""
+import sys
+import time
+
+from confluent_kafka import DeserializingConsumer, TIMESTAMP_LOG_APPEND_TIME
+from confluent_kafka.schema_registry import SchemaRegistryClient
+from confluent_kafka.schema_registry.avro import AvroDeserializer
+
+bootstrap, registry, topic, idle, skip = sys.argv[1:6]
+idle, skip = float(idle), float(skip)
+deserializer = AvroDeserializer(SchemaRegistryClient({"url": registry}))
+consumer = DeserializingConsumer({
+    "bootstrap.servers": bootstrap,
+    "group.id": f"latency-{time.time()}",
+    "auto.offset.reset": "earliest",
+    "value.deserializer": deserializer,
+})
+consumer.subscribe([topic])
+latencies = []
+first_commit = None
+last_seen = time.time()
+while time.time() - last_seen < idle:
+    msg = consumer.poll(0.5)
+    if msg is None or msg.error() or msg.value() is None:
+        continue
+    last_seen = time.time()
+    kind, appended_ms = msg.timestamp()
+    assert kind == TIMESTAMP_LOG_APPEND_TIME, "topic must use LogAppendTime"
+    commit_us = msg.value()["source"]["ts_us"]
+    first_commit = first_commit or commit_us
+    if commit_us - first_commit < skip * 1e6:
+        continue  # warm-up
+    latencies.append(appended_ms - commit_us / 1000.0)
+consumer.close()
+latencies.sort()
+n = len(latencies)
+if n == 0:
+    sys.exit("no records measured")
+pick = lambda q: latencies[min(n - 1, int(q * n))]
+print(f"commit-to-ack latency: records={n} p50_ms={pick(0.50):.1f} p90_ms={pick(0.90):.1f} "
+      f"p99_ms={pick(0.99):.1f} max_ms={latencies[-1]:.1f}")
