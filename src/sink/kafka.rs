@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
-use rdkafka::client::{ClientContext, DefaultClientContext};
+use rdkafka::client::ClientContext;
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
@@ -78,9 +78,45 @@ pub enum SinkError {
 
 struct Reporter {
     reports: mpsc::UnboundedSender<DeliveryReport>,
+    /// The newest client-level error librdkafka reported (e.g. an authentication
+    /// failure), so walcast's own message can name the cause.
+    last_error: Arc<std::sync::Mutex<Option<String>>>,
 }
 
-impl ClientContext for Reporter {}
+impl ClientContext for Reporter {
+    fn error(&self, error: KafkaError, reason: &str) {
+        tracing::warn!(target: "librdkafka", "{error}: {reason}");
+        if let Ok(mut last) = self.last_error.lock() {
+            *last = Some(reason.to_owned());
+        }
+    }
+}
+
+/// The admin client's context: its connection errors repeat the producer's, so they are
+/// logged at debug level only.
+struct QuietAdmin;
+
+impl ClientContext for QuietAdmin {
+    fn error(&self, error: KafkaError, reason: &str) {
+        tracing::debug!(target: "librdkafka", "admin client: {error}: {reason}");
+    }
+}
+
+/// Whether a librdkafka error text says the cluster refused who walcast is (retrying
+/// cannot help).
+fn is_refusal(reason: &str) -> bool {
+    let reason = reason.to_ascii_lowercase();
+    [
+        "authentication",
+        "sasl",
+        "certificate",
+        "ssl handshake",
+        "unknown ca",
+        "access denied",
+    ]
+    .iter()
+    .any(|needle| reason.contains(needle))
+}
 
 impl ProducerContext for Reporter {
     type DeliveryOpaque = usize;
@@ -97,7 +133,8 @@ impl ProducerContext for Reporter {
 /// The producer and what it knows about its topics.
 pub struct KafkaSink {
     producer: ThreadedProducer<Reporter>,
-    admin: AdminClient<DefaultClientContext>,
+    admin: AdminClient<QuietAdmin>,
+    last_error: Arc<std::sync::Mutex<Option<String>>>,
     settings: Kafka,
     partitions: HashMap<Arc<str>, i32>,
     /// `[delivery] mode = "transactional"`: records are produced inside Kafka
@@ -179,18 +216,23 @@ impl KafkaSink {
                 }
             }
         }
+        let last_error = Arc::new(std::sync::Mutex::new(None));
         let producer: ThreadedProducer<Reporter> = config
-            .create_with_context(Reporter { reports: tx })
-            .map_err(|e| SinkError::Config(e.to_string()))?;
+            .create_with_context(Reporter {
+                reports: tx,
+                last_error: last_error.clone(),
+            })
+            .map_err(|e| SinkError::Config(explain_setup_error(&e.to_string())))?;
         let admin = base_config(settings, client_id)
-            .create()
-            .map_err(|e| SinkError::Config(e.to_string()))?;
+            .create_with_context(QuietAdmin)
+            .map_err(|e| SinkError::Config(explain_setup_error(&e.to_string())))?;
         Ok((
             Self {
                 producer,
                 admin,
                 settings: settings.clone(),
                 partitions: HashMap::new(),
+                last_error,
                 transactional: mode == DeliveryMode::Transactional,
                 in_transaction: false,
                 client_id: client_id.to_owned(),
@@ -210,12 +252,25 @@ impl KafkaSink {
             return Ok(());
         }
         let client = self.producer.client();
-        tokio::task::block_in_place(|| client.fetch_metadata(None, Duration::from_secs(15)))
-            .map(|_| ())
-            .map_err(|e| SinkError::Connection {
-                servers: self.settings.bootstrap_servers.clone(),
-                message: e.to_string(),
-            })
+        // Up to 15 s for a slow or starting cluster, but a refusal (wrong password,
+        // untrusted certificate) ends the wait at once: retrying cannot fix it.
+        let deadline = std::time::Instant::now() + Duration::from_secs(15);
+        loop {
+            let result = tokio::task::block_in_place(|| {
+                client.fetch_metadata(None, Duration::from_millis(1500))
+            });
+            let Err(e) = result else {
+                return Ok(());
+            };
+            let cause = self.last_error.lock().ok().and_then(|l| l.clone());
+            let refused = cause.as_deref().is_some_and(is_refusal);
+            if refused || std::time::Instant::now() >= deadline {
+                return Err(SinkError::Connection {
+                    servers: self.settings.bootstrap_servers.clone(),
+                    message: cause.unwrap_or_else(|| e.to_string()),
+                });
+            }
+        }
     }
 
     /// Transactional mode: registers the transactional id with the cluster, fencing any
@@ -788,6 +843,15 @@ fn reading_consumer(
         .set("isolation.level", "read_committed")
         .create_with_context(EndOfPartitionIsNoError)
         .map_err(|e| SinkError::Config(e.to_string()))
+}
+
+/// Adds the likely fix to librdkafka's client-creation errors.
+fn explain_setup_error(message: &str) -> String {
+    if message.contains("ssl.key.location") {
+        format!("{message} (check ssl.key.location, and ssl.key.password if the key is encrypted)")
+    } else {
+        message.to_owned()
+    }
 }
 
 /// A consumer context for reading to the end of a partition: reaching it is how the

@@ -10,5 +10,6 @@ mod pipeline;
 mod replication;
 mod run;
 mod setup;
+mod snapshot_modes;
 mod tail;
 mod tls;

@@ -1,0 +1,173 @@
+//! `[source] snapshot_mode` behaves as the README's table says: `initial_only` snapshots
+//! and stops, `never` and `no_data` stream only, `initial` refuses to go on when its slot
+//! was lost after a completed snapshot, and `when_needed` snapshots again instead.
+
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use walcast::registry::RegistryServer;
+
+use crate::common::{stack, TestDb};
+use crate::pipeline::{consume_records, start_walcast, Consumed};
+
+/// A table of 40 rows and a connector for it in `mode`, against a registry of its own.
+async fn prepare(name: &str, mode: &str) -> (TestDb, RegistryServer, std::path::PathBuf) {
+    let registry_dir = tempfile::tempdir().unwrap().keep();
+    let registry = RegistryServer::start("127.0.0.1:0".parse().unwrap(), &registry_dir)
+        .await
+        .unwrap();
+    let db = TestDb::new(stack());
+    db.psql(
+        "CREATE TABLE public.items (id int PRIMARY KEY, note text);
+         INSERT INTO items SELECT g, 'row ' || g FROM generate_series(1, 40) g",
+    );
+    let file = db.connector(
+        name,
+        &format!("snapshot_mode = \"{mode}\""),
+        "[tables.\"public.items\"]",
+    );
+    let text = std::fs::read_to_string(&file)
+        .unwrap()
+        .replace("http://127.0.0.1:8081", &registry.url());
+    std::fs::write(&file, text).unwrap();
+    assert_eq!(
+        crate::common::walcast(&["setup", file.to_str().unwrap()], &[]).code,
+        Some(0)
+    );
+    (db, registry, file)
+}
+
+/// Waits (bounded) for `child` to exit on its own; kills it and fails otherwise.
+fn wait_exit(child: &mut Child, within: Duration) -> std::process::ExitStatus {
+    let deadline = Instant::now() + within;
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("walcast did not exit within {within:?}");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn stop(child: &mut Child) {
+    let _ = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+    let _ = wait_exit(child, Duration::from_secs(30));
+}
+
+fn ops(records: &[Consumed]) -> Vec<String> {
+    records
+        .iter()
+        .filter_map(|r| r.value.as_ref())
+        .map(|v| v["op"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn initial_only_snapshots_and_stops() {
+    let (db, registry, file) = prepare("modeonly", "initial_only").await;
+    let log = db.dir.path().join("walcast.log");
+    let mut walcast = start_walcast(&file, &log);
+    let status = wait_exit(&mut walcast, Duration::from_secs(60));
+    assert!(
+        status.success(),
+        "{}",
+        std::fs::read_to_string(&log).unwrap_or_default()
+    );
+    let topic = format!("{}.public.items", db.name);
+    let records =
+        consume_records(stack().kafka_bootstrap(), &topic, Some(&registry.url()), 40).await;
+    assert_eq!(ops(&records), vec!["r"; 40]);
+    assert_eq!(
+        db.psql(
+            "SELECT snapshot_completed FROM walcast.connector_state WHERE connector = 'modeonly'"
+        ),
+        "t"
+    );
+    registry.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn never_and_no_data_stream_only_new_changes() {
+    for (name, mode) in [("modenever", "never"), ("modenodata", "no_data")] {
+        let (db, registry, file) = prepare(name, mode).await;
+        let log = db.dir.path().join("walcast.log");
+        let mut walcast = start_walcast(&file, &log);
+        db.wait_for_slot(&format!("walcast_{name}"), true);
+        db.psql(
+            "INSERT INTO items VALUES (41, 'new'); UPDATE items SET note = 'changed' WHERE id = 1",
+        );
+        let topic = format!("{}.public.items", db.name);
+        let records =
+            consume_records(stack().kafka_bootstrap(), &topic, Some(&registry.url()), 2).await;
+        stop(&mut walcast);
+        assert_eq!(ops(&records), vec!["c", "u"], "{mode}: no snapshot rows");
+        registry.shutdown().await.unwrap();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lost_slot_stops_initial_and_resnapshots_when_needed() {
+    let (db, registry, file) = prepare("modelost", "initial").await;
+    let log = db.dir.path().join("walcast.log");
+    let mut walcast = start_walcast(&file, &log);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while db.psql("SELECT coalesce((SELECT snapshot_completed::text FROM walcast.connector_state WHERE connector = 'modelost'), '')") != "true" {
+        assert!(Instant::now() < deadline, "the snapshot never completed");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    stop(&mut walcast);
+    db.psql("SELECT pg_drop_replication_slot('walcast_modelost')");
+
+    // initial: the changes since the snapshot are gone with the slot; say so and stop.
+    let run = Command::new(env!("CARGO_BIN_EXE_walcast"))
+        .args(["run", file.to_str().unwrap()])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let output = run.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("when_needed"),
+        "names the way out: {stderr}"
+    );
+
+    // when_needed: snapshot again, loudly.
+    let text = std::fs::read_to_string(&file).unwrap().replace(
+        "snapshot_mode = \"initial\"",
+        "snapshot_mode = \"when_needed\"",
+    );
+    std::fs::write(&file, text).unwrap();
+    let mut walcast = start_walcast(&file, &log);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !std::fs::read_to_string(&log)
+        .unwrap_or_default()
+        .contains("initial snapshot complete")
+        || std::fs::read_to_string(&log)
+            .unwrap_or_default()
+            .matches("initial snapshot complete")
+            .count()
+            < 2
+    {
+        assert!(Instant::now() < deadline, "no second snapshot");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    stop(&mut walcast);
+    let logs = std::fs::read_to_string(&log).unwrap_or_default();
+    assert!(logs.contains("SLOT LOST"), "{logs}");
+    let topic = format!("{}.public.items", db.name);
+    let records =
+        consume_records(stack().kafka_bootstrap(), &topic, Some(&registry.url()), 80).await;
+    assert_eq!(
+        ops(&records),
+        vec!["r"; 80],
+        "the table twice, as snapshot rows"
+    );
+    registry.shutdown().await.unwrap();
+}
