@@ -478,6 +478,9 @@ struct Dedup {
     /// The last position already in each partition, loaded per topic on first use.
     present: HashMap<Arc<str>, HashMap<i32, Position>>,
     skipped: u64,
+    /// Each topic's `walcast_records_sent_total` counter, looked up once (a labelled
+    /// lookup per record costs more than the count).
+    sent_counters: HashMap<Arc<str>, prometheus::IntCounter>,
 }
 
 impl Dedup {
@@ -491,6 +494,7 @@ impl Dedup {
                 floor: None,
                 present: HashMap::new(),
                 skipped: 0,
+                sent_counters: HashMap::new(),
             });
         }
         let record = {
@@ -531,6 +535,7 @@ impl Dedup {
             floor,
             present: HashMap::new(),
             skipped: 0,
+            sent_counters: HashMap::new(),
         })
     }
 
@@ -646,9 +651,14 @@ async fn send_all(
         sink.ensure_transaction()?;
         sink.send(&record, partition).await?;
         crate::failpoint::hit("after_send");
-        crate::observe::metrics()
-            .records_sent
-            .with_label_values(&[connector.name.as_str(), &*record.topic])
+        dedup
+            .sent_counters
+            .entry(record.topic.clone())
+            .or_insert_with(|| {
+                crate::observe::metrics()
+                    .records_sent
+                    .with_label_values(&[connector.name.as_str(), &*record.topic])
+            })
             .inc();
         tracker.sent(position.index);
         dedup.sent(&record.topic, partition, position);

@@ -149,6 +149,8 @@ pub struct KafkaSink {
     txn_last: Position,
     /// `[sink] kind = "discard"`: records are acknowledged at once and never produced.
     discard: Option<mpsc::UnboundedSender<DeliveryReport>>,
+    /// Where each record's position headers are formatted.
+    scratch: String,
 }
 
 /// How long walcast waits for one Kafka transaction call (init, commit, abort) before
@@ -240,6 +242,7 @@ impl KafkaSink {
                 txn_started: std::time::Instant::now(),
                 txn_last: Position::default(),
                 discard,
+                scratch: String::with_capacity(48),
             },
             rx,
         ))
@@ -484,8 +487,14 @@ impl KafkaSink {
             });
             return Ok(());
         }
-        let position = record.position.to_string();
-        let txid = record.txid.to_string();
+        // Both header values are formatted into one reused buffer (no allocation per
+        // record).
+        use std::fmt::Write as _;
+        self.scratch.clear();
+        let _ = write!(self.scratch, "{}", record.position);
+        let split = self.scratch.len();
+        let _ = write!(self.scratch, "{}", record.txid);
+        let (position, txid) = self.scratch.split_at(split);
         loop {
             let mut headers = OwnedHeaders::new_with_capacity(2 + record.headers.len())
                 .insert(Header {
