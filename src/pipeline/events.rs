@@ -282,6 +282,9 @@ pub struct EventStage {
     /// `None` with a JSON format (no registry).
     registry: Option<RegistryClient>,
     tables: HashMap<(u32, u32), TableState>,
+    /// Tables in the publication that no `[tables]` rule captures (someone changed the
+    /// publication by hand): their changes are skipped, with one warning each.
+    uncaptured: std::collections::HashSet<u32>,
     messages: Option<(MessageCodec, Serializer, Serializer, Arc<str>)>,
     transactions: Option<TransactionTopic>,
     tx: TxMeta,
@@ -300,10 +303,30 @@ impl EventStage {
             meta,
             registry,
             tables: HashMap::new(),
+            uncaptured: std::collections::HashSet::new(),
             messages: None,
             transactions: None,
             tx: TxMeta::default(),
         }
+    }
+
+    /// Whether changes of `relation` are skipped because no rule captures it (decided
+    /// once per table).
+    fn skips(&mut self, relation: &RelationInfo) -> bool {
+        if self.uncaptured.contains(&relation.oid) {
+            return true;
+        }
+        if self.tables.contains_key(&(relation.oid, relation.version))
+            || self.rule_for(relation).is_some()
+        {
+            return false;
+        }
+        tracing::warn!(
+            table = %relation.qualified(),
+            "the publication sends changes of a table this connector does not capture (was it added by hand?); they are skipped. Add a [tables] rule to capture it, or run walcast setup to bring the publication back to the captured set"
+        );
+        self.uncaptured.insert(relation.oid);
+        true
     }
 
     fn rule_for(&self, relation: &RelationInfo) -> Option<&TableRule> {
@@ -547,6 +570,9 @@ impl EventStage {
         tx: &TxContext,
         out: &mut Vec<Encoded>,
     ) -> Result<(), EventError> {
+        if self.skips(&change.relation) {
+            return Ok(());
+        }
         let metadata = self.connector.events.provide_transaction_metadata;
         if metadata {
             self.transaction_topic().await?;

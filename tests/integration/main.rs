@@ -7,6 +7,7 @@ mod kafka_security;
 mod kafka_smoke;
 mod outages;
 mod pipeline;
+mod publication_changes;
 mod replication;
 mod run;
 mod setup;
