@@ -36,15 +36,12 @@ async fn incremental_scenario(name: &str, rows: i64, chunk: usize, kill: bool) {
     db.psql(&format!(
         "INSERT INTO items SELECT g, 0, 'row ' || g FROM generate_series(3001, {rows}) g"
     ));
-    let file = db.connector(
+    let file = db.connector_with_registry(
         name,
         &format!("snapshot_mode = \"never\"\nsnapshot_chunk_size = {chunk}"),
         "[tables.\"public.items\"]",
+        &registry.url(),
     );
-    let text = std::fs::read_to_string(&file)
-        .unwrap()
-        .replace("http://127.0.0.1:8081", &registry.url());
-    std::fs::write(&file, text).unwrap();
     let mut walcast = start_streaming(&db, &file, name);
 
     // A workload that bumps versions, deletes and inserts, while the snapshot runs.

@@ -22,15 +22,12 @@ async fn tables_added_to_or_dropped_from_the_publication_mid_stream() {
          CREATE TABLE public.dropped (id int PRIMARY KEY);
          CREATE TABLE public.stranger (id int PRIMARY KEY)",
     );
-    let file = db.connector(
+    let file = db.connector_with_registry(
         "pubchange",
         "snapshot_mode = \"never\"",
         "[tables.\"public.kept\"]\n[tables.\"public.dropped\"]",
+        &registry.url(),
     );
-    let text = std::fs::read_to_string(&file)
-        .unwrap()
-        .replace("http://127.0.0.1:8081", &registry.url());
-    std::fs::write(&file, text).unwrap();
     assert_eq!(
         crate::common::walcast(&["setup", file.to_str().unwrap()], &[]).code,
         Some(0)

@@ -21,15 +21,12 @@ async fn prepare(name: &str, mode: &str) -> (TestDb, RegistryServer, std::path::
         "CREATE TABLE public.items (id int PRIMARY KEY, note text);
          INSERT INTO items SELECT g, 'row ' || g FROM generate_series(1, 40) g",
     );
-    let file = db.connector(
+    let file = db.connector_with_registry(
         name,
         &format!("snapshot_mode = \"{mode}\""),
         "[tables.\"public.items\"]",
+        &registry.url(),
     );
-    let text = std::fs::read_to_string(&file)
-        .unwrap()
-        .replace("http://127.0.0.1:8081", &registry.url());
-    std::fs::write(&file, text).unwrap();
     assert_eq!(
         crate::common::walcast(&["setup", file.to_str().unwrap()], &[]).code,
         Some(0)

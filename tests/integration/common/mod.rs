@@ -294,6 +294,22 @@ enabled = false
 }
 
 impl TestDb {
+    /// As [`TestDb::connector`], with `registry_url` as its schema registry.
+    pub fn connector_with_registry(
+        &self,
+        name: &str,
+        source_extra: &str,
+        tables: &str,
+        registry_url: &str,
+    ) -> PathBuf {
+        let file = self.connector(name, source_extra, tables);
+        let text = std::fs::read_to_string(&file)
+            .expect("read connector")
+            .replace("http://127.0.0.1:8081", registry_url);
+        std::fs::write(&file, text).expect("write connector");
+        file
+    }
+
     /// Waits (at most 30 s) until walcast's slot `slot` exists in this database, and, when
     /// `active`, is being streamed.
     pub fn wait_for_slot(&self, slot: &str, active: bool) {
