@@ -605,49 +605,49 @@ pub fn last_positions(
     topic: &str,
     client_id: &str,
 ) -> Result<HashMap<i32, Position>, SinkError> {
-    {
-        let consumer: BaseConsumer = base_config(settings, client_id)
-            .set("group.id", format!("{client_id}-reconcile"))
-            .set("enable.auto.commit", "false")
-            .set("isolation.level", "read_committed")
-            .create()
-            .map_err(|e| SinkError::Config(e.to_string()))?;
-        let metadata_err = |e: KafkaError| SinkError::Metadata {
-            servers: settings.bootstrap_servers.clone(),
-            topic: topic.to_owned(),
-            message: e.to_string(),
-        };
-        let metadata = consumer
-            .fetch_metadata(Some(topic), Duration::from_secs(10))
+    let consumer = reading_consumer(settings, client_id)?;
+    let metadata_err = |e: KafkaError| SinkError::Metadata {
+        servers: settings.bootstrap_servers.clone(),
+        topic: topic.to_owned(),
+        message: e.to_string(),
+    };
+    let metadata = consumer
+        .fetch_metadata(Some(topic), Duration::from_secs(10))
+        .map_err(metadata_err)?;
+    let partitions: Vec<i32> = metadata
+        .topics()
+        .iter()
+        .filter(|t| t.name() == topic && t.error().is_none())
+        .flat_map(|t| t.partitions().iter().map(|p| p.id()))
+        .collect();
+    let mut out = HashMap::new();
+    for partition in partitions {
+        let (low, high) = consumer
+            .fetch_watermarks(topic, partition, Duration::from_secs(10))
             .map_err(metadata_err)?;
-        let partitions: Vec<i32> = metadata
-            .topics()
-            .iter()
-            .filter(|t| t.name() == topic && t.error().is_none())
-            .flat_map(|t| t.partitions().iter().map(|p| p.id()))
-            .collect();
-        let mut out = HashMap::new();
-        for partition in partitions {
-            let (low, high) = consumer
-                .fetch_watermarks(topic, partition, Duration::from_secs(10))
-                .map_err(metadata_err)?;
-            if high <= low {
-                continue;
-            }
-            // Walk back from the end until a record with a position (the last records
-            // can be tombstones of the same change, which carry one too).
+        // Walk back from the end in growing windows until a record with a position: the
+        // newest offsets can be transaction markers, or records of an aborted Kafka
+        // transaction, which a read_committed consumer never sees.
+        let mut end = high;
+        let mut window: i64 = 16;
+        while end > low && !out.contains_key(&partition) {
+            let start = (end - window).max(low);
             let mut tpl = rdkafka::TopicPartitionList::new();
-            tpl.add_partition_offset(
-                topic,
-                partition,
-                rdkafka::Offset::Offset((high - 1).max(low)),
-            )
-            .map_err(metadata_err)?;
+            tpl.add_partition_offset(topic, partition, rdkafka::Offset::Offset(start))
+                .map_err(metadata_err)?;
             consumer.assign(&tpl).map_err(metadata_err)?;
-            let deadline = std::time::Instant::now() + Duration::from_secs(15);
-            while std::time::Instant::now() < deadline {
+            let deadline = std::time::Instant::now() + Duration::from_secs(30);
+            loop {
+                if std::time::Instant::now() > deadline {
+                    return Err(metadata_err(KafkaError::MessageConsumption(
+                        RDKafkaErrorCode::RequestTimedOut,
+                    )));
+                }
                 match consumer.poll(Duration::from_millis(200)) {
                     Some(Ok(message)) => {
+                        if message.offset() >= end {
+                            break;
+                        }
                         let position = message.headers().and_then(|h| {
                             h.iter()
                                 .find(|h| h.key == HEADER_POSITION)
@@ -658,22 +658,20 @@ pub fn last_positions(
                         if let Some(p) = position {
                             out.insert(partition, p);
                         }
-                        if message.offset() >= high - 1 {
+                        if message.offset() + 1 >= end {
                             break;
                         }
                     }
-                    Some(Err(e))
-                        if e.rdkafka_error_code() == Some(RDKafkaErrorCode::PartitionEOF) =>
-                    {
-                        break
-                    }
+                    Some(Err(KafkaError::PartitionEOF(_))) => break,
                     Some(Err(e)) => return Err(metadata_err(e)),
                     None => {}
                 }
             }
+            end = start;
+            window = window.saturating_mul(8);
         }
-        Ok(out)
     }
+    Ok(out)
 }
 
 /// The position recorded in `connector`'s newest committed record for `slot` in [`OFFSETS_TOPIC`]
