@@ -55,6 +55,8 @@ mode = "$mode"
 TOML
 "$bin" setup "$state/bench.toml" >/dev/null
 $psql -c "SELECT pg_create_logical_replication_slot('walcast_bench', 'pgoutput')" >/dev/null
+# PostgreSQL's own client reads the same backlog from a second slot, for the ratio.
+$psql -c "SELECT pg_create_logical_replication_slot('recvlogical_bench', 'pgoutput')" >/dev/null
 $psql -c "CREATE PROCEDURE fill(n bigint, per bigint) LANGUAGE plpgsql AS \$\$
     DECLARE s bigint := 1; BEGIN
       WHILE s <= n LOOP
@@ -80,3 +82,12 @@ cpu=$(awk -v hz="$(getconf CLK_TCK)" '{printf "%.2f", ($14 + $15) / hz}' "/proc/
 echo "walcast CPU time (user+system): ${cpu}s" >&2
 python3 -c "import sys; s=float(sys.argv[2])-float(sys.argv[1]); print(f'walcast end to end (sink=$sink, mode=$mode): rows={sys.argv[3]} seconds={s:.2f} rows_per_second={int(sys.argv[3])/s:.0f} peak_rss_mib={int(sys.argv[4])/1024:.1f}')" "$start" "$end" "$rows" "$rss"
 [ "$done_" = "t" ] || { echo "did not catch up; log:" >&2; tail -5 "$state/walcast.log" >&2; exit 1; }
+kill "$walcast_pid" 2>/dev/null || true
+wait "$walcast_pid" 2>/dev/null || true
+walcast_pid=
+start_r=$(date +%s.%N)
+timeout 600 "$WALCAST_PG_BIN/pg_recvlogical" -h "$WALCAST_PG_HOST" -p "$WALCAST_PG_PORT" -U postgres -d postgres \
+    --slot recvlogical_bench --start --status-interval=1 -o proto_version=1 -o publication_names=walcast_bench \
+    --endpos "$end_lsn" -f /dev/null
+end_r=$(date +%s.%N)
+python3 -c "import sys; s=float(sys.argv[2])-float(sys.argv[1]); r=float(sys.argv[4])-float(sys.argv[3]); print(f'pg_recvlogical on the same backlog: seconds={r:.2f} rows_per_second={int(sys.argv[5])/r:.0f}; walcast/pg_recvlogical = {r/s*100:.0f}%')" "$start" "$end" "$start_r" "$end_r" "$rows"
