@@ -49,6 +49,23 @@ fn main() {
         .create_with_context(Counter(acked.clone(), failed.clone()))
         .expect("producer");
     let topic = format!("ceiling-{}", std::process::id());
+    // Created first, with one partition (as walcast's default topics on this broker).
+    let admin: rdkafka::admin::AdminClient<rdkafka::client::DefaultClientContext> =
+        ClientConfig::new()
+            .set("bootstrap.servers", bootstrap)
+            .create()
+            .expect("admin client");
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    runtime
+        .block_on(admin.create_topics(
+            &[rdkafka::admin::NewTopic::new(
+                &topic,
+                1,
+                rdkafka::admin::TopicReplication::Fixed(1),
+            )],
+            &rdkafka::admin::AdminOptions::new(),
+        ))
+        .expect("create topic");
     // A payload that compresses like an Avro change event (mixed text and numbers).
     let payload: Vec<u8> = (0..size)
         .map(|i| b"0123456789abcdefghij paid sku-"[(i * 7 + i / 13) % 30])
