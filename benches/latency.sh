@@ -65,8 +65,11 @@ python3 "$repo/benches/latency.py" "$WALCAST_KAFKA_BOOTSTRAP" "http://127.0.0.1:
 consumer_pid=$!
 echo "INSERT INTO lat (customer, status, note) VALUES (:client_id, 'paid', 'latency probe');" >"$state/insert.sql"
 echo "pgbench: $rate transactions/s for ${seconds}s" >&2
-"$WALCAST_PG_BIN/pgbench" -n -q -h "$WALCAST_PG_HOST" -p "$WALCAST_PG_PORT" -U postgres -c 4 -j 2 \
-    -R "$rate" -T "$seconds" -f "$state/insert.sql" postgres 2>&1 | grep -E "tps|latency average" >&2 || true
+# The local stack runs with synchronous_commit = off (WAL flushed every 200 ms, and the
+# walsender sends only flushed WAL); a latency measurement commits synchronously.
+PGOPTIONS="-c synchronous_commit=on" "$WALCAST_PG_BIN/pgbench" -n -h "$WALCAST_PG_HOST" -p "$WALCAST_PG_PORT" -U postgres -c 4 -j 2 \
+    -R "$rate" -T "$seconds" -f "$state/insert.sql" postgres >"$state/pgbench.out" 2>&1 || { cat "$state/pgbench.out" >&2; exit 1; }
+grep -E "tps|latency average" "$state/pgbench.out" >&2 || true
 wait "$consumer_pid"
 rss=$(awk '/VmHWM/ {print $2}' "/proc/$walcast_pid/status")
 echo "$(cat "$state/latency.out") rate=$rate walcast_peak_rss_mib=$(python3 -c "print(round($rss/1024,1))")"
