@@ -1,5 +1,6 @@
 //! Integration tests against real PostgreSQL and Apache Kafka (see `common`).
 
+mod chaos;
 mod check;
 mod common;
 mod incremental;
