@@ -370,6 +370,7 @@ pub async fn run(
                     }
                 }
                 if let Some(checkpoint) = tracker.advance() {
+                    crate::failpoint::hit("before_confirm");
                     confirm(&connector, &flushed_tx, &mut snapshot_pending, &checkpoint);
                 }
                 if let Some(fatal) = sink.fatal_error() {
@@ -446,7 +447,16 @@ pub async fn run(
     if let Some(task) = heartbeat_task {
         task.abort();
     }
-    let source_result = source_task.await;
+    // Wait for the reader while draining what it still hands over: a reader blocked on
+    // a full channel would never see the stop signal. The drained events are past the
+    // checkpoint, so PostgreSQL sends them again after a restart.
+    let mut source_task = source_task;
+    let source_result = loop {
+        tokio::select! {
+            result = &mut source_task => break result,
+            _ = events_rx.recv() => {}
+        }
+    };
     if let Err(e) = flushed {
         warn!(error = %e, "not every record was acknowledged before the grace period ended; they are resent on restart");
     }

@@ -622,9 +622,7 @@ pub fn last_positions(
         .collect();
     let mut out = HashMap::new();
     for partition in partitions {
-        let (low, high) = consumer
-            .fetch_watermarks(topic, partition, Duration::from_secs(10))
-            .map_err(metadata_err)?;
+        let (low, high) = watermarks(&consumer, topic, partition).map_err(metadata_err)?;
         // Walk back from the end in growing windows until a record with a position: the
         // newest offsets can be transaction markers, or records of an aborted Kafka
         // transaction, which a read_committed consumer never sees.
@@ -703,9 +701,7 @@ pub fn committed_position(
         return Ok(None);
     };
     let partition = partition_for_key(connector.as_bytes(), count);
-    let (low, high) = consumer
-        .fetch_watermarks(OFFSETS_TOPIC, partition, Duration::from_secs(10))
-        .map_err(metadata_err)?;
+    let (low, high) = watermarks(&consumer, OFFSETS_TOPIC, partition).map_err(metadata_err)?;
     let mut window: i64 = 256;
     let mut end = high;
     while end > low {
@@ -781,9 +777,7 @@ pub fn last_snapshot_keys(
         .collect();
     let mut out = HashMap::new();
     for partition in partitions {
-        let (low, high) = consumer
-            .fetch_watermarks(topic, partition, Duration::from_secs(10))
-            .map_err(metadata_err)?;
+        let (low, high) = watermarks(&consumer, topic, partition).map_err(metadata_err)?;
         if high <= low {
             continue;
         }
@@ -835,6 +829,35 @@ pub fn last_snapshot_keys(
         }
     }
     Ok(out)
+}
+
+/// A partition's low and high offsets. A topic created moments ago may not have a leader
+/// for each partition yet: that answer is retried for up to 10 s.
+fn watermarks<C: rdkafka::consumer::ConsumerContext>(
+    consumer: &BaseConsumer<C>,
+    topic: &str,
+    partition: i32,
+) -> Result<(i64, i64), KafkaError> {
+    let mut attempt = 0;
+    loop {
+        match consumer.fetch_watermarks(topic, partition, Duration::from_secs(10)) {
+            Err(e)
+                if attempt < 40
+                    && matches!(
+                        e.rdkafka_error_code(),
+                        Some(
+                            RDKafkaErrorCode::NotLeaderForPartition
+                                | RDKafkaErrorCode::LeaderNotAvailable
+                                | RDKafkaErrorCode::UnknownTopicOrPartition
+                        )
+                    ) =>
+            {
+                attempt += 1;
+                std::thread::sleep(Duration::from_millis(250));
+            }
+            other => return other,
+        }
+    }
 }
 
 /// A read_committed consumer without a group position, that reports the end of a
