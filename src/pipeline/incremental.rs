@@ -411,6 +411,7 @@ impl Incremental {
             let extra = present_flags(&current.relation, &current.key, &current.present);
             let client = self.client().await?;
             insert_signal(client, &format!("{id}-open"), WINDOW_OPEN).await?;
+            wait_for_commits_in_flight(client).await?;
             let (rows, last_key) = read_chunk(
                 client,
                 &relation,
@@ -645,6 +646,43 @@ fn key_of(relation: &RelationInfo, row: &[Value], names: &[String]) -> Option<St
         out.push_str(&format!("{value:?}\u{1f}"));
     }
     Some(out)
+}
+
+/// PostgreSQL's commit order and visibility order differ: a transaction whose commit
+/// record precedes the low watermark in the WAL can stay invisible for a moment (until its
+/// WAL is flushed and it leaves the proc array). The chunk must see every such
+/// transaction, or a change streamed before the window opens would be followed by an
+/// older chunk row. So the read waits until the transactions running when the watermark
+/// committed have ended — at most 5 s: one still running then commits after the
+/// watermark, where the window catches its changes.
+async fn wait_for_commits_in_flight(client: &Client) -> Result<(), PipelineError> {
+    let running: Vec<i64> = client
+        .query_one(
+            "SELECT coalesce(array_agg(x::text::bigint), '{}') FROM txid_snapshot_xip(txid_current_snapshot()) x",
+            &[],
+        )
+        .await
+        .map_err(setup_err)?
+        .get(0);
+    if running.is_empty() {
+        return Ok(());
+    }
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while std::time::Instant::now() < deadline {
+        let still: i64 = client
+            .query_one(
+                "SELECT count(*) FROM unnest($1::bigint[]) x WHERE txid_status(x) = 'in progress'",
+                &[&running],
+            )
+            .await
+            .map_err(setup_err)?
+            .get(0);
+        if still == 0 {
+            return Ok(());
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+    }
+    Ok(())
 }
 
 async fn insert_signal(client: &Client, id: &str, kind: &str) -> Result<(), PipelineError> {
