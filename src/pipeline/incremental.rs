@@ -563,7 +563,7 @@ impl Incremental {
                 let lsn = resume.snapshot_lsn;
                 let name_of_topic = topic.clone();
                 let mut keys: Vec<(i32, Vec<String>)> = tokio::task::spawn_blocking(move || {
-                    crate::sink::kafka::last_snapshot_keys(
+                    crate::sink::reconcile::last_snapshot_keys(
                         &settings,
                         &name_of_topic,
                         &id,

@@ -23,7 +23,8 @@ use tracing::{debug, info, warn};
 use crate::checkpoint::{AckTracker, Checkpoint, Position};
 use crate::config::{Connector, DeliveryMode, SinkKind};
 use crate::registry::client::{RegistryClient, RegistryClientConfig};
-use crate::sink::kafka::{last_positions, KafkaSink, OutRecord};
+use crate::sink::kafka::{KafkaSink, OutRecord};
+use crate::sink::reconcile::last_positions;
 use crate::source::change::TxEvent;
 use crate::source::lsn::Lsn;
 use crate::source::reader::{stream_with_reconnect, ReaderConfig};
@@ -513,7 +514,7 @@ impl Dedup {
             let slot = connector.source.slot.clone();
             let id = client_id.to_owned();
             tokio::task::spawn_blocking(move || {
-                crate::sink::kafka::committed_position(&settings, &name, &slot, &id)
+                crate::sink::reconcile::committed_position(&settings, &name, &slot, &id)
             })
             .await
             .map_err(|e| PipelineError::Setup(e.to_string()))??

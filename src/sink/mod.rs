@@ -2,3 +2,4 @@
 
 pub mod kafka;
 pub mod partition;
+pub mod reconcile;

@@ -1,0 +1,308 @@
+//! Reading back what Kafka holds, for exactly-once restarts: the last position in each
+//! partition, the connector's last committed checkpoint record, and the key of the last
+//! initial-snapshot record per partition. Every reader is read_committed and walks back
+//! from a partition's end. Blocking calls (run them off the async runtime).
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use rdkafka::client::ClientContext;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::message::{BorrowedMessage, Headers};
+use rdkafka::Message;
+
+use super::kafka::{base_config, SinkError, HEADER_POSITION, HEADER_SNAPSHOT_KEY, OFFSETS_TOPIC};
+use super::partition::partition_for_key;
+use crate::checkpoint::Position;
+use crate::config::Kafka;
+use crate::source::lsn::Lsn;
+
+/// For exactly-once restarts: the position in the last record of each partition of
+/// `topic` (partitions that are empty or hold no walcast record are absent). Blocking.
+pub fn last_positions(
+    settings: &Kafka,
+    topic: &str,
+    client_id: &str,
+) -> Result<HashMap<i32, Position>, SinkError> {
+    let consumer = reading_consumer(settings, client_id)?;
+    let metadata_err = |e: KafkaError| SinkError::Metadata {
+        servers: settings.bootstrap_servers.clone(),
+        topic: topic.to_owned(),
+        message: e.to_string(),
+    };
+    let partitions = partitions_of(&consumer, topic).map_err(metadata_err)?;
+    let mut out = HashMap::new();
+    for partition in partitions {
+        let (low, high) = watermarks(&consumer, topic, partition).map_err(metadata_err)?;
+        // Walk back from the end in growing windows until a record with a position: the
+        // newest offsets can be transaction markers, or records of an aborted Kafka
+        // transaction, which a read_committed consumer never sees.
+        let mut end = high;
+        let mut window: i64 = 16;
+        while end > low && !out.contains_key(&partition) {
+            let start = (end - window).max(low);
+            let mut tpl = rdkafka::TopicPartitionList::new();
+            tpl.add_partition_offset(topic, partition, rdkafka::Offset::Offset(start))
+                .map_err(metadata_err)?;
+            consumer.assign(&tpl).map_err(metadata_err)?;
+            let deadline = std::time::Instant::now() + Duration::from_secs(30);
+            loop {
+                if std::time::Instant::now() > deadline {
+                    return Err(metadata_err(KafkaError::MessageConsumption(
+                        RDKafkaErrorCode::RequestTimedOut,
+                    )));
+                }
+                match consumer.poll(Duration::from_millis(200)) {
+                    Some(Ok(message)) => {
+                        if message.offset() >= end {
+                            break;
+                        }
+                        let position = position_of(&message);
+                        if let Some(p) = position {
+                            out.insert(partition, p);
+                        }
+                        if message.offset() + 1 >= end {
+                            break;
+                        }
+                    }
+                    Some(Err(KafkaError::PartitionEOF(_))) => break,
+                    Some(Err(e)) => return Err(metadata_err(e)),
+                    None => {}
+                }
+            }
+            end = start;
+            window = window.saturating_mul(8);
+        }
+    }
+    Ok(out)
+}
+
+/// The position recorded in `connector`'s newest committed record for `slot` in [`OFFSETS_TOPIC`]
+/// (`None` when it has none): every event at or below it is in Kafka. Reads back from
+/// the end of the topic in growing windows, so a long uncompacted history costs little.
+/// Blocking.
+pub fn committed_position(
+    settings: &Kafka,
+    connector: &str,
+    slot: &str,
+    client_id: &str,
+) -> Result<Option<serde_json::Value>, SinkError> {
+    let consumer = reading_consumer(settings, client_id)?;
+    let metadata_err = |e: KafkaError| SinkError::Metadata {
+        servers: settings.bootstrap_servers.clone(),
+        topic: OFFSETS_TOPIC.to_owned(),
+        message: e.to_string(),
+    };
+    let metadata = consumer
+        .fetch_metadata(Some(OFFSETS_TOPIC), Duration::from_secs(10))
+        .map_err(metadata_err)?;
+    let Some(count) = metadata
+        .topics()
+        .iter()
+        .find(|t| t.name() == OFFSETS_TOPIC && t.error().is_none())
+        .map(|t| t.partitions().len() as i32)
+        .filter(|n| *n > 0)
+    else {
+        return Ok(None);
+    };
+    let partition = partition_for_key(connector.as_bytes(), count);
+    let (low, high) = watermarks(&consumer, OFFSETS_TOPIC, partition).map_err(metadata_err)?;
+    let mut window: i64 = 256;
+    let mut end = high;
+    while end > low {
+        let start = (end - window).max(low);
+        let mut tpl = rdkafka::TopicPartitionList::new();
+        tpl.add_partition_offset(OFFSETS_TOPIC, partition, rdkafka::Offset::Offset(start))
+            .map_err(metadata_err)?;
+        consumer.assign(&tpl).map_err(metadata_err)?;
+        let mut found = None;
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            if std::time::Instant::now() > deadline {
+                return Err(metadata_err(KafkaError::MessageConsumption(
+                    RDKafkaErrorCode::RequestTimedOut,
+                )));
+            }
+            match consumer.poll(Duration::from_millis(200)) {
+                Some(Ok(m)) => {
+                    if m.offset() >= end {
+                        break;
+                    }
+                    if m.key() == Some(connector.as_bytes()) {
+                        found = m
+                            .payload()
+                            .and_then(|p| serde_json::from_slice::<serde_json::Value>(p).ok())
+                            .filter(|v| v["slot"] == slot);
+                    }
+                    if m.offset() + 1 >= end {
+                        break;
+                    }
+                }
+                Some(Err(KafkaError::PartitionEOF(_))) => break,
+                Some(Err(e)) => return Err(metadata_err(e)),
+                None => {}
+            }
+        }
+        if found.is_some() {
+            return Ok(found);
+        }
+        end = start;
+        window = window.saturating_mul(4);
+    }
+    Ok(None)
+}
+
+/// For resuming an interrupted initial snapshot: per partition of `topic`, the primary key
+/// (text values) of the last record the snapshot at `snapshot_lsn` (or a resumption of it)
+/// wrote, looking at most `depth` records back from the end. A snapshot sends each table in key order and
+/// the producer keeps each partition's order without gaps, so every row of the table
+/// whose key sorts at or below its partition's entry is in Kafka, and none above it.
+/// Blocking.
+pub fn last_snapshot_keys(
+    settings: &Kafka,
+    topic: &str,
+    client_id: &str,
+    snapshot_lsn: Lsn,
+    depth: i64,
+) -> Result<HashMap<i32, Vec<String>>, SinkError> {
+    let consumer = reading_consumer(settings, client_id)?;
+    let metadata_err = |e: KafkaError| SinkError::Metadata {
+        servers: settings.bootstrap_servers.clone(),
+        topic: topic.to_owned(),
+        message: e.to_string(),
+    };
+    let partitions = partitions_of(&consumer, topic).map_err(metadata_err)?;
+    let mut out = HashMap::new();
+    for partition in partitions {
+        let (low, high) = watermarks(&consumer, topic, partition).map_err(metadata_err)?;
+        if high <= low {
+            continue;
+        }
+        let mut tpl = rdkafka::TopicPartitionList::new();
+        tpl.add_partition_offset(
+            topic,
+            partition,
+            rdkafka::Offset::Offset((high - depth).max(low)),
+        )
+        .map_err(metadata_err)?;
+        consumer.assign(&tpl).map_err(metadata_err)?;
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        loop {
+            if std::time::Instant::now() > deadline {
+                return Err(metadata_err(KafkaError::MessageConsumption(
+                    RDKafkaErrorCode::RequestTimedOut,
+                )));
+            }
+            match consumer.poll(Duration::from_millis(200)) {
+                Some(Ok(m)) => {
+                    let position = position_of(&m);
+                    // The snapshot's own records, and those of its resumption (streamed
+                    // later, so at higher positions).
+                    if position.is_some_and(|p| p.commit_lsn >= snapshot_lsn) {
+                        if let Some(key) = header(&m, HEADER_SNAPSHOT_KEY)
+                            .and_then(|v| serde_json::from_slice::<Vec<String>>(v).ok())
+                        {
+                            out.insert(partition, key);
+                        }
+                    }
+                    if m.offset() + 1 >= high {
+                        break;
+                    }
+                }
+                Some(Err(KafkaError::PartitionEOF(_))) => break,
+                Some(Err(e)) => return Err(metadata_err(e)),
+                None => {}
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// The partition ids of `topic`.
+fn partitions_of<C: rdkafka::consumer::ConsumerContext>(
+    consumer: &BaseConsumer<C>,
+    topic: &str,
+) -> Result<Vec<i32>, KafkaError> {
+    Ok(consumer
+        .fetch_metadata(Some(topic), Duration::from_secs(10))?
+        .topics()
+        .iter()
+        .filter(|t| t.name() == topic && t.error().is_none())
+        .flat_map(|t| t.partitions().iter().map(|p| p.id()))
+        .collect())
+}
+
+/// The value of header `name`.
+fn header<'a>(message: &'a BorrowedMessage<'_>, name: &str) -> Option<&'a [u8]> {
+    message
+        .headers()?
+        .iter()
+        .find(|h| h.key == name)
+        .and_then(|h| h.value)
+}
+
+/// The walcast position a record carries.
+fn position_of(message: &BorrowedMessage<'_>) -> Option<Position> {
+    header(message, HEADER_POSITION)
+        .and_then(|v| std::str::from_utf8(v).ok())
+        .and_then(|v| v.parse().ok())
+}
+
+/// A partition's low and high offsets. A topic created moments ago may not have a leader
+/// for each partition yet: that answer is retried for up to 10 s.
+fn watermarks<C: rdkafka::consumer::ConsumerContext>(
+    consumer: &BaseConsumer<C>,
+    topic: &str,
+    partition: i32,
+) -> Result<(i64, i64), KafkaError> {
+    let mut attempt = 0;
+    loop {
+        match consumer.fetch_watermarks(topic, partition, Duration::from_secs(10)) {
+            Err(e)
+                if attempt < 40
+                    && matches!(
+                        e.rdkafka_error_code(),
+                        Some(
+                            RDKafkaErrorCode::NotLeaderForPartition
+                                | RDKafkaErrorCode::LeaderNotAvailable
+                                | RDKafkaErrorCode::UnknownTopicOrPartition
+                        )
+                    ) =>
+            {
+                attempt += 1;
+                std::thread::sleep(Duration::from_millis(250));
+            }
+            other => return other,
+        }
+    }
+}
+
+/// A read_committed consumer without a group position, that reports the end of a
+/// partition (quietly).
+fn reading_consumer(
+    settings: &Kafka,
+    client_id: &str,
+) -> Result<BaseConsumer<EndOfPartitionIsNoError>, SinkError> {
+    base_config(settings, client_id)
+        .set("group.id", format!("{client_id}-reconcile"))
+        .set("enable.auto.commit", "false")
+        .set("enable.partition.eof", "true")
+        .set("isolation.level", "read_committed")
+        .create_with_context(EndOfPartitionIsNoError)
+        .map_err(|e| SinkError::Config(e.to_string()))
+}
+
+/// A consumer context for reading to the end of a partition: reaching it is how the
+/// read ends, not an error worth a log line.
+struct EndOfPartitionIsNoError;
+
+impl ClientContext for EndOfPartitionIsNoError {
+    fn error(&self, error: KafkaError, reason: &str) {
+        if !matches!(error, KafkaError::PartitionEOF(_)) {
+            tracing::error!("librdkafka: {error}: {reason}");
+        }
+    }
+}
+
+impl rdkafka::consumer::ConsumerContext for EndOfPartitionIsNoError {}
