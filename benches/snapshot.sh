@@ -5,11 +5,13 @@
 # walcast's peak RSS.
 #
 # Usage: benches/snapshot.sh [ROWS]     (default 1000000)
-# Environment: SINK=kafka|discard (default kafka; discard encodes every row and drops it).
+# Environment: SINK=kafka|discard (default kafka; discard encodes every row and drops it),
+#              WORKERS=N ([source] snapshot_workers, default 2).
 set -euo pipefail
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 rows=${1:-1000000}
 sink=${SINK:-kafka}
+workers=${WORKERS:-2}
 cd "$repo"
 cargo build --release --quiet --bin walcast
 bin=$repo/target/release/walcast
@@ -40,6 +42,7 @@ port = $WALCAST_PG_PORT
 dbname = "postgres"
 user = "postgres"
 sslmode = "disable"
+snapshot_workers = $workers
 [kafka]
 bootstrap_servers = "$WALCAST_KAFKA_BOOTSTRAP"
 topic_prefix = "snapbench"
@@ -63,5 +66,5 @@ for _ in $(seq 1 2400); do
 done
 end=$(date +%s.%N)
 rss=$(awk '/VmHWM/ {print $2}' "/proc/$walcast_pid/status")
-python3 -c "import sys; s=float(sys.argv[2])-float(sys.argv[1]); print(f'walcast initial snapshot (sink=$sink): rows={sys.argv[3]} seconds={s:.2f} rows_per_second={int(sys.argv[3])/s:.0f} peak_rss_mib={int(sys.argv[4])/1024:.1f}')" "$start" "$end" "$rows" "$rss"
+python3 -c "import sys; s=float(sys.argv[2])-float(sys.argv[1]); print(f'walcast initial snapshot (sink=$sink, workers=$workers): rows={sys.argv[3]} seconds={s:.2f} rows_per_second={int(sys.argv[3])/s:.0f} peak_rss_mib={int(sys.argv[4])/1024:.1f}')" "$start" "$end" "$rows" "$rss"
 [ "$done_" = "t" ] || { echo "the snapshot did not complete; log:" >&2; tail -5 "$state/walcast.log" >&2; exit 1; }

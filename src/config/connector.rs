@@ -49,6 +49,8 @@ pub struct Source {
     pub snapshot_mode: SnapshotMode,
     /// Rows per incremental-snapshot chunk.
     pub snapshot_chunk_size: usize,
+    /// Connections reading the initial snapshot in parallel.
+    pub snapshot_workers: usize,
     pub connect_timeout: Duration,
 }
 

@@ -61,6 +61,10 @@ pub struct SourceSection {
     /// `incremental.snapshot.chunk.size`).
     #[serde(default = "default_snapshot_chunk_size")]
     pub snapshot_chunk_size: Spanned<usize>,
+    /// Connections reading the initial snapshot in parallel (Debezium's
+    /// `snapshot.max.threads`).
+    #[serde(default = "default_snapshot_workers")]
+    pub snapshot_workers: Spanned<usize>,
     #[serde(default = "default_connect_timeout")]
     pub connect_timeout: HumanDuration,
 }
@@ -72,6 +76,13 @@ fn default_host() -> EnvString {
 fn default_snapshot_chunk_size() -> Spanned<usize> {
     Spanned::new(0..0, 1024)
 }
+
+fn default_snapshot_workers() -> Spanned<usize> {
+    Spanned::new(0..0, DEFAULT_SNAPSHOT_WORKERS)
+}
+
+/// Two readers keep one PostgreSQL backend busy while the other's rows are parsed.
+pub const DEFAULT_SNAPSHOT_WORKERS: usize = 2;
 
 fn default_port() -> Spanned<EnvValue<u16>> {
     Spanned::new(0..0, EnvValue(5432))

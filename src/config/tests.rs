@@ -593,4 +593,9 @@ fn the_discarding_sink_and_chunk_size_are_read_and_checked() {
     assert!(e.contains("cannot be combined"), "{e}");
     let e = error(&MINIMAL.replace("[source]", "[source]\nsnapshot_chunk_size = 0"));
     assert!(e.contains("snapshot_chunk_size = 0 is out of range"), "{e}");
+    assert_eq!(c.source.snapshot_workers, 2);
+    let c = parse(&MINIMAL.replace("[source]", "[source]\nsnapshot_workers = 4")).unwrap();
+    assert_eq!(c.source.snapshot_workers, 4);
+    let e = error(&MINIMAL.replace("[source]", "[source]\nsnapshot_workers = 0"));
+    assert!(e.contains("snapshot_workers = 0 is out of range"), "{e}");
 }

@@ -135,6 +135,13 @@ impl Validator<'_> {
                 format!("[source] snapshot_chunk_size = {chunk} is out of range; use 1 to 1000000 rows (default 1024)"),
             ));
         }
+        let workers = *s.snapshot_workers.get_ref();
+        if workers == 0 || workers > 64 {
+            return Err(ConfigError::at(
+                self.loc(&s.snapshot_workers.span()),
+                format!("[source] snapshot_workers = {workers} is out of range; use 1 to 64 connections (default {})", super::model::DEFAULT_SNAPSHOT_WORKERS),
+            ));
+        }
         let source = Source {
             host: s.host.to_string(),
             port: s.port.get_ref().0,
@@ -148,6 +155,7 @@ impl Validator<'_> {
             publication_mode: s.publication_mode,
             snapshot_mode: s.snapshot_mode,
             snapshot_chunk_size: chunk,
+            snapshot_workers: workers,
             connect_timeout: s.connect_timeout.0,
         };
 

@@ -307,23 +307,34 @@ pub async fn run(
                         tracker.begin(commit_lsn);
                         snapshot_point = Some(consistent_point);
                     }
-                    TxEvent::SnapshotRow { relation, row, marker, key } => {
-                        records.clear();
-                        if let Err(e) = stage.snapshot_row(relation, row, marker, snapshot_point.unwrap_or_default(), &mut records).await {
-                            break Err(e.into());
-                        }
-                        if let Some(key) = key {
-                            // Where an interrupted snapshot resumes (see snapshot::prepare).
-                            let text = serde_json::to_vec(&key).unwrap_or_default();
-                            for record in &mut records {
-                                record.headers.push((crate::sink::kafka::HEADER_SNAPSHOT_KEY, text.clone()));
+                    TxEvent::SnapshotRows { relation, rows } => {
+                        let mut failure = None;
+                        for read in rows {
+                            records.clear();
+                            if let Err(e) = stage.snapshot_row(relation.clone(), read.row, read.marker, snapshot_point.unwrap_or_default(), &mut records).await {
+                                failure = Some(e.into());
+                                break;
+                            }
+                            if let Some(key) = read.key {
+                                // Where an interrupted snapshot resumes (see snapshot::prepare).
+                                if let Some((last, others)) = records.split_last_mut() {
+                                    for record in others {
+                                        record.headers.push((crate::sink::kafka::HEADER_SNAPSHOT_KEY, key.clone()));
+                                    }
+                                    last.headers.push((crate::sink::kafka::HEADER_SNAPSHOT_KEY, key));
+                                }
+                            }
+                            if let Err(e) = send_all(&mut sink, &connector, &client_id, &mut dedup, &mut records, &mut tracker, commit_lsn, &mut index, 0).await {
+                                failure = Some(e);
+                                break;
+                            }
+                            // A snapshot is no source transaction: commit it in batches.
+                            if let Err(e) = commit_batch(&mut sink, &connector, &mut incremental, &mut tracker, &flushed_tx, &mut snapshot_pending, false, true).await {
+                                failure = Some(e);
+                                break;
                             }
                         }
-                        if let Err(e) = send_all(&mut sink, &connector, &client_id, &mut dedup, &mut records, &mut tracker, commit_lsn, &mut index, 0).await {
-                            break Err(e);
-                        }
-                        // A snapshot is no source transaction: commit it in batches.
-                        if let Err(e) = commit_batch(&mut sink, &connector, &mut incremental, &mut tracker, &flushed_tx, &mut snapshot_pending, false, true).await {
+                        if let Some(e) = failure {
                             break Err(e);
                         }
                     }

@@ -174,25 +174,30 @@ pub async fn run(
         .snapshot_name
         .clone()
         .ok_or_else(|| setup_err("the slot was created without an exported snapshot"))?;
-    let client = connect(&connector.source, None).await.map_err(setup_err)?;
-    snapshot::begin(&client, &name).await.map_err(setup_err)?;
+    // Every worker imports the snapshot while the exporting connection is open.
+    let mut clients = Vec::with_capacity(connector.source.snapshot_workers);
+    for _ in 0..connector.source.snapshot_workers {
+        let client = connect(&connector.source, None).await.map_err(setup_err)?;
+        snapshot::begin(&client, &name).await.map_err(setup_err)?;
+        clients.push(client);
+    }
     // Imported: the exporting connection may go.
     let _ = plan.exporter.stop().await;
-    let catalog = Catalog::load(&client).await.map_err(setup_err)?;
+    let client = &clients[0];
+    let catalog = Catalog::load(client).await.map_err(setup_err)?;
     let resolution = resolve_tables(connector, &catalog);
     let mut cache = RelationCache::default();
     let mut tables = Vec::with_capacity(resolution.captured.len());
     for captured in &resolution.captured {
-        let relation = snapshot::relation_for(captured.table, &mut cache, &client)
+        let relation = snapshot::relation_for(captured.table, &mut cache, client)
             .await
             .map_err(setup_err)?;
         tables.push((relation, captured.rule.filter.clone()));
     }
-    info!(tables = tables.len(), consistent_point = %plan.slot.consistent_point, "initial snapshot started");
-    let rows = snapshot::run(&client, &tables, plan.slot.consistent_point, out)
+    info!(tables = tables.len(), workers = clients.len(), consistent_point = %plan.slot.consistent_point, "initial snapshot started");
+    let rows = snapshot::run(clients, &tables, plan.slot.consistent_point, out)
         .await
         .map_err(setup_err)?;
-    let _ = client.batch_execute("COMMIT").await;
     info!(rows, "initial snapshot read; streaming follows");
     Ok(rows)
 }

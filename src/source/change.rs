@@ -10,6 +10,16 @@ use super::value::Value;
 /// A row's values, in the relation's column order.
 pub type Row = Vec<Value>;
 
+/// One row of the initial snapshot.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SnapshotRead {
+    pub row: Row,
+    pub marker: super::snapshot::RowMarker,
+    /// The row's primary key texts as a JSON array, for tables read in key order:
+    /// recorded with the record, so an interrupted snapshot can resume after it.
+    pub key: Option<Vec<u8>>,
+}
+
 /// The old row of an update or delete, as PostgreSQL sent it.
 #[derive(Debug, Clone, PartialEq)]
 pub enum OldRow {
@@ -90,14 +100,10 @@ pub enum TxEvent {
     SnapshotStarted {
         consistent_point: Lsn,
     },
-    /// One row of the initial snapshot (Debezium's `op = r`).
-    SnapshotRow {
+    /// Rows of the initial snapshot (Debezium's `op = r`), all of one table, in order.
+    SnapshotRows {
         relation: Arc<RelationInfo>,
-        row: Row,
-        marker: super::snapshot::RowMarker,
-        /// The text of the row's primary key, for tables read in key order: recorded
-        /// with the record, so an interrupted snapshot can resume after it.
-        key: Option<Vec<String>>,
+        rows: Vec<SnapshotRead>,
     },
     /// Every snapshot row has been handed over.
     SnapshotCompleted {
