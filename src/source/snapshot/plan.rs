@@ -15,10 +15,10 @@ use crate::source::relation::RelationInfo;
 
 /// Rows one range aims at: large enough that a range's query cost is negligible, small
 /// enough that several workers share a table of a few hundred thousand rows.
-pub const RANGE_ROWS: u64 = 100_000;
+pub const RANGE_ROWS: u64 = 50_000;
 
-/// Tables below this many heap blocks (8 MiB) are read as one range, unsampled.
-const MIN_SPLIT_BLOCKS: u64 = 1024;
+/// Tables below this many heap blocks (2 MiB) are read as one range, unsampled.
+const MIN_SPLIT_BLOCKS: u64 = 256;
 
 /// Heap blocks sampled per range planned: enough keys per boundary that ranges come
 /// out roughly even, few enough that sampling a large table costs milliseconds.
