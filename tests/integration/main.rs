@@ -12,6 +12,7 @@ mod publication_changes;
 mod replication;
 mod run;
 mod setup;
+mod snapshot_load;
 mod snapshot_modes;
 mod tail;
 mod tls;
