@@ -328,6 +328,19 @@ async fn check_table(
             }
         }
     }
+    if let Some(filter) = &rule.snapshot_filter {
+        // Prepared, never executed, as the snapshot will run it.
+        let probe = format!("SELECT 1 FROM {quoted} WHERE ({filter})");
+        if let Err(e) = client.prepare(&probe).await {
+            let why = e
+                .as_db_error()
+                .map_or_else(|| e.to_string(), |d| d.message().to_owned());
+            problems.push(format!(
+                "snapshot_filter `{filter}` is not valid SQL for it: {why} ({})",
+                rule.location
+            ));
+        }
+    }
     if problems.is_empty() {
         out.push(Finding::ok(format!(
             "table {name}: {}",

@@ -122,6 +122,19 @@ impl Default for Events {
     }
 }
 
+impl TableRule {
+    /// The condition a snapshot of the table reads rows with: the row filter and the
+    /// snapshot filter, both when both are set.
+    pub fn snapshot_condition(&self) -> Option<String> {
+        match (&self.filter, &self.snapshot_filter) {
+            (Some(f), Some(s)) => Some(format!("({f}) AND ({s})")),
+            (Some(f), None) => Some(f.clone()),
+            (None, Some(s)) => Some(s.clone()),
+            (None, None) => None,
+        }
+    }
+}
+
 /// How one table, or every table a pattern matches, is captured.
 #[derive(Debug, Clone)]
 pub struct TableRule {
@@ -130,6 +143,8 @@ pub struct TableRule {
     pub location: Location,
     pub columns: ColumnSelection,
     pub filter: Option<String>,
+    /// Rows the snapshots read (with `filter`); the stream is not filtered by it.
+    pub snapshot_filter: Option<String>,
     pub key: Option<Vec<String>>,
     pub topic: Option<String>,
     pub tombstones: bool,

@@ -344,6 +344,9 @@ pub struct TableSection {
     pub exclude_columns: Option<Vec<Spanned<String>>>,
     /// A row filter, a SQL boolean expression over the row (publication row filter, PG 15+).
     pub filter: Option<Spanned<String>>,
+    /// A SQL boolean expression limiting which rows the snapshots (initial and
+    /// incremental) read; the stream is not filtered by it.
+    pub snapshot_filter: Option<Spanned<String>>,
     /// Key columns to use instead of the primary key.
     pub key: Option<Vec<Spanned<String>>>,
     /// Topic name instead of `<topic_prefix>.<schema>.<table>`.

@@ -108,6 +108,7 @@ action_query = "update walcast.heartbeat set ts = now()"
 [tables."public.orders"]
 columns = ["id", "total"]
 filter = "total > 0"
+snapshot_filter = "created > now() - interval '30 days'"
 topic = "orders-v2"
 tombstones = false
 [tables."public.orders".mask]
@@ -137,6 +138,16 @@ exclude = ["audit.big_*"]
     assert!(c.tables[0].selector.is_exact() && c.tables[1].selector.is_exact());
     let audit = &c.tables[2];
     assert!(audit.applies_to("audit", "log"));
+    let orders = c
+        .tables
+        .iter()
+        .find(|t| t.selector.to_string() == "public.orders")
+        .unwrap();
+    assert_eq!(
+        orders.snapshot_condition().as_deref(),
+        Some("(total > 0) AND (created > now() - interval '30 days')")
+    );
+    assert_eq!(audit.snapshot_condition(), None);
     assert!(!audit.applies_to("audit", "big_events"));
     let customers = c
         .tables
@@ -291,6 +302,11 @@ fn bad_values_are_explained() {
             "[tables.\"public.orders\"]",
             "[tables.\"public.orders\"]\nfilter = \"true); drop table x; --\"",
             "filter",
+        ),
+        (
+            "[tables.\"public.orders\"]",
+            "[tables.\"public.orders\"]\nsnapshot_filter = \"true) TO STDOUT; --\"",
+            "snapshot_filter",
         ),
         (
             "[tables.\"public.orders\"]",

@@ -452,7 +452,11 @@ impl Validator<'_> {
             }
         }
         let filter = match t.filter {
-            Some(f) => Some(self.filter(f, &selector)?),
+            Some(f) => Some(self.filter(f, &selector, "filter")?),
+            None => None,
+        };
+        let snapshot_filter = match t.snapshot_filter {
+            Some(f) => Some(self.filter(f, &selector, "snapshot_filter")?),
             None => None,
         };
         let topic = match t.topic {
@@ -490,6 +494,7 @@ impl Validator<'_> {
             selector,
             columns,
             filter,
+            snapshot_filter,
             key: key_columns,
             topic,
             tombstones: t.tombstones.unwrap_or(true),
@@ -498,15 +503,20 @@ impl Validator<'_> {
         })
     }
 
-    fn filter(&self, f: Spanned<String>, selector: &TableSelector) -> Result<String, ConfigError> {
+    fn filter(
+        &self,
+        f: Spanned<String>,
+        selector: &TableSelector,
+        what: &str,
+    ) -> Result<String, ConfigError> {
         let text = f.get_ref().trim();
         if text.is_empty() {
-            return Err(self.err(&f.span(), format!("table {selector}: filter is empty; write a SQL condition such as \"status <> 'draft'\" or remove it")));
+            return Err(self.err(&f.span(), format!("table {selector}: {what} is empty; write a SQL condition such as \"status <> 'draft'\" or remove it")));
         }
         if let Err(problem) = check_sql_expression(text) {
             return Err(self.err(
                 &f.span(),
-                format!("table {selector}: filter {problem}; write one SQL boolean expression"),
+                format!("table {selector}: {what} {problem}; write one SQL boolean expression"),
             ));
         }
         Ok(text.to_owned())

@@ -46,7 +46,7 @@ fn setup_err(e: impl std::fmt::Display) -> PipelineError {
 struct Current {
     name: String,
     relation: Arc<RelationInfo>,
-    /// The table's row filter (`[tables.…] filter`).
+    /// The table's row filter and snapshot filter (`[tables.…] filter`, `snapshot_filter`).
     filter: Option<String>,
     /// Resuming an interrupted initial snapshot: per partition of the table's topic, the
     /// key of the last snapshot row Kafka holds there (rows at or below it are skipped).
@@ -549,7 +549,7 @@ impl Incremental {
             .iter()
             .filter_map(|k| relation.columns.iter().position(|c| &c.name == k))
             .collect();
-        let filter = captured.rule.filter.clone();
+        let filter = captured.rule.snapshot_condition();
         let topic = captured.rule.topic.clone().unwrap_or_else(|| {
             format!(
                 "{}.{}.{}",

@@ -78,7 +78,7 @@ async fn resumable(connector: &Connector, client: &Client) -> Result<bool, Pipel
     Ok(resolution.captured.iter().all(|c| {
         !c.table.primary_key.is_empty()
             && c.table.replica_identity != crate::postgres::ReplicaIdentity::Full
-            && c.rule.filter.is_none()
+            && c.rule.snapshot_condition().is_none()
     }))
 }
 
@@ -192,7 +192,7 @@ pub async fn run(
         let relation = snapshot::relation_for(captured.table, &mut cache, client)
             .await
             .map_err(setup_err)?;
-        tables.push((relation, captured.rule.filter.clone()));
+        tables.push((relation, captured.rule.snapshot_condition()));
     }
     info!(tables = tables.len(), workers = clients.len(), consistent_point = %plan.slot.consistent_point, "initial snapshot started");
     let rows = snapshot::run(clients, &tables, plan.slot.consistent_point, out)
