@@ -2,7 +2,10 @@
 (the event's source.ts_us, PostgreSQL's commit time) to its acknowledgement by the
 broker (the record's LogAppendTime: the topic is created with
 message.timestamp.type=LogAppendTime). Usage: latency.py BOOTSTRAP REGISTRY TOPIC
-IDLE_SECONDS SKIP_SECONDS"""
+IDLE_SECONDS SKIP_SECONDS
+
+Also splits it: commit to the moment walcast built the event (the envelope's ts_us),
+and from there to the broker's append."""
 import sys
 import time
 
@@ -21,6 +24,8 @@ consumer = DeserializingConsumer({
 })
 consumer.subscribe([topic])
 latencies = []
+to_event = []
+to_append = []
 first_commit = None
 last_seen = time.time()
 while time.time() - last_seen < idle:
@@ -35,6 +40,9 @@ while time.time() - last_seen < idle:
     if commit_us - first_commit < skip * 1e6:
         continue  # warm-up
     latencies.append(appended_ms - commit_us / 1000.0)
+    event_us = msg.value()["ts_us"]
+    to_event.append((event_us - commit_us) / 1000.0)
+    to_append.append(appended_ms - event_us / 1000.0)
 consumer.close()
 latencies.sort()
 n = len(latencies)
@@ -43,3 +51,7 @@ if n == 0:
 pick = lambda q: latencies[min(n - 1, int(q * n))]
 print(f"commit-to-ack latency: records={n} p50_ms={pick(0.50):.1f} p90_ms={pick(0.90):.1f} "
       f"p99_ms={pick(0.99):.1f} max_ms={latencies[-1]:.1f}")
+for name, values in (("commit-to-event", to_event), ("event-to-append", to_append)):
+    values.sort()
+    at = lambda q: values[min(n - 1, int(q * n))]
+    print(f"  {name}: p50_ms={at(0.50):.1f} p90_ms={at(0.90):.1f} p99_ms={at(0.99):.1f} max_ms={values[-1]:.1f}")

@@ -4,6 +4,9 @@
 # Avro via the dev registry); benches/latency.py reports p50/p90/p99 from each change's
 # commit (source.ts_us) to the broker's append (LogAppendTime), after a 3 s warm-up.
 #
+# First, in the same run and with the same workload, pg_recvlogical shows PostgreSQL's
+# own delivery latency (commit to arrival at a client): the floor under walcast's figure.
+#
 # Usage: benches/latency.sh [RATE] [SECONDS]     (defaults: 5000 30)
 set -euo pipefail
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -15,7 +18,9 @@ bin=$repo/target/release/walcast
 state=$(mktemp -d /tmp/walcast-lat-XXXXXX)
 walcast_pid=
 registry_pid=
+recvlogical_pid=
 cleanup() {
+    [ -n "$recvlogical_pid" ] && kill "$recvlogical_pid" 2>/dev/null || true
     [ -n "$walcast_pid" ] && kill "$walcast_pid" 2>/dev/null || true
     [ -n "$registry_pid" ] && kill "$registry_pid" 2>/dev/null || true
     "$repo/deploy/local/down" --state-dir "$state" --purge >/dev/null 2>&1 || true
@@ -45,6 +50,8 @@ port = $WALCAST_PG_PORT
 dbname = "postgres"
 user = "postgres"
 sslmode = "disable"
+# Phase 1's rows are not the measurement: no initial snapshot of them.
+snapshot_mode = "never"
 [kafka]
 bootstrap_servers = "$WALCAST_KAFKA_BOOTSTRAP"
 topic_prefix = "latbench"
@@ -55,21 +62,43 @@ enabled = false
 [tables."public.lat"]
 TOML
 "$bin" setup "$state/lat.toml" >/dev/null
+echo "INSERT INTO lat (customer, status, note) VALUES (:client_id, 'paid', 'latency probe');" >"$state/insert.sql"
+# The local stack runs with synchronous_commit = off (WAL flushed every 200 ms, and the
+# walsender sends only flushed WAL); a latency measurement commits synchronously.
+workload() {
+    echo "pgbench: $rate transactions/s for ${seconds}s ($1)" >&2
+    PGOPTIONS="-c synchronous_commit=on" "$WALCAST_PG_BIN/pgbench" -n -h "$WALCAST_PG_HOST" -p "$WALCAST_PG_PORT" -U postgres -c 4 -j 2 \
+        -R "$rate" -T "$seconds" -f "$state/insert.sql" postgres >"$state/pgbench.out" 2>&1 || { cat "$state/pgbench.out" >&2; exit 1; }
+    grep -E "tps" "$state/pgbench.out" >&2 || true
+}
+
+# Phase 1, PostgreSQL's own floor: the same workload read by pg_recvlogical
+# (test_decoding with commit timestamps), each COMMIT line timed on arrival.
+$psql -c "SELECT pg_create_logical_replication_slot('latbase', 'test_decoding')" >/dev/null
+mkfifo "$state/baseline.fifo"
+python3 "$repo/benches/latency_baseline.py" 3 <"$state/baseline.fifo" >"$state/baseline.out" &
+baseline_pid=$!
+"$WALCAST_PG_BIN/pg_recvlogical" -h "$WALCAST_PG_HOST" -p "$WALCAST_PG_PORT" -U postgres -d postgres -S latbase \
+    --start -o include-timestamp=1 -f - >"$state/baseline.fifo" 2>"$state/recvlogical.log" &
+recvlogical_pid=$!
+workload pg_recvlogical
+sleep 1
+kill -INT "$recvlogical_pid" 2>/dev/null || true
+wait "$baseline_pid" || true
+recvlogical_pid=
+$psql -c "SELECT pg_drop_replication_slot('latbase')" >/dev/null
+
+# Phase 2: walcast into Kafka.
 "$bin" run "$state/lat.toml" 2>"$state/walcast.log" &
 walcast_pid=$!
 for _ in $(seq 1 120); do
     [ "$($psql -c "SELECT count(*) FROM pg_replication_slots WHERE slot_name = 'walcast_latbench' AND active")" = 1 ] && break
     sleep 0.25
 done
-python3 "$repo/benches/latency.py" "$WALCAST_KAFKA_BOOTSTRAP" "http://127.0.0.1:$registry_port" "$topic" 8 3 >"$state/latency.out" &
-consumer_pid=$!
-echo "INSERT INTO lat (customer, status, note) VALUES (:client_id, 'paid', 'latency probe');" >"$state/insert.sql"
-echo "pgbench: $rate transactions/s for ${seconds}s" >&2
-# The local stack runs with synchronous_commit = off (WAL flushed every 200 ms, and the
-# walsender sends only flushed WAL); a latency measurement commits synchronously.
-PGOPTIONS="-c synchronous_commit=on" "$WALCAST_PG_BIN/pgbench" -n -h "$WALCAST_PG_HOST" -p "$WALCAST_PG_PORT" -U postgres -c 4 -j 2 \
-    -R "$rate" -T "$seconds" -f "$state/insert.sql" postgres >"$state/pgbench.out" 2>&1 || { cat "$state/pgbench.out" >&2; exit 1; }
-grep -E "tps|latency average" "$state/pgbench.out" >&2 || true
-wait "$consumer_pid"
+workload walcast
+# Read afterwards (the broker stamped each record on append), so decoding 75,000 Avro
+# records in Python does not compete for the two cores during the measurement.
+python3 "$repo/benches/latency.py" "$WALCAST_KAFKA_BOOTSTRAP" "http://127.0.0.1:$registry_port" "$topic" 8 3 >"$state/latency.out"
+cat "$state/baseline.out"
 rss=$(awk '/VmHWM/ {print $2}' "/proc/$walcast_pid/status")
 echo "$(cat "$state/latency.out") rate=$rate walcast_peak_rss_mib=$(python3 -c "print(round($rss/1024,1))")"
