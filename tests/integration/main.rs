@@ -4,6 +4,7 @@ mod chaos;
 mod check;
 mod common;
 mod incremental;
+mod kafka_cuts;
 mod kafka_security;
 mod kafka_smoke;
 mod outages;

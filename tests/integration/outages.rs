@@ -4,16 +4,16 @@
 //! under walcast's feet, and a busy database whose captured tables are idle (the slot
 //! must still advance, or PostgreSQL keeps its WAL for ever).
 
-use std::io::{Read, Write};
-use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::io::Write;
+use std::net::SocketAddr;
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
-use std::thread::JoinHandle;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use walcast::registry::RegistryServer;
 
+use crate::common::proxy::Proxy;
 use crate::common::{stack, Stack, TestDb};
 use crate::pipeline::{consume, settled_oracle, start_walcast};
 
@@ -30,7 +30,7 @@ fn workload(from: i32, to: i32) -> String {
 }
 
 /// Runs an SQL script in `dbname` with one psql session, straight to PostgreSQL.
-fn run_script(stack: &Stack, dbname: &str, sql: &str) {
+pub(crate) fn run_script(stack: &Stack, dbname: &str, sql: &str) {
     let bin = std::path::Path::new(stack.get("WALCAST_PG_BIN")).join("psql");
     let mut child = Command::new(bin)
         .args(["-X", "-q", "-v", "ON_ERROR_STOP=1"])
@@ -77,7 +77,7 @@ fn prepare(
 
 /// Waits (at most 60 s) until `slot` confirms the WAL written so far: Kafka acknowledged
 /// every change before it.
-fn wait_for_confirmed(db: &TestDb, slot: &str, log: &std::path::Path) {
+pub(crate) fn wait_for_confirmed(db: &TestDb, slot: &str, log: &std::path::Path) {
     let now = db.psql("SELECT pg_current_wal_lsn()");
     let confirmed = format!(
         "SELECT confirmed_flush_lsn >= '{now}' FROM pg_replication_slots WHERE slot_name = '{slot}' AND database = '{}'",
@@ -95,7 +95,7 @@ fn wait_for_confirmed(db: &TestDb, slot: &str, log: &std::path::Path) {
 }
 
 /// SIGTERM, then the exit status (a SIGKILL after 30 s).
-fn stop(walcast: &mut Child) -> std::process::ExitStatus {
+pub(crate) fn stop(walcast: &mut Child) -> std::process::ExitStatus {
     let _ = Command::new("kill")
         .args(["-TERM", &walcast.id().to_string()])
         .status();
@@ -113,10 +113,10 @@ fn stop(walcast: &mut Child) -> std::process::ExitStatus {
 }
 
 /// Kills walcast if a test panics before stopping it.
-struct Guard(Option<Child>);
+pub(crate) struct Guard(pub(crate) Option<Child>);
 
 impl Guard {
-    fn child(&mut self) -> &mut Child {
+    pub(crate) fn child(&mut self) -> &mut Child {
         self.0.as_mut().unwrap()
     }
 }
@@ -133,7 +133,10 @@ impl Drop for Guard {
 }
 
 /// Where the first difference is, for a failure message.
-fn first_difference<T: std::fmt::Debug + PartialEq>(got: &[T], expected: &[T]) -> String {
+pub(crate) fn first_difference<T: std::fmt::Debug + PartialEq>(
+    got: &[T],
+    expected: &[T],
+) -> String {
     let first = got
         .iter()
         .zip(expected)
@@ -331,118 +334,8 @@ async fn a_column_added_to_a_table_with_a_numeric_column_is_registered() {
     );
 }
 
-/// A TCP proxy on 127.0.0.1 in front of one upstream port, whose connections the test
-/// can cut (both sockets shut down, as a dropped network path or a restarted load
-/// balancer would). Dropping it stops it and waits for its threads.
-struct Proxy {
-    addr: SocketAddr,
-    stop: Arc<AtomicBool>,
-    /// Open connections: (id, client side, upstream side).
-    live: Arc<Mutex<Vec<(u64, TcpStream, TcpStream)>>>,
-    threads: Arc<Mutex<Vec<JoinHandle<()>>>>,
-    acceptor: Option<JoinHandle<()>>,
-}
-
-impl Proxy {
-    fn start(upstream: u16) -> Self {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        listener.set_nonblocking(true).unwrap();
-        let addr = listener.local_addr().unwrap();
-        let stop = Arc::new(AtomicBool::new(false));
-        let live: Arc<Mutex<Vec<(u64, TcpStream, TcpStream)>>> = Arc::default();
-        let threads: Arc<Mutex<Vec<JoinHandle<()>>>> = Arc::default();
-        let acceptor = {
-            let (stop, live, threads) = (stop.clone(), live.clone(), threads.clone());
-            std::thread::spawn(move || {
-                let mut next = 0u64;
-                while !stop.load(Ordering::SeqCst) {
-                    let client = match listener.accept() {
-                        Ok((client, _)) => client,
-                        Err(_) => {
-                            std::thread::sleep(Duration::from_millis(10));
-                            continue;
-                        }
-                    };
-                    client.set_nonblocking(false).unwrap();
-                    let Ok(server) = TcpStream::connect(("127.0.0.1", upstream)) else {
-                        continue;
-                    };
-                    let _ = client.set_nodelay(true);
-                    let _ = server.set_nodelay(true);
-                    let id = next;
-                    next += 1;
-                    live.lock().unwrap().push((
-                        id,
-                        client.try_clone().unwrap(),
-                        server.try_clone().unwrap(),
-                    ));
-                    let mut pumps = threads.lock().unwrap();
-                    for (from, to) in [
-                        (client.try_clone().unwrap(), server.try_clone().unwrap()),
-                        (server.try_clone().unwrap(), client.try_clone().unwrap()),
-                    ] {
-                        let live = live.clone();
-                        pumps.push(std::thread::spawn(move || {
-                            pump(from, to);
-                            live.lock().unwrap().retain(|(i, ..)| *i != id);
-                        }));
-                    }
-                }
-            })
-        };
-        Self {
-            addr,
-            stop,
-            live,
-            threads,
-            acceptor: Some(acceptor),
-        }
-    }
-
-    /// Cuts every open connection; returns how many there were.
-    fn cut(&self) -> usize {
-        let open = std::mem::take(&mut *self.live.lock().unwrap());
-        for (_, client, server) in &open {
-            let _ = client.shutdown(Shutdown::Both);
-            let _ = server.shutdown(Shutdown::Both);
-        }
-        open.len()
-    }
-}
-
-/// Copies `from` to `to` until either side ends, then closes both.
-fn pump(mut from: TcpStream, mut to: TcpStream) {
-    let mut buf = [0u8; 16 * 1024];
-    loop {
-        match from.read(&mut buf) {
-            Ok(0) | Err(_) => break,
-            Ok(n) => {
-                if to.write_all(&buf[..n]).is_err() {
-                    break;
-                }
-            }
-        }
-    }
-    let _ = from.shutdown(Shutdown::Both);
-    let _ = to.shutdown(Shutdown::Both);
-}
-
-impl Drop for Proxy {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::SeqCst);
-        if let Some(acceptor) = self.acceptor.take() {
-            let _ = acceptor.join();
-        }
-        self.cut();
-        let threads = std::mem::take(&mut *self.threads.lock().unwrap());
-        for t in threads {
-            let _ = t.join();
-        }
-    }
-}
-
 /// Sets its flag to false when dropped.
-struct StopOnDrop(Arc<AtomicBool>);
+pub(crate) struct StopOnDrop(pub(crate) Arc<AtomicBool>);
 
 impl Drop for StopOnDrop {
     fn drop(&mut self) {

@@ -9,6 +9,8 @@
 
 #![allow(dead_code)]
 
+pub mod proxy;
+
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -196,6 +198,78 @@ fn running_as_root() -> bool {
 pub fn restartable_kafka() -> &'static Stack {
     static STACK: OnceLock<Stack> = OnceLock::new();
     STACK.get_or_init(|| start("kafka-restartable", "kafka", &[]))
+}
+
+/// A Kafka of its own that clients reach through a [`proxy::Proxy`], which a fault test
+/// may cut. Kafka clients connect to the bootstrap address and then to the address the
+/// broker advertises, so the proxy must be what the broker advertises: besides the
+/// PLAINTEXT listener (controller traffic, the broker itself and the tests' consumers,
+/// straight to the broker) it has a listener `PROXIED` that binds a port of its own
+/// but advertises the proxy's, and the proxy forwards to that port.
+pub struct ProxiedKafka {
+    pub stack: Stack,
+    pub proxy: proxy::Proxy,
+    /// What a client that must go through the proxy bootstraps from: the proxy.
+    pub bootstrap: String,
+    /// Held by a test for as long as it cuts the proxy's connections, so that two tests
+    /// do not cut each other's.
+    pub exclusive: tokio::sync::Mutex<()>,
+}
+
+/// The Kafka of [`ProxiedKafka`], started once per test binary.
+pub fn proxied_kafka() -> &'static ProxiedKafka {
+    static KAFKA: OnceLock<ProxiedKafka> = OnceLock::new();
+    KAFKA.get_or_init(|| {
+        // A free port for the listener (the broker binds it a few seconds later; the
+        // usual small race, as for the ports `up` picks), then the proxy in front of it.
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let proxy = proxy::Proxy::start(port);
+        let listeners = format!("PROXIED=PLAINTEXT://127.0.0.1:{port}@{}", proxy.addr);
+        let stack = start(
+            "kafka-proxied",
+            "kafka",
+            &[("WALCAST_KAFKA_EXTRA_LISTENERS", &listeners)],
+        );
+        let kafka = ProxiedKafka {
+            stack,
+            bootstrap: proxy.addr.to_string(),
+            proxy,
+            exclusive: tokio::sync::Mutex::new(()),
+        };
+        // Ready once a client gets metadata through the proxy, naming the proxy.
+        let client: rdkafka::consumer::BaseConsumer = rdkafka::ClientConfig::new()
+            .set("bootstrap.servers", &kafka.bootstrap)
+            .create()
+            .unwrap();
+        let started = std::time::Instant::now();
+        loop {
+            use rdkafka::consumer::Consumer;
+            match client.fetch_metadata(None, std::time::Duration::from_secs(3)) {
+                Ok(metadata) if !metadata.brokers().is_empty() => {
+                    let broker = &metadata.brokers()[0];
+                    assert_eq!(
+                        format!("{}:{}", broker.host(), broker.port()),
+                        kafka.bootstrap,
+                        "the proxied listener advertises the proxy"
+                    );
+                    break;
+                }
+                result => assert!(
+                    started.elapsed() < std::time::Duration::from_secs(30),
+                    "the proxied listener never answered through {}: {:?}; see {}",
+                    kafka.bootstrap,
+                    result.err(),
+                    kafka.stack.get("WALCAST_KAFKA_LOG")
+                ),
+            }
+            std::thread::sleep(std::time::Duration::from_millis(200));
+        }
+        kafka
+    })
 }
 
 impl Stack {
