@@ -33,6 +33,9 @@ use crate::source::spool::SpoolConfig;
 use events::{EventStage, TxContext};
 use incremental::Incremental;
 
+/// Events handled back to back before the loop looks at acks, timers and shutdown.
+const EVENT_DRAIN_BUDGET: usize = 256;
+
 /// Why a connector stopped.
 #[derive(Debug, thiserror::Error)]
 pub enum PipelineError {
@@ -153,15 +156,15 @@ pub async fn run(
     let mut last_recorded = std::time::Instant::now();
     let mut batch_timer = tokio::time::interval(MAX_TRANSACTION_AGE);
     batch_timer.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let result: Result<(), PipelineError> = loop {
+    let result: Result<(), PipelineError> = 'run: loop {
         tokio::select! {
             biased;
-            _ = shutdown.changed() => break Ok(()),
+            _ = shutdown.changed() => break 'run Ok(()),
             // Transactional mode: a Kafka transaction left open at a source-transaction
             // boundary (more was queued when it ended) is committed once it is old enough.
             _ = batch_timer.tick(), if sink.in_transaction() && !tracker.mid_transaction() => {
                 if let Err(e) = commit_batch(&mut sink, &connector, &mut incremental, &mut tracker, &flushed_tx, &mut snapshot_pending, false, false).await {
-                    break Err(e);
+                    break 'run Err(e);
                 }
             }
             Some(report) = reports.recv() => {
@@ -173,7 +176,7 @@ pub async fn run(
                     continue;
                 }
                 if let Some(error) = report.error {
-                    break Err(crate::sink::kafka::SinkError::Delivery { commit_lsn: report.commit_lsn, message: error }.into());
+                    break 'run Err(crate::sink::kafka::SinkError::Delivery { commit_lsn: report.commit_lsn, message: error }.into());
                 }
                 if sink.is_transactional() {
                     // Acknowledged is not yet committed: the Kafka transaction's commit
@@ -195,201 +198,211 @@ pub async fn run(
             event = events_rx.recv() => {
                 let Some(event) = event else {
                     // The source ended (initial_only done, or an error the source task reports).
-                    break Ok(());
+                    break 'run Ok(());
                 };
-                match event {
-                    TxEvent::Begin { xid, commit_lsn: lsn, commit_time_us } => {
-                        tx.xid = xid;
-                        tx.commit_time_us = commit_time_us;
-                        commit_lsn = lsn;
-                        index = 0;
-                        tracker.begin(lsn);
-                        stage.begin_transaction(&tx, lsn);
-                    }
-                    TxEvent::Change(change) if Incremental::is_signal_table(&change.relation) => {
-                        // Signals steer the connector; they are never events.
-                        let chunk = match incremental.on_signal(&change).await {
-                            Ok(chunk) => chunk,
-                            Err(e) => break Err(e),
-                        };
-                        if let Some(mut chunk) = chunk {
-                            let table = chunk.relation.qualified();
-                            let rows = std::mem::take(&mut chunk.rows);
-                            let count = rows.len();
-                            let mut already = 0usize;
-                            for row in rows {
-                                records.clear();
-                                if let Err(e) = stage.snapshot_row(chunk.relation.clone(), row.values, RowMarker::Incremental, change.lsn, &mut records).await {
-                                    failed = Some(e.into());
-                                    break;
-                                }
-                                if chunk.initial {
-                                    let text = serde_json::to_vec(&row.key).unwrap_or_default();
-                                    for record in &mut records {
-                                        record.headers.push((crate::sink::kafka::HEADER_SNAPSHOT_KEY, text.clone()));
+                // Events already queued are handled back to back, without a trip
+                // through select! each; the budget keeps acks and shutdown checked.
+                let mut next = Some(event);
+                let mut budget = EVENT_DRAIN_BUDGET;
+                while let Some(event) = next.take() {
+                    match event {
+                        TxEvent::Begin { xid, commit_lsn: lsn, commit_time_us } => {
+                            tx.xid = xid;
+                            tx.commit_time_us = commit_time_us;
+                            commit_lsn = lsn;
+                            index = 0;
+                            tracker.begin(lsn);
+                            stage.begin_transaction(&tx, lsn);
+                        }
+                        TxEvent::Change(change) if Incremental::is_signal_table(&change.relation) => {
+                            // Signals steer the connector; they are never events.
+                            let chunk = match incremental.on_signal(&change).await {
+                                Ok(chunk) => chunk,
+                                Err(e) => break 'run Err(e),
+                            };
+                            if let Some(mut chunk) = chunk {
+                                let table = chunk.relation.qualified();
+                                let rows = std::mem::take(&mut chunk.rows);
+                                let count = rows.len();
+                                let mut already = 0usize;
+                                for row in rows {
+                                    records.clear();
+                                    if let Err(e) = stage.snapshot_row(chunk.relation.clone(), row.values, RowMarker::Incremental, change.lsn, &mut records).await {
+                                        failed = Some(e.into());
+                                        break;
                                     }
-                                }
-                                if let Some(flags) = &row.present {
-                                    // Resuming an initial snapshot: drop what Kafka holds.
-                                    let mut kept = Vec::with_capacity(records.len());
-                                    for record in records.drain(..) {
-                                        if let Err(e) = sink.ensure_topic(&record.topic).await {
-                                            failed = Some(e.into());
+                                    if chunk.initial {
+                                        let text = serde_json::to_vec(&row.key).unwrap_or_default();
+                                        for record in &mut records {
+                                            record.headers.push((crate::sink::kafka::HEADER_SNAPSHOT_KEY, text.clone()));
+                                        }
+                                    }
+                                    if let Some(flags) = &row.present {
+                                        // Resuming an initial snapshot: drop what Kafka holds.
+                                        let mut kept = Vec::with_capacity(records.len());
+                                        for record in records.drain(..) {
+                                            if let Err(e) = sink.ensure_topic(&record.topic).await {
+                                                failed = Some(e.into());
+                                                break;
+                                            }
+                                            let partition = sink.partition_of(&record.topic, record.key.as_deref());
+                                            if chunk.present(flags, partition) {
+                                                already += 1;
+                                            } else {
+                                                kept.push(record);
+                                            }
+                                        }
+                                        records = kept;
+                                        if failed.is_some() {
                                             break;
                                         }
-                                        let partition = sink.partition_of(&record.topic, record.key.as_deref());
-                                        if chunk.present(flags, partition) {
-                                            already += 1;
-                                        } else {
-                                            kept.push(record);
-                                        }
                                     }
-                                    records = kept;
-                                    if failed.is_some() {
+                                    if let Err(e) = send_all(&mut sink, &connector, &client_id, &mut dedup, &mut records, &mut tracker, commit_lsn, &mut index, tx.xid).await {
+                                        failed = Some(e);
                                         break;
                                     }
                                 }
-                                if let Err(e) = send_all(&mut sink, &connector, &client_id, &mut dedup, &mut records, &mut tracker, commit_lsn, &mut index, tx.xid).await {
-                                    failed = Some(e);
+                                if let Some(e) = failed.take() {
+                                    break 'run Err(e);
+                                }
+                                debug!(table = %table, rows = count, skipped_as_in_kafka = already, "incremental snapshot chunk emitted");
+                                incremental.emitted(Position { commit_lsn, index: index.saturating_sub(1) });
+                            }
+                            if let Err(e) = incremental.next_window().await {
+                                break 'run Err(e);
+                            }
+                            if incremental.take_initial_finished() {
+                                // Complete once Kafka holds everything sent so far.
+                                snapshot_pending = Some(Lsn(commit_lsn.0.saturating_add(1)));
+                            }
+                        }
+                        TxEvent::Change(change) => {
+                            incremental.on_change(&change);
+                            records.clear();
+                            if let Err(e) = stage.change(change, &tx, &mut records).await {
+                                break 'run Err(e.into());
+                            }
+                            if let Err(e) = send_all(&mut sink, &connector, &client_id, &mut dedup, &mut records, &mut tracker, commit_lsn, &mut index, tx.xid).await {
+                                break 'run Err(e);
+                            }
+                        }
+                        TxEvent::Message { transactional, lsn, prefix, content } => {
+                            if !transactional {
+                                tracker.begin(lsn);
+                                commit_lsn = lsn;
+                                index = 0;
+                            }
+                            records.clear();
+                            if let Err(e) = stage.message(prefix, content, lsn, transactional, &tx, &mut records).await {
+                                break 'run Err(e.into());
+                            }
+                            if let Err(e) = send_all(&mut sink, &connector, &client_id, &mut dedup, &mut records, &mut tracker, commit_lsn, &mut index, tx.xid).await {
+                                break 'run Err(e);
+                            }
+                            if !transactional {
+                                tracker.commit(lsn);
+                                if let Err(e) = commit_batch(&mut sink, &connector, &mut incremental, &mut tracker, &flushed_tx, &mut snapshot_pending, events_rx.is_empty(), false).await {
+                                    break 'run Err(e);
+                                }
+                            }
+                        }
+                        TxEvent::SnapshotStarted { consistent_point } => {
+                            // Snapshot rows sort before every change streamed after the
+                            // consistent point, and after anything an earlier attempt sent.
+                            commit_lsn = Lsn(consistent_point.0.saturating_sub(1));
+                            index = 0;
+                            tx.xid = 0;
+                            tracker.begin(commit_lsn);
+                            snapshot_point = Some(consistent_point);
+                        }
+                        TxEvent::SnapshotRows { relation, rows } => {
+                            let mut failure = None;
+                            for read in rows {
+                                records.clear();
+                                if let Err(e) = stage.snapshot_row(relation.clone(), read.row, read.marker, snapshot_point.unwrap_or_default(), &mut records).await {
+                                    failure = Some(e.into());
+                                    break;
+                                }
+                                if let Some(key) = read.key {
+                                    // Where an interrupted snapshot resumes (see snapshot::prepare).
+                                    if let Some((last, others)) = records.split_last_mut() {
+                                        for record in others {
+                                            record.headers.push((crate::sink::kafka::HEADER_SNAPSHOT_KEY, key.clone()));
+                                        }
+                                        last.headers.push((crate::sink::kafka::HEADER_SNAPSHOT_KEY, key));
+                                    }
+                                }
+                                if let Err(e) = send_all(&mut sink, &connector, &client_id, &mut dedup, &mut records, &mut tracker, commit_lsn, &mut index, 0).await {
+                                    failure = Some(e);
+                                    break;
+                                }
+                                // A snapshot is no source transaction: commit it in batches.
+                                if let Err(e) = commit_batch(&mut sink, &connector, &mut incremental, &mut tracker, &flushed_tx, &mut snapshot_pending, false, true).await {
+                                    failure = Some(e);
                                     break;
                                 }
                             }
-                            if let Some(e) = failed.take() {
-                                break Err(e);
+                            if let Some(e) = failure {
+                                break 'run Err(e);
                             }
-                            debug!(table = %table, rows = count, skipped_as_in_kafka = already, "incremental snapshot chunk emitted");
-                            incremental.emitted(Position { commit_lsn, index: index.saturating_sub(1) });
                         }
-                        if let Err(e) = incremental.next_window().await {
-                            break Err(e);
-                        }
-                        if incremental.take_initial_finished() {
-                            // Complete once Kafka holds everything sent so far.
-                            snapshot_pending = Some(Lsn(commit_lsn.0.saturating_add(1)));
-                        }
-                    }
-                    TxEvent::Change(change) => {
-                        incremental.on_change(&change);
-                        records.clear();
-                        if let Err(e) = stage.change(change, &tx, &mut records).await {
-                            break Err(e.into());
-                        }
-                        if let Err(e) = send_all(&mut sink, &connector, &client_id, &mut dedup, &mut records, &mut tracker, commit_lsn, &mut index, tx.xid).await {
-                            break Err(e);
-                        }
-                    }
-                    TxEvent::Message { transactional, lsn, prefix, content } => {
-                        if !transactional {
-                            tracker.begin(lsn);
-                            commit_lsn = lsn;
-                            index = 0;
-                        }
-                        records.clear();
-                        if let Err(e) = stage.message(prefix, content, lsn, transactional, &tx, &mut records).await {
-                            break Err(e.into());
-                        }
-                        if let Err(e) = send_all(&mut sink, &connector, &client_id, &mut dedup, &mut records, &mut tracker, commit_lsn, &mut index, tx.xid).await {
-                            break Err(e);
-                        }
-                        if !transactional {
-                            tracker.commit(lsn);
+                        TxEvent::SnapshotCompleted { consistent_point } => {
+                            tracker.commit(consistent_point);
+                            snapshot_pending = Some(consistent_point);
                             if let Err(e) = commit_batch(&mut sink, &connector, &mut incremental, &mut tracker, &flushed_tx, &mut snapshot_pending, events_rx.is_empty(), false).await {
-                                break Err(e);
+                                break 'run Err(e);
                             }
                         }
-                    }
-                    TxEvent::SnapshotStarted { consistent_point } => {
-                        // Snapshot rows sort before every change streamed after the
-                        // consistent point, and after anything an earlier attempt sent.
-                        commit_lsn = Lsn(consistent_point.0.saturating_sub(1));
-                        index = 0;
-                        tx.xid = 0;
-                        tracker.begin(commit_lsn);
-                        snapshot_point = Some(consistent_point);
-                    }
-                    TxEvent::SnapshotRows { relation, rows } => {
-                        let mut failure = None;
-                        for read in rows {
+                        TxEvent::Truncate { relations, .. } => {
+                            debug!(tables = relations.len(), "truncate skipped (Debezium's default skipped.operations=t)");
+                        }
+                        TxEvent::RelationChanged(relation) => {
+                            info!(table = %relation.qualified(), version = relation.version, "table changed shape; the next event registers a new schema");
+                        }
+                        TxEvent::Restarted => {
+                            tracker.drop_uncommitted();
+                            metrics.reconnects.with_label_values(&[&connector.name, "postgres"]).inc();
+                        }
+                        TxEvent::Idle { wal_end } => {
+                            metrics.server_wal_end.with_label_values(&[&connector.name]).set(wal_end.0 as i64);
+                            if let Some(checkpoint) = tracker.idle(wal_end) {
+                                let _ = flushed_tx.send(checkpoint.flush_lsn);
+                        metrics.confirmed_lsn.with_label_values(&[&connector.name]).set(checkpoint.flush_lsn.0 as i64);
+                            }
+                        }
+                        TxEvent::Commit { end_lsn, .. } => {
+                            // Transaction metadata (END, or BEGIN and END) belongs to the
+                            // transaction: same positions, same checkpoint.
                             records.clear();
-                            if let Err(e) = stage.snapshot_row(relation.clone(), read.row, read.marker, snapshot_point.unwrap_or_default(), &mut records).await {
-                                failure = Some(e.into());
-                                break;
+                            if let Err(e) = stage.commit_transaction(end_lsn, &mut records).await {
+                                break 'run Err(e.into());
                             }
-                            if let Some(key) = read.key {
-                                // Where an interrupted snapshot resumes (see snapshot::prepare).
-                                if let Some((last, others)) = records.split_last_mut() {
-                                    for record in others {
-                                        record.headers.push((crate::sink::kafka::HEADER_SNAPSHOT_KEY, key.clone()));
-                                    }
-                                    last.headers.push((crate::sink::kafka::HEADER_SNAPSHOT_KEY, key));
-                                }
+                            if let Err(e) = send_all(&mut sink, &connector, &client_id, &mut dedup, &mut records, &mut tracker, commit_lsn, &mut index, tx.xid).await {
+                                break 'run Err(e);
                             }
-                            if let Err(e) = send_all(&mut sink, &connector, &client_id, &mut dedup, &mut records, &mut tracker, commit_lsn, &mut index, 0).await {
-                                failure = Some(e);
-                                break;
+                            tracker.commit(end_lsn);
+                            if let Err(e) = commit_batch(&mut sink, &connector, &mut incremental, &mut tracker, &flushed_tx, &mut snapshot_pending, events_rx.is_empty(), false).await {
+                                break 'run Err(e);
                             }
-                            // A snapshot is no source transaction: commit it in batches.
-                            if let Err(e) = commit_batch(&mut sink, &connector, &mut incremental, &mut tracker, &flushed_tx, &mut snapshot_pending, false, true).await {
-                                failure = Some(e);
-                                break;
-                            }
-                        }
-                        if let Some(e) = failure {
-                            break Err(e);
+                            metrics.transactions.with_label_values(&[&connector.name]).inc();
+                            metrics.in_flight.with_label_values(&[&connector.name]).set(tracker.in_flight() as i64);
+                            tx.last_commit_lsn = Some(end_lsn);
                         }
                     }
-                    TxEvent::SnapshotCompleted { consistent_point } => {
-                        tracker.commit(consistent_point);
-                        snapshot_pending = Some(consistent_point);
-                        if let Err(e) = commit_batch(&mut sink, &connector, &mut incremental, &mut tracker, &flushed_tx, &mut snapshot_pending, events_rx.is_empty(), false).await {
-                            break Err(e);
-                        }
+                    if let Some(checkpoint) = tracker.advance() {
+                        crate::failpoint::hit("before_confirm");
+                        confirm(&connector, &flushed_tx, &mut snapshot_pending, &checkpoint);
                     }
-                    TxEvent::Truncate { relations, .. } => {
-                        debug!(tables = relations.len(), "truncate skipped (Debezium's default skipped.operations=t)");
+                    if let Some(fatal) = sink.fatal_error() {
+                        break 'run Err(crate::sink::kafka::SinkError::Delivery { commit_lsn, message: fatal }.into());
                     }
-                    TxEvent::RelationChanged(relation) => {
-                        info!(table = %relation.qualified(), version = relation.version, "table changed shape; the next event registers a new schema");
+                    budget -= 1;
+                    if budget > 0 {
+                        next = events_rx.try_recv().ok();
                     }
-                    TxEvent::Restarted => {
-                        tracker.drop_uncommitted();
-                        metrics.reconnects.with_label_values(&[&connector.name, "postgres"]).inc();
-                    }
-                    TxEvent::Idle { wal_end } => {
-                        metrics.server_wal_end.with_label_values(&[&connector.name]).set(wal_end.0 as i64);
-                        if let Some(checkpoint) = tracker.idle(wal_end) {
-                            let _ = flushed_tx.send(checkpoint.flush_lsn);
-                    metrics.confirmed_lsn.with_label_values(&[&connector.name]).set(checkpoint.flush_lsn.0 as i64);
-                        }
-                    }
-                    TxEvent::Commit { end_lsn, .. } => {
-                        // Transaction metadata (END, or BEGIN and END) belongs to the
-                        // transaction: same positions, same checkpoint.
-                        records.clear();
-                        if let Err(e) = stage.commit_transaction(end_lsn, &mut records).await {
-                            break Err(e.into());
-                        }
-                        if let Err(e) = send_all(&mut sink, &connector, &client_id, &mut dedup, &mut records, &mut tracker, commit_lsn, &mut index, tx.xid).await {
-                            break Err(e);
-                        }
-                        tracker.commit(end_lsn);
-                        if let Err(e) = commit_batch(&mut sink, &connector, &mut incremental, &mut tracker, &flushed_tx, &mut snapshot_pending, events_rx.is_empty(), false).await {
-                            break Err(e);
-                        }
-                        metrics.transactions.with_label_values(&[&connector.name]).inc();
-                        metrics.in_flight.with_label_values(&[&connector.name]).set(tracker.in_flight() as i64);
-                        tx.last_commit_lsn = Some(end_lsn);
-                    }
-                }
-                if let Some(checkpoint) = tracker.advance() {
-                    crate::failpoint::hit("before_confirm");
-                    confirm(&connector, &flushed_tx, &mut snapshot_pending, &checkpoint);
-                }
-                if let Some(fatal) = sink.fatal_error() {
-                    break Err(crate::sink::kafka::SinkError::Delivery { commit_lsn, message: fatal }.into());
                 }
             }
-            else => break Ok(()),
+            else => break 'run Ok(()),
         }
     };
 

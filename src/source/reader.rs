@@ -10,6 +10,7 @@
 use std::time::Duration;
 
 use bytes::Bytes;
+use futures_util::FutureExt;
 use tokio::sync::{mpsc, watch};
 use tokio_postgres::Client;
 use tracing::{debug, warn};
@@ -22,6 +23,9 @@ use super::replication::{ReplicationConnection, ReplicationError, WalMessage};
 use super::spool::{Spool, SpoolConfig};
 use super::value::{parse_text, ValueError};
 use crate::config::Source;
+
+/// Messages handled back to back before the reader looks at its timers and shutdown.
+const DRAIN_BUDGET: usize = 256;
 
 /// How to stream.
 #[derive(Debug, Clone)]
@@ -158,24 +162,15 @@ impl Reader {
         loop {
             tokio::select! {
                 message = self.conn.recv() => {
-                    match message.map_err(|e| explain_missing(e, &self.names))? {
-                        Some(WalMessage::XLogData { wal_start, wal_end, data, .. }) => {
-                            self.received = self.received.max(wal_end);
-                            self.handle(data, wal_start).await?;
+                    self.on_message(message).await?;
+                    // Messages already received are handled without a trip through
+                    // select! each (its timers and shutdown watch cost more than a
+                    // small change's decoding); the budget keeps those checked.
+                    for _ in 0..DRAIN_BUDGET {
+                        match self.conn.recv().now_or_never() {
+                            Some(message) => self.on_message(message).await?,
+                            None => break,
                         }
-                        Some(WalMessage::Keepalive { wal_end, reply_requested, .. }) => {
-                            self.received = self.received.max(wal_end);
-                            if !self.in_txn && self.in_stream.is_none() {
-                                self.emit(TxEvent::Idle { wal_end }).await?;
-                            }
-                            if reply_requested {
-                                self.send_status(false).await?;
-                            }
-                        }
-                        None => return Err(ReplicationError::Io {
-                            target: "PostgreSQL".into(),
-                            detail: "the server ended the replication stream".into(),
-                        }.into()),
                     }
                 }
                 _ = ticker.tick() => {
@@ -195,6 +190,43 @@ impl Reader {
                     return Ok(());
                 }
             }
+        }
+    }
+
+    /// One message of the replication stream.
+    async fn on_message(
+        &mut self,
+        message: Result<Option<WalMessage>, ReplicationError>,
+    ) -> Result<(), ReaderError> {
+        match message.map_err(|e| explain_missing(e, &self.names))? {
+            Some(WalMessage::XLogData {
+                wal_start,
+                wal_end,
+                data,
+                ..
+            }) => {
+                self.received = self.received.max(wal_end);
+                self.handle(data, wal_start).await
+            }
+            Some(WalMessage::Keepalive {
+                wal_end,
+                reply_requested,
+                ..
+            }) => {
+                self.received = self.received.max(wal_end);
+                if !self.in_txn && self.in_stream.is_none() {
+                    self.emit(TxEvent::Idle { wal_end }).await?;
+                }
+                if reply_requested {
+                    self.send_status(false).await?;
+                }
+                Ok(())
+            }
+            None => Err(ReplicationError::Io {
+                target: "PostgreSQL".into(),
+                detail: "the server ended the replication stream".into(),
+            }
+            .into()),
         }
     }
 
