@@ -195,6 +195,10 @@ impl KafkaSink {
             // for the previous one's TCP ACK, which the broker's delayed ACK holds back
             // up to 40–200 ms (p99 commit-to-append 200 ms at 5,000 changes/s here).
             ("socket.nagle.disable", "true"),
+            // librdkafka's reconnect backoff grows to 10 s while a broker refuses
+            // connections, and a reconnect after the broker is back waited that long
+            // (the Kafka connection-cut test saw 3–10 s); 2 s bounds the wait.
+            ("reconnect.backoff.max.ms", "2000"),
         ] {
             if !settings.producer.contains_key(k) {
                 config.set(k, v);
