@@ -25,6 +25,7 @@ use crate::config::{Connector, DeliveryMode, SinkKind};
 use crate::registry::client::{RegistryClient, RegistryClientConfig};
 use crate::sink::kafka::{KafkaSink, OutRecord};
 use crate::sink::reconcile::last_positions;
+use crate::sink::topic_map::TopicMap;
 use crate::source::change::TxEvent;
 use crate::source::lsn::Lsn;
 use crate::source::reader::{stream_with_reconnect, ReaderConfig};
@@ -511,11 +512,11 @@ struct Dedup {
     /// record in the offsets topic).
     floor: Option<Position>,
     /// The last position already in each partition, loaded per topic on first use.
-    present: HashMap<Arc<str>, HashMap<i32, Position>>,
+    present: TopicMap<HashMap<i32, Position>>,
     skipped: u64,
     /// Each topic's `walcast_records_sent_total` counter, looked up once (a labelled
     /// lookup per record costs more than the count).
-    sent_counters: HashMap<Arc<str>, prometheus::IntCounter>,
+    sent_counters: TopicMap<prometheus::IntCounter>,
 }
 
 impl Dedup {
@@ -527,9 +528,9 @@ impl Dedup {
                 wal_now: Lsn(u64::MAX),
                 recorded_incremental: serde_json::Value::Null,
                 floor: None,
-                present: HashMap::new(),
+                present: TopicMap::default(),
                 skipped: 0,
-                sent_counters: HashMap::new(),
+                sent_counters: TopicMap::default(),
             });
         }
         let record = {
@@ -568,9 +569,9 @@ impl Dedup {
             wal_now,
             recorded_incremental,
             floor,
-            present: HashMap::new(),
+            present: TopicMap::default(),
             skipped: 0,
-            sent_counters: HashMap::new(),
+            sent_counters: TopicMap::default(),
         })
     }
 

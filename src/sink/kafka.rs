@@ -3,7 +3,6 @@
 //! back to the checkpoint. Idempotent with librdkafka's gapless guarantee, so a record
 //! that finally fails is a fatal error, never a silent hole.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -130,13 +129,56 @@ impl ProducerContext for Reporter {
     }
 }
 
+/// Appends `position` as its `Display` form (`X/Y#index`, the LSN's halves in upper-case
+/// hex) without the formatting machinery, which cost more than the rest of a record's
+/// headers.
+fn push_position(out: &mut String, position: Position) {
+    let lsn = position.commit_lsn.0;
+    push_hex(out, (lsn >> 32) as u32);
+    out.push('/');
+    push_hex(out, (lsn & 0xFFFF_FFFF) as u32);
+    out.push('#');
+    push_decimal(out, position.index);
+}
+
+fn push_hex(out: &mut String, value: u32) {
+    const DIGITS: &[u8; 16] = b"0123456789ABCDEF";
+    let mut buf = [0u8; 8];
+    let mut at = buf.len();
+    let mut v = value;
+    loop {
+        at -= 1;
+        buf[at] = DIGITS[(v & 0xF) as usize];
+        v >>= 4;
+        if v == 0 {
+            break;
+        }
+    }
+    buf[at..].iter().for_each(|&b| out.push(char::from(b)));
+}
+
+fn push_decimal(out: &mut String, value: u32) {
+    let mut buf = [0u8; 10];
+    let mut at = buf.len();
+    let mut v = value;
+    loop {
+        at -= 1;
+        buf[at] = b'0' + (v % 10) as u8;
+        v /= 10;
+        if v == 0 {
+            break;
+        }
+    }
+    buf[at..].iter().for_each(|&b| out.push(char::from(b)));
+}
+
 /// The producer and what it knows about its topics.
 pub struct KafkaSink {
     producer: ThreadedProducer<Reporter>,
     admin: AdminClient<QuietAdmin>,
     last_error: Arc<std::sync::Mutex<Option<String>>>,
     settings: Kafka,
-    partitions: HashMap<Arc<str>, i32>,
+    partitions: super::topic_map::TopicMap<i32>,
     /// `[delivery] mode = "transactional"`: records are produced inside Kafka
     /// transactions that walcast opens and commits.
     transactional: bool,
@@ -241,7 +283,7 @@ impl KafkaSink {
                 producer,
                 admin,
                 settings: settings.clone(),
-                partitions: HashMap::new(),
+                partitions: Default::default(),
                 last_error,
                 transactional: mode == DeliveryMode::Transactional,
                 in_transaction: false,
@@ -497,11 +539,10 @@ impl KafkaSink {
         }
         // Both header values are formatted into one reused buffer (no allocation per
         // record).
-        use std::fmt::Write as _;
         self.scratch.clear();
-        let _ = write!(self.scratch, "{}", record.position);
+        push_position(&mut self.scratch, record.position);
         let split = self.scratch.len();
-        let _ = write!(self.scratch, "{}", record.txid);
+        push_decimal(&mut self.scratch, record.txid);
         let (position, txid) = self.scratch.split_at(split);
         loop {
             let mut headers = OwnedHeaders::new_with_capacity(2 + record.headers.len())
@@ -637,4 +678,32 @@ pub(super) fn base_config(settings: &Kafka, client_id: &str) -> ClientConfig {
         }
     }
     config
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn position_headers_read_as_positions_display() {
+        let cases = [
+            (0u64, 0u32),
+            (0x1_6B37_4D48, 7),
+            (u64::MAX, u32::MAX),
+            (0xABCD_0000_0000, 10),
+            (0x10, 1_000_000),
+        ];
+        for (lsn, index) in cases {
+            let position = Position {
+                commit_lsn: Lsn(lsn),
+                index,
+            };
+            let mut out = String::new();
+            push_position(&mut out, position);
+            assert_eq!(out, position.to_string());
+            let mut txid = String::new();
+            push_decimal(&mut txid, index);
+            assert_eq!(txid, index.to_string());
+        }
+    }
 }

@@ -3,3 +3,4 @@
 pub mod kafka;
 pub mod partition;
 pub mod reconcile;
+pub mod topic_map;
