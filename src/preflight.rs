@@ -311,12 +311,7 @@ async fn check_table(
                 rule.location
             ));
         } else {
-            // Prepared, never executed: PostgreSQL parses and type-checks the condition.
-            let probe = format!("SELECT 1 FROM {quoted} WHERE ({filter})");
-            if let Err(e) = client.prepare(&probe).await {
-                let why = e
-                    .as_db_error()
-                    .map_or_else(|| e.to_string(), |d| d.message().to_owned());
+            if let Some(why) = condition_problem(client, &quoted, filter).await {
                 problems.push(format!(
                     "filter `{filter}` is not valid SQL for it: {why} ({})",
                     rule.location
@@ -329,12 +324,7 @@ async fn check_table(
         }
     }
     if let Some(filter) = &rule.snapshot_filter {
-        // Prepared, never executed, as the snapshot will run it.
-        let probe = format!("SELECT 1 FROM {quoted} WHERE ({filter})");
-        if let Err(e) = client.prepare(&probe).await {
-            let why = e
-                .as_db_error()
-                .map_or_else(|| e.to_string(), |d| d.message().to_owned());
+        if let Some(why) = condition_problem(client, &quoted, filter).await {
             problems.push(format!(
                 "snapshot_filter `{filter}` is not valid SQL for it: {why} ({})",
                 rule.location
@@ -443,6 +433,17 @@ async fn check_publication(
         ))),
     }
     Ok(())
+}
+
+/// Why PostgreSQL rejects `condition` as a WHERE clause of the table `quoted`, if it
+/// does: the statement is prepared, never executed, so the server parses and
+/// type-checks the condition as the publication or the snapshot will use it.
+async fn condition_problem(client: &Client, quoted: &str, condition: &str) -> Option<String> {
+    let probe = format!("SELECT 1 FROM {quoted} WHERE ({condition})");
+    client.prepare(&probe).await.err().map(|e| {
+        e.as_db_error()
+            .map_or_else(|| e.to_string(), |d| d.message().to_owned())
+    })
 }
 
 /// PostgreSQL accepts a row filter that reads columns outside the replica identity, and
