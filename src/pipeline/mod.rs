@@ -233,10 +233,7 @@ pub async fn run(
                                         break;
                                     }
                                     if chunk.initial {
-                                        let text = serde_json::to_vec(&row.key).unwrap_or_default();
-                                        for record in &mut records {
-                                            record.headers.push((crate::sink::kafka::HEADER_SNAPSHOT_KEY, text.clone()));
-                                        }
+                                        attach_snapshot_key(&mut records, serde_json::to_vec(&row.key).unwrap_or_default());
                                     }
                                     if let Some(flags) = &row.present {
                                         // Resuming an initial snapshot: drop what Kafka holds.
@@ -325,13 +322,7 @@ pub async fn run(
                                     break;
                                 }
                                 if let Some(key) = read.key {
-                                    // Where an interrupted snapshot resumes (see snapshot::prepare).
-                                    if let Some((last, others)) = records.split_last_mut() {
-                                        for record in others {
-                                            record.headers.push((crate::sink::kafka::HEADER_SNAPSHOT_KEY, key.clone()));
-                                        }
-                                        last.headers.push((crate::sink::kafka::HEADER_SNAPSHOT_KEY, key));
-                                    }
+                                    attach_snapshot_key(&mut records, key);
                                 }
                                 if let Err(e) = send_all(&mut sink, &connector, &client_id, &mut dedup, &mut records, &mut tracker, commit_lsn, &mut index, 0).await {
                                     failure = Some(e);
@@ -700,6 +691,21 @@ async fn send_all(
         dedup.sent(&record.topic, partition, position);
     }
     Ok(())
+}
+
+/// Gives a snapshot row's records the row's key (a JSON array of key texts) in the
+/// `walcast.snapshot.key` header: where an interrupted initial snapshot resumes (see
+/// `snapshot::prepare`).
+fn attach_snapshot_key(records: &mut [events::Encoded], key: Vec<u8>) {
+    if let Some((last, others)) = records.split_last_mut() {
+        for record in others {
+            record
+                .headers
+                .push((crate::sink::kafka::HEADER_SNAPSHOT_KEY, key.clone()));
+        }
+        last.headers
+            .push((crate::sink::kafka::HEADER_SNAPSHOT_KEY, key));
+    }
 }
 
 /// Transactional mode: commits the open Kafka transaction, with the connector's

@@ -42,35 +42,20 @@ pub fn last_positions(
         let mut window: i64 = 16;
         while end > low && !out.contains_key(&partition) {
             let start = (end - window).max(low);
-            let mut tpl = rdkafka::TopicPartitionList::new();
-            tpl.add_partition_offset(topic, partition, rdkafka::Offset::Offset(start))
-                .map_err(metadata_err)?;
-            consumer.assign(&tpl).map_err(metadata_err)?;
-            let deadline = std::time::Instant::now() + Duration::from_secs(30);
-            loop {
-                if std::time::Instant::now() > deadline {
-                    return Err(metadata_err(KafkaError::MessageConsumption(
-                        RDKafkaErrorCode::RequestTimedOut,
-                    )));
-                }
-                match consumer.poll(Duration::from_millis(200)) {
-                    Some(Ok(message)) => {
-                        if message.offset() >= end {
-                            break;
-                        }
-                        let position = position_of(&message);
-                        if let Some(p) = position {
-                            out.insert(partition, p);
-                        }
-                        if message.offset() + 1 >= end {
-                            break;
-                        }
+            read_range(
+                &consumer,
+                topic,
+                partition,
+                start,
+                end,
+                Duration::from_secs(30),
+                |message| {
+                    if let Some(p) = position_of(message) {
+                        out.insert(partition, p);
                     }
-                    Some(Err(KafkaError::PartitionEOF(_))) => break,
-                    Some(Err(e)) => return Err(metadata_err(e)),
-                    None => {}
-                }
-            }
+                },
+            )
+            .map_err(metadata_err)?;
             end = start;
             window = window.saturating_mul(8);
         }
@@ -112,38 +97,24 @@ pub fn committed_position(
     let mut end = high;
     while end > low {
         let start = (end - window).max(low);
-        let mut tpl = rdkafka::TopicPartitionList::new();
-        tpl.add_partition_offset(OFFSETS_TOPIC, partition, rdkafka::Offset::Offset(start))
-            .map_err(metadata_err)?;
-        consumer.assign(&tpl).map_err(metadata_err)?;
         let mut found = None;
-        let deadline = std::time::Instant::now() + Duration::from_secs(30);
-        loop {
-            if std::time::Instant::now() > deadline {
-                return Err(metadata_err(KafkaError::MessageConsumption(
-                    RDKafkaErrorCode::RequestTimedOut,
-                )));
-            }
-            match consumer.poll(Duration::from_millis(200)) {
-                Some(Ok(m)) => {
-                    if m.offset() >= end {
-                        break;
-                    }
-                    if m.key() == Some(connector.as_bytes()) {
-                        found = m
-                            .payload()
-                            .and_then(|p| serde_json::from_slice::<serde_json::Value>(p).ok())
-                            .filter(|v| v["slot"] == slot);
-                    }
-                    if m.offset() + 1 >= end {
-                        break;
-                    }
+        read_range(
+            &consumer,
+            OFFSETS_TOPIC,
+            partition,
+            start,
+            end,
+            Duration::from_secs(30),
+            |m| {
+                if m.key() == Some(connector.as_bytes()) {
+                    found = m
+                        .payload()
+                        .and_then(|p| serde_json::from_slice::<serde_json::Value>(p).ok())
+                        .filter(|v| v["slot"] == slot);
                 }
-                Some(Err(KafkaError::PartitionEOF(_))) => break,
-                Some(Err(e)) => return Err(metadata_err(e)),
-                None => {}
-            }
-        }
+            },
+        )
+        .map_err(metadata_err)?;
         if found.is_some() {
             return Ok(found);
         }
@@ -179,44 +150,68 @@ pub fn last_snapshot_keys(
         if high <= low {
             continue;
         }
-        let mut tpl = rdkafka::TopicPartitionList::new();
-        tpl.add_partition_offset(
+        let start = (high - depth).max(low);
+        read_range(
+            &consumer,
             topic,
             partition,
-            rdkafka::Offset::Offset((high - depth).max(low)),
-        )
-        .map_err(metadata_err)?;
-        consumer.assign(&tpl).map_err(metadata_err)?;
-        let deadline = std::time::Instant::now() + Duration::from_secs(60);
-        loop {
-            if std::time::Instant::now() > deadline {
-                return Err(metadata_err(KafkaError::MessageConsumption(
-                    RDKafkaErrorCode::RequestTimedOut,
-                )));
-            }
-            match consumer.poll(Duration::from_millis(200)) {
-                Some(Ok(m)) => {
-                    let position = position_of(&m);
-                    // The snapshot's own records, and those of its resumption (streamed
-                    // later, so at higher positions).
-                    if position.is_some_and(|p| p.commit_lsn >= snapshot_lsn) {
-                        if let Some(key) = header(&m, HEADER_SNAPSHOT_KEY)
-                            .and_then(|v| serde_json::from_slice::<Vec<String>>(v).ok())
-                        {
-                            out.insert(partition, key);
-                        }
-                    }
-                    if m.offset() + 1 >= high {
-                        break;
+            start,
+            high,
+            Duration::from_secs(60),
+            |m| {
+                // The snapshot's own records, and those of its resumption (streamed later,
+                // so at higher positions).
+                if position_of(m).is_some_and(|p| p.commit_lsn >= snapshot_lsn) {
+                    if let Some(key) = header(m, HEADER_SNAPSHOT_KEY)
+                        .and_then(|v| serde_json::from_slice::<Vec<String>>(v).ok())
+                    {
+                        out.insert(partition, key);
                     }
                 }
-                Some(Err(KafkaError::PartitionEOF(_))) => break,
-                Some(Err(e)) => return Err(metadata_err(e)),
-                None => {}
-            }
-        }
+            },
+        )
+        .map_err(metadata_err)?;
     }
     Ok(out)
+}
+
+/// Reads offsets `start..end` of one partition of `topic` (read_committed: transaction
+/// markers and aborted records are never seen), handing each record to `each`; stops at
+/// `end` or the partition's end, and fails after `timeout`.
+fn read_range<C: rdkafka::consumer::ConsumerContext>(
+    consumer: &BaseConsumer<C>,
+    topic: &str,
+    partition: i32,
+    start: i64,
+    end: i64,
+    timeout: Duration,
+    mut each: impl FnMut(&BorrowedMessage<'_>),
+) -> Result<(), KafkaError> {
+    let mut tpl = rdkafka::TopicPartitionList::new();
+    tpl.add_partition_offset(topic, partition, rdkafka::Offset::Offset(start))?;
+    consumer.assign(&tpl)?;
+    let deadline = std::time::Instant::now() + timeout;
+    loop {
+        if std::time::Instant::now() > deadline {
+            return Err(KafkaError::MessageConsumption(
+                RDKafkaErrorCode::RequestTimedOut,
+            ));
+        }
+        match consumer.poll(Duration::from_millis(200)) {
+            Some(Ok(message)) => {
+                if message.offset() >= end {
+                    return Ok(());
+                }
+                each(&message);
+                if message.offset() + 1 >= end {
+                    return Ok(());
+                }
+            }
+            Some(Err(KafkaError::PartitionEOF(_))) => return Ok(()),
+            Some(Err(e)) => return Err(e),
+            None => {}
+        }
+    }
 }
 
 /// The partition ids of `topic`.
