@@ -36,6 +36,9 @@ use incremental::Incremental;
 
 /// Events handled back to back before the loop looks at acks, timers and shutdown.
 const EVENT_DRAIN_BUDGET: usize = 256;
+/// Delivery reports taken from their channel at once (librdkafka reports a whole
+/// produce request's records together).
+const REPORT_DRAIN_BUDGET: usize = 1024;
 
 /// Why a connector stopped.
 #[derive(Debug, thiserror::Error)]
@@ -150,6 +153,9 @@ pub async fn run(
     let mut commit_lsn = Lsn::ZERO;
     let mut index: u32 = 0;
     let mut records = Vec::new();
+    let mut inbox: Vec<TxEvent> = Vec::with_capacity(EVENT_DRAIN_BUDGET);
+    let mut acks = Vec::with_capacity(REPORT_DRAIN_BUDGET);
+    let mut reports_closed = false;
     let mut failed: Option<PipelineError> = None;
     // The consistent point of a snapshot being sent, and of one waiting for its acks.
     let mut snapshot_point: Option<Lsn> = None;
@@ -168,23 +174,32 @@ pub async fn run(
                     break 'run Err(e);
                 }
             }
-            Some(report) = reports.recv() => {
-                if report.commit_lsn == Lsn::ZERO {
-                    // A checkpoint record: informative, never part of the guarantee.
-                    if let Some(error) = report.error {
-                        warn!(error = %error, "could not record the checkpoint in {}", crate::sink::kafka::OFFSETS_TOPIC);
-                    }
+            received = reports.recv_many(&mut acks, REPORT_DRAIN_BUDGET), if !reports_closed => {
+                if received == 0 {
+                    reports_closed = true;
                     continue;
                 }
-                if let Some(error) = report.error {
-                    break 'run Err(crate::sink::kafka::SinkError::Delivery { commit_lsn: report.commit_lsn, message: error }.into());
+                // Every report already queued at once, and the checkpoint moved once.
+                for report in acks.drain(..) {
+                    if report.commit_lsn == Lsn::ZERO {
+                        // A checkpoint record: informative, never part of the guarantee.
+                        if let Some(error) = report.error {
+                            warn!(error = %error, "could not record the checkpoint in {}", crate::sink::kafka::OFFSETS_TOPIC);
+                        }
+                        continue;
+                    }
+                    if let Some(error) = report.error {
+                        break 'run Err(crate::sink::kafka::SinkError::Delivery { commit_lsn: report.commit_lsn, message: error }.into());
+                    }
+                    // Transactional: acknowledged is not yet committed; the Kafka
+                    // transaction's commit acknowledges its records.
+                    if !sink.is_transactional() {
+                        tracker.acked(report.commit_lsn);
+                    }
                 }
                 if sink.is_transactional() {
-                    // Acknowledged is not yet committed: the Kafka transaction's commit
-                    // acknowledges its records.
                     continue;
                 }
-                tracker.acked(report.commit_lsn);
                 if let Some(checkpoint) = tracker.advance() {
                     crate::failpoint::hit("before_confirm");
                     confirm(&connector, &flushed_tx, &mut snapshot_pending, &checkpoint);
@@ -196,16 +211,16 @@ pub async fn run(
                     }
                 }
             }
-            event = events_rx.recv() => {
-                let Some(event) = event else {
+            received = events_rx.recv_many(&mut inbox, EVENT_DRAIN_BUDGET) => {
+                if received == 0 {
                     // The source ended (initial_only done, or an error the source task reports).
                     break 'run Ok(());
-                };
+                }
                 // Events already queued are handled back to back, without a trip
                 // through select! each; the budget keeps acks and shutdown checked.
-                let mut next = Some(event);
-                let mut budget = EVENT_DRAIN_BUDGET;
-                while let Some(event) = next.take() {
+                // Reversed, so that popping takes them in order.
+                inbox.reverse();
+                while let Some(event) = inbox.pop() {
                     match event {
                         TxEvent::Begin { xid, commit_lsn: lsn, commit_time_us } => {
                             tx.xid = xid;
@@ -299,7 +314,7 @@ pub async fn run(
                             }
                             if !transactional {
                                 tracker.commit(lsn);
-                                if let Err(e) = commit_batch(&mut sink, &connector, &mut incremental, &mut tracker, &flushed_tx, &mut snapshot_pending, events_rx.is_empty(), false).await {
+                                if let Err(e) = commit_batch(&mut sink, &connector, &mut incremental, &mut tracker, &flushed_tx, &mut snapshot_pending, inbox.is_empty() && events_rx.is_empty(), false).await {
                                     break 'run Err(e);
                                 }
                             }
@@ -341,7 +356,7 @@ pub async fn run(
                         TxEvent::SnapshotCompleted { consistent_point } => {
                             tracker.commit(consistent_point);
                             snapshot_pending = Some(consistent_point);
-                            if let Err(e) = commit_batch(&mut sink, &connector, &mut incremental, &mut tracker, &flushed_tx, &mut snapshot_pending, events_rx.is_empty(), false).await {
+                            if let Err(e) = commit_batch(&mut sink, &connector, &mut incremental, &mut tracker, &flushed_tx, &mut snapshot_pending, inbox.is_empty() && events_rx.is_empty(), false).await {
                                 break 'run Err(e);
                             }
                         }
@@ -373,7 +388,7 @@ pub async fn run(
                                 break 'run Err(e);
                             }
                             tracker.commit(end_lsn);
-                            if let Err(e) = commit_batch(&mut sink, &connector, &mut incremental, &mut tracker, &flushed_tx, &mut snapshot_pending, events_rx.is_empty(), false).await {
+                            if let Err(e) = commit_batch(&mut sink, &connector, &mut incremental, &mut tracker, &flushed_tx, &mut snapshot_pending, inbox.is_empty() && events_rx.is_empty(), false).await {
                                 break 'run Err(e);
                             }
                             metrics.transactions.with_label_values(&[&connector.name]).inc();
@@ -387,10 +402,6 @@ pub async fn run(
                     }
                     if let Some(fatal) = sink.fatal_error() {
                         break 'run Err(crate::sink::kafka::SinkError::Delivery { commit_lsn, message: fatal }.into());
-                    }
-                    budget -= 1;
-                    if budget > 0 {
-                        next = events_rx.try_recv().ok();
                     }
                 }
             }
