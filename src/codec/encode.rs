@@ -624,7 +624,10 @@ pub fn put_sequence(out: &mut Vec<u8>, last_commit: Option<u64>, lsn: Option<u64
             let _ = s.write_char(',');
         }
         let _ = match l {
-            Some(l) => write!(s, "\"{l}\""),
+            Some(l) => s
+                .write_char('"')
+                .and_then(|()| super::temporal::write_padded(&mut s, l, 1))
+                .and_then(|()| s.write_char('"')),
             None => s.write_str("null"),
         };
     }
