@@ -65,7 +65,6 @@ impl Write for StackStr {
     }
 }
 
-/// Java's ISO year: 4 digits, a `+` above 9999, a `-` below zero.
 /// `value` in decimal, zero-padded to at least `width` digits (at most 20). Written by
 /// hand: `write!` with `{:02}` costs several times more, and timestamps are formatted
 /// for every event (the envelope's and each timestamptz column's).
@@ -86,6 +85,7 @@ pub fn write_padded(out: &mut impl Write, value: u64, width: usize) -> fmt::Resu
     out.write_str(std::str::from_utf8(&buf[start..]).map_err(|_| fmt::Error)?)
 }
 
+/// Java's ISO year: 4 digits, a `+` above 9999, a `-` below zero.
 fn write_year(out: &mut impl Write, year: i64) -> fmt::Result {
     if year > 9999 {
         out.write_char('+')?;

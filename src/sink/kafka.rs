@@ -158,18 +158,8 @@ fn push_hex(out: &mut String, value: u32) {
 }
 
 fn push_decimal(out: &mut String, value: u32) {
-    let mut buf = [0u8; 10];
-    let mut at = buf.len();
-    let mut v = value;
-    loop {
-        at -= 1;
-        buf[at] = b'0' + (v % 10) as u8;
-        v /= 10;
-        if v == 0 {
-            break;
-        }
-    }
-    buf[at..].iter().for_each(|&b| out.push(char::from(b)));
+    // Writing into a String cannot fail.
+    let _ = crate::codec::temporal::write_padded(out, u64::from(value), 1);
 }
 
 /// The producer and what it knows about its topics.
