@@ -1,0 +1,160 @@
+//! The exactly-once reconciliation state: what Kafka already holds when a connector
+//! starts (the position recorded in the offsets topic, and the last position in each
+//! partition of the topics it writes), so events PostgreSQL sends again are skipped.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use tracing::{info, warn};
+
+use super::PipelineError;
+use crate::checkpoint::Position;
+use crate::config::{Connector, DeliveryMode, SinkKind};
+use crate::sink::reconcile::last_positions;
+use crate::sink::topic_map::TopicMap;
+use crate::source::lsn::Lsn;
+
+/// The exactly-once reconciliation state: what Kafka already holds.
+pub(super) struct Dedup {
+    pub(super) mode: DeliveryMode,
+    /// The server's WAL position at start: recorded positions beyond it are foreign.
+    pub(super) wal_now: Lsn,
+    /// The incremental snapshot progress recorded with the checkpoint.
+    pub(super) recorded_incremental: serde_json::Value,
+    /// Every event at or below this position is in Kafka (the connector's committed
+    /// record in the offsets topic).
+    pub(super) floor: Option<Position>,
+    /// The last position already in each partition, loaded per topic on first use.
+    pub(super) present: TopicMap<HashMap<i32, Position>>,
+    pub(super) skipped: u64,
+    /// Each topic's `walcast_records_sent_total` counter, looked up once (a labelled
+    /// lookup per record costs more than the count).
+    pub(super) sent_counters: TopicMap<prometheus::IntCounter>,
+}
+
+impl Dedup {
+    pub(super) async fn load(
+        connector: &Connector,
+        client_id: &str,
+    ) -> Result<Self, PipelineError> {
+        let mode = connector.delivery.mode;
+        if connector.sink == SinkKind::Discard {
+            return Ok(Self {
+                mode: DeliveryMode::AtLeastOnce,
+                wal_now: Lsn(u64::MAX),
+                recorded_incremental: serde_json::Value::Null,
+                floor: None,
+                present: TopicMap::default(),
+                skipped: 0,
+                sent_counters: TopicMap::default(),
+            });
+        }
+        let record = {
+            let settings = connector.kafka.clone();
+            let name = connector.name.clone();
+            let slot = connector.source.slot.clone();
+            let id = client_id.to_owned();
+            tokio::task::spawn_blocking(move || {
+                crate::sink::reconcile::committed_position(&settings, &name, &slot, &id)
+            })
+            .await
+            .map_err(|e| PipelineError::Setup(e.to_string()))??
+        };
+        let recorded: Option<Position> = record
+            .as_ref()
+            .and_then(|r| r["position"].as_str())
+            .and_then(|p| p.parse().ok());
+        // Positions are LSNs of one PostgreSQL history: a recorded position beyond the
+        // server's WAL comes from another cluster (a re-created database, a restore)
+        // and must not hide new events.
+        let wal_now = current_wal_lsn(connector).await?;
+        let foreign = recorded.is_some_and(|p| p.commit_lsn > wal_now);
+        if let (true, Some(p)) = (foreign, recorded) {
+            warn!(recorded = %p, server_wal = %wal_now, "the offsets topic records a position beyond this server's WAL (another database history under the same connector name?); ignoring it");
+        }
+        let recorded_incremental = match &record {
+            Some(r) if !foreign => r["incremental_snapshot"].clone(),
+            _ => serde_json::Value::Null,
+        };
+        let floor = recorded.filter(|_| !foreign && mode != DeliveryMode::AtLeastOnce);
+        if let Some(floor) = floor {
+            info!(position = %floor, "resuming: events at or below the recorded position are already in Kafka and are skipped");
+        }
+        Ok(Self {
+            mode,
+            wal_now,
+            recorded_incremental,
+            floor,
+            present: TopicMap::default(),
+            skipped: 0,
+            sent_counters: TopicMap::default(),
+        })
+    }
+
+    /// Whether the event at `position` for `partition` of `topic` is already in Kafka.
+    pub(super) async fn already_present(
+        &mut self,
+        connector: &Connector,
+        client_id: &str,
+        topic: &Arc<str>,
+        partition: i32,
+        position: Position,
+    ) -> Result<bool, PipelineError> {
+        if self.mode == DeliveryMode::AtLeastOnce {
+            return Ok(false);
+        }
+        if self.floor.is_some_and(|floor| position <= floor) {
+            return Ok(true);
+        }
+        if !self.present.contains_key(topic) {
+            let settings = connector.kafka.clone();
+            let name = topic.to_string();
+            let id = client_id.to_owned();
+            let mut last =
+                tokio::task::spawn_blocking(move || last_positions(&settings, &name, &id))
+                    .await
+                    .map_err(|e| PipelineError::Setup(e.to_string()))??;
+            let wal_now = self.wal_now;
+            last.retain(|partition, p| {
+                let ours = p.commit_lsn <= wal_now;
+                if !ours {
+                    warn!(topic = %topic, partition, recorded = %p, server_wal = %wal_now, "the partition's last record is beyond this server's WAL (written from another database history); not using it to skip events");
+                }
+                ours
+            });
+            if !last.is_empty() {
+                info!(topic = %topic, partitions = last.len(), "exactly-once: resent events at or below each partition's last position are skipped");
+            }
+            self.present.insert(topic.clone(), last);
+        }
+        Ok(self.present[topic]
+            .get(&partition)
+            .is_some_and(|last| position <= *last))
+    }
+
+    /// What this process sent also counts as present: after a reconnect the server
+    /// resends from the confirmed position, which may lag behind it (a sent record is
+    /// acknowledged eventually or stops the connector).
+    pub(super) fn sent(&mut self, topic: &str, partition: i32, position: Position) {
+        if let Some(partitions) = self.present.get_mut(topic) {
+            partitions.insert(partition, position);
+        }
+    }
+}
+
+/// The server's current WAL position (its replay position on a standby).
+async fn current_wal_lsn(connector: &Connector) -> Result<Lsn, PipelineError> {
+    let client = crate::postgres::connect(&connector.source, None)
+        .await
+        .map_err(|e| PipelineError::Setup(e.to_string()))?;
+    let text: String = client
+        .query_one(
+            "SELECT COALESCE(CASE WHEN pg_is_in_recovery() THEN pg_last_wal_replay_lsn() ELSE pg_current_wal_lsn() END, '0/0')::text",
+            &[],
+        )
+        .await
+        .map_err(|e| PipelineError::Setup(format!("cannot read the server's WAL position: {e}")))?
+        .get(0);
+    text.parse()
+        .map_err(|e: String| PipelineError::Setup(format!("unexpected WAL position {text}: {e}")))
+}
