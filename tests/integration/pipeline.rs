@@ -367,18 +367,22 @@ async fn confluents_python_client_decodes_walcast_records() {
     let log = db.dir.path().join("walcast.log");
     let mut walcast = start_walcast(&file, &log);
     db.wait_for_slot("walcast_py", false);
-    db.psql("INSERT INTO items VALUES (1, 'lamp', 12.50, '2026-01-16 10:00:00+02', '{\"w\": 3}', 'happy', '{a,b}')");
-    db.psql("UPDATE items SET price = 13.00 WHERE id = 1");
-    db.psql("DELETE FROM items WHERE id = 1");
-
+    // The reader starts before walcast has created the topic (it does so at the first
+    // event), as a consumer deployed beside a new connector would.
     let topic = format!("{}.public.items", db.name);
     let script =
         std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/python/read_topic.py");
-    let out = Command::new("python3")
+    let reader = Command::new("python3")
         .arg(script)
         .args([stack.kafka_bootstrap(), &registry.url(), &topic, "4"])
-        .output()
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
         .expect("python3");
+    db.psql("INSERT INTO items VALUES (1, 'lamp', 12.50, '2026-01-16 10:00:00+02', '{\"w\": 3}', 'happy', '{a,b}')");
+    db.psql("UPDATE items SET price = 13.00 WHERE id = 1");
+    db.psql("DELETE FROM items WHERE id = 1");
+    let out = reader.wait_with_output().expect("python3");
     let _ = Command::new("kill")
         .args(["-TERM", &walcast.id().to_string()])
         .status();
@@ -394,7 +398,9 @@ async fn confluents_python_client_decodes_walcast_records() {
     assert_eq!(
         records.len(),
         4,
-        "create, update, delete, tombstone: {records:#?}"
+        "create, update, delete, tombstone: {records:#?}\npython stderr: {}\nwalcast log: {}",
+        String::from_utf8_lossy(&out.stderr),
+        std::fs::read_to_string(&log).unwrap_or_default()
     );
     let ops: Vec<&str> = records
         .iter()
