@@ -527,7 +527,8 @@ async fn a_postgres_restart_mid_stream_loses_and_repeats_nothing() {
     registry.shutdown().await.unwrap();
 }
 
-/// The newest record of `connector` in walcast's offsets topic.
+/// The newest record of `connector` in walcast's offsets topic, read by assignment to
+/// the topic's end (a consumer group's join could outlast a quiet-period deadline).
 fn last_checkpoint(bootstrap: &str, connector: &str) -> Option<serde_json::Value> {
     let consumer: BaseConsumer = ClientConfig::new()
         .set("bootstrap.servers", bootstrap)
@@ -535,22 +536,28 @@ fn last_checkpoint(bootstrap: &str, connector: &str) -> Option<serde_json::Value
             "group.id",
             format!("offsets-check-{connector}-{}", std::process::id()),
         )
-        .set("auto.offset.reset", "earliest")
         .set("enable.auto.commit", "false")
+        .set("enable.partition.eof", "true")
         .create()
         .unwrap();
-    consumer
-        .subscribe(&[walcast::sink::kafka::OFFSETS_TOPIC])
+    let mut assignment = rdkafka::TopicPartitionList::new();
+    assignment
+        .add_partition_offset(
+            walcast::sink::kafka::OFFSETS_TOPIC,
+            0,
+            rdkafka::Offset::Beginning,
+        )
         .unwrap();
+    consumer.assign(&assignment).unwrap();
     let mut found = None;
-    let deadline = Instant::now() + Duration::from_secs(15);
-    let mut quiet_since = Instant::now();
-    while Instant::now() < deadline && quiet_since.elapsed() < Duration::from_secs(3) {
-        if let Some(Ok(m)) = consumer.poll(Duration::from_millis(200)) {
-            quiet_since = Instant::now();
-            if m.key() == Some(connector.as_bytes()) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while Instant::now() < deadline {
+        match consumer.poll(Duration::from_millis(200)) {
+            Some(Ok(m)) if m.key() == Some(connector.as_bytes()) => {
                 found = m.payload().and_then(|p| serde_json::from_slice(p).ok());
             }
+            Some(Err(rdkafka::error::KafkaError::PartitionEOF(_))) => break,
+            _ => {}
         }
     }
     found
