@@ -25,6 +25,10 @@ use crate::source::lsn::Lsn;
 /// name: what an operator (or a later snapshot) reads to see where a connector stands.
 pub const OFFSETS_TOPIC: &str = "walcast.offsets";
 
+/// `segment.ms` of [`OFFSETS_TOPIC`] when walcast creates it (one hour), so compaction
+/// keeps its uncompacted tail short.
+const OFFSETS_SEGMENT_MS: &str = "3600000";
+
 /// Header names carrying a record's position.
 pub const HEADER_POSITION: &str = "walcast.position";
 pub const HEADER_TXID: &str = "walcast.txid";
@@ -486,7 +490,13 @@ impl KafkaSink {
         } else {
             self.settings.cleanup_policy.as_kafka_value()
         };
-        let new = NewTopic::new(topic, partitions, replication).set("cleanup.policy", policy);
+        let mut new = NewTopic::new(topic, partitions, replication).set("cleanup.policy", policy);
+        if compacted {
+            // Kafka compacts only closed segments, and by default a segment stays open for
+            // 7 days: with a record a second per connector, a connector starting fresh
+            // would read a week of history back. Hourly segments bound that to an hour.
+            new = new.set("segment.ms", OFFSETS_SEGMENT_MS);
+        }
         let results = self
             .admin
             .create_topics(

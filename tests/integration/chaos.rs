@@ -802,7 +802,7 @@ struct Consumed {
 
 /// Reads every captured table's topic with a read_committed consumer (once walcast has
 /// caught up) until `expected` records arrived and nothing more came for 3 s, or
-/// nothing came for 10 s.
+/// nothing came for 30 s (room for a slow group join on a loaded machine).
 async fn consume_topics(bootstrap: &str, db: &TestDb, registry: &str, expected: usize) -> Consumed {
     let consumer: BaseConsumer = ClientConfig::new()
         .set("bootstrap.servers", bootstrap)
@@ -850,7 +850,7 @@ async fn consume_topics(bootstrap: &str, db: &TestDb, registry: &str, expected: 
             {
                 break
             }
-            None if quiet_since.elapsed() > Duration::from_secs(10) => break,
+            None if quiet_since.elapsed() > Duration::from_secs(30) => break,
             None => continue,
         };
         quiet_since = Instant::now();

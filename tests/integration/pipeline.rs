@@ -1152,6 +1152,87 @@ async fn json_with_schema_records_need_no_registry() {
     assert_eq!(delete["after"], serde_json::Value::Null);
 }
 
+/// The configs Kafka reports for `topic` (every entry, defaults included).
+async fn topic_configs(bootstrap: &str, topic: &str) -> BTreeMap<String, Option<String>> {
+    use rdkafka::admin::{AdminClient, AdminOptions, ResourceSpecifier};
+    let admin: AdminClient<rdkafka::client::DefaultClientContext> = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .create()
+        .unwrap();
+    let results = admin
+        .describe_configs(
+            &[ResourceSpecifier::Topic(topic)],
+            &AdminOptions::new().request_timeout(Some(Duration::from_secs(30))),
+        )
+        .await
+        .unwrap();
+    let resource = results.into_iter().next().unwrap().unwrap();
+    resource
+        .entries
+        .into_iter()
+        .map(|e| (e.name, e.value))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn created_topics_carry_the_configured_partitions_and_policies() {
+    let stack = stack();
+    let registry_dir = tempfile::tempdir().unwrap();
+    let registry = RegistryServer::start("127.0.0.1:0".parse().unwrap(), registry_dir.path())
+        .await
+        .unwrap();
+    let db = TestDb::new(stack);
+    db.psql("CREATE TABLE public.items (id int PRIMARY KEY, name text NOT NULL)");
+    let file =
+        db.connector_with_registry("topiccfg", "", "[tables.\"public.items\"]", &registry.url());
+    let text = std::fs::read_to_string(&file).unwrap().replace(
+        &format!("topic_prefix = \"{}\"\n", db.name),
+        &format!(
+            "topic_prefix = \"{}\"\npartitions = 3\ncleanup_policy = \"compact\"\n",
+            db.name
+        ),
+    );
+    assert!(text.contains("partitions = 3"));
+    std::fs::write(&file, text).unwrap();
+    let mut walcast = start_streaming(&db, &file, "topiccfg");
+    db.psql("INSERT INTO items VALUES (1, 'lamp')");
+    let topic = format!("{}.public.items", db.name);
+    let records = consume_records(stack.kafka_bootstrap(), &topic, Some(&registry.url()), 1).await;
+    // SIGTERM writes the final checkpoint, so walcast.offsets exists afterwards.
+    let _ = Command::new("kill")
+        .args(["-TERM", &walcast.id().to_string()])
+        .status();
+    let stopped = walcast.wait().unwrap();
+    let logs = std::fs::read_to_string(db.dir.path().join("walcast.log")).unwrap_or_default();
+    assert!(stopped.success(), "{logs}");
+    assert_eq!(records.len(), 1, "{logs}");
+
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", stack.kafka_bootstrap())
+        .create()
+        .unwrap();
+    let metadata = consumer
+        .fetch_metadata(Some(&topic), Duration::from_secs(10))
+        .unwrap();
+    assert_eq!(metadata.topics()[0].partitions().len(), 3);
+    let table = topic_configs(stack.kafka_bootstrap(), &topic).await;
+    assert_eq!(table["cleanup.policy"].as_deref(), Some("compact"));
+
+    let offsets = walcast::sink::kafka::OFFSETS_TOPIC;
+    let metadata = consumer
+        .fetch_metadata(Some(offsets), Duration::from_secs(10))
+        .unwrap();
+    assert_eq!(metadata.topics()[0].partitions().len(), 1);
+    let configs = topic_configs(stack.kafka_bootstrap(), offsets).await;
+    assert_eq!(configs["cleanup.policy"].as_deref(), Some("compact"));
+    assert_eq!(
+        configs["segment.ms"].as_deref(),
+        Some("3600000"),
+        "hourly segments, so compaction keeps the offsets topic's tail short"
+    );
+    registry.shutdown().await.unwrap();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn metrics_and_probes_are_served() {
     let stack = stack();
