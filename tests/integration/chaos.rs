@@ -22,9 +22,8 @@ use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::{Headers, Message};
 use walcast::checkpoint::Position;
-use walcast::registry::RegistryServer;
 
-use crate::common::{stack, Stack, TestDb};
+use crate::common::{stack, start_registry, Stack, TestDb};
 use crate::pipeline::{field, int, text};
 
 /// The captured tables (`public.<name>`, topic `<db>.public.<name>`).
@@ -1135,10 +1134,7 @@ const KILLS: usize = 20;
 async fn repeated_kill_9_scenario(name: &str, mode: &str, seed: u64) {
     let started = Instant::now();
     let stack = stack();
-    let registry_dir = tempfile::tempdir().unwrap();
-    let registry = RegistryServer::start("127.0.0.1:0".parse().unwrap(), registry_dir.path())
-        .await
-        .unwrap();
+    let (_registry_dir, registry) = start_registry().await;
     let db = TestDb::new(stack);
     let oracle_slot = prepare_database(&db);
     // Walcast's metrics tell what each killed instance had done.
@@ -1472,10 +1468,7 @@ async fn failpoint_case(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn failpoints_lose_and_repeat_nothing() {
     let stack = stack();
-    let registry_dir = tempfile::tempdir().unwrap();
-    let registry = RegistryServer::start("127.0.0.1:0".parse().unwrap(), registry_dir.path())
-        .await
-        .unwrap();
+    let (_registry_dir, registry) = start_registry().await;
     let url = registry.url();
     // The cases run side by side, each on a thread of its own (with its own runtime:
     // they block while waiting), the registry on this test's runtime.

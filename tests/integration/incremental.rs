@@ -5,9 +5,7 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use walcast::registry::RegistryServer;
-
-use crate::common::{stack, TestDb};
+use crate::common::{stack, start_registry, stop_with_sigterm, TestDb};
 use crate::pipeline::{consume_records, start_streaming};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -24,10 +22,7 @@ async fn an_incremental_snapshot_continues_after_a_kill_9() {
 
 async fn incremental_scenario(name: &str, rows: i64, chunk: usize, kill: bool) {
     let stack = stack();
-    let registry_dir = tempfile::tempdir().unwrap();
-    let registry = RegistryServer::start("127.0.0.1:0".parse().unwrap(), registry_dir.path())
-        .await
-        .unwrap();
+    let (_registry_dir, registry) = start_registry().await;
     let db = TestDb::new(stack);
     db.psql(
         "CREATE TABLE public.items (id int PRIMARY KEY, version int NOT NULL, note text);
@@ -144,10 +139,7 @@ async fn incremental_scenario(name: &str, rows: i64, chunk: usize, kill: bool) {
     let topic = format!("{}.public.items", db.name);
     let records =
         consume_records(stack.kafka_bootstrap(), &topic, Some(&registry.url()), 3000).await;
-    let _ = std::process::Command::new("kill")
-        .args(["-TERM", &walcast.id().to_string()])
-        .status();
-    let _ = walcast.wait();
+    let _ = stop_with_sigterm(&mut walcast);
 
     // Replay by key; a key's version never goes backwards, and nothing deleted comes back.
     let mut map: BTreeMap<i64, i64> = BTreeMap::new();
@@ -212,10 +204,7 @@ async fn incremental_scenario(name: &str, rows: i64, chunk: usize, kill: bool) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_initial_snapshot_killed_five_times_resumes_without_repeats() {
     let stack = stack();
-    let registry_dir = tempfile::tempdir().unwrap();
-    let registry = RegistryServer::start("127.0.0.1:0".parse().unwrap(), registry_dir.path())
-        .await
-        .unwrap();
+    let (_registry_dir, registry) = start_registry().await;
     let db = TestDb::new(stack);
     let rows = 150_000;
     db.psql(&format!(
@@ -327,10 +316,7 @@ async fn an_initial_snapshot_killed_five_times_resumes_without_repeats() {
         total,
     )
     .await;
-    let _ = std::process::Command::new("kill")
-        .args(["-TERM", &walcast.id().to_string()])
-        .status();
-    let _ = walcast.wait();
+    let _ = stop_with_sigterm(&mut walcast);
     let logs = std::fs::read_to_string(&log).unwrap_or_default();
 
     let mut map: BTreeMap<i64, i64> = BTreeMap::new();

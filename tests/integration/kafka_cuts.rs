@@ -12,9 +12,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use walcast::registry::RegistryServer;
-
-use crate::common::{proxied_kafka, stack, TestDb};
+use crate::common::{proxied_kafka, stack, start_registry, TestDb};
 use crate::outages::{first_difference, run_script, stop, Guard, StopOnDrop};
 use crate::pipeline::{consume, settled_oracle, start_walcast};
 
@@ -152,10 +150,7 @@ async fn cuts_scenario(name: &str, mode: &str) {
     let started = Instant::now();
     let proxy = &kafka.proxy;
     proxy.refuse(false);
-    let registry_dir = tempfile::tempdir().unwrap();
-    let registry = RegistryServer::start("127.0.0.1:0".parse().unwrap(), registry_dir.path())
-        .await
-        .unwrap();
+    let (_registry_dir, registry) = start_registry().await;
     let db = TestDb::new(stack);
     db.psql("CREATE TABLE public.orders (id int PRIMARY KEY, status text NOT NULL, total numeric(10,2))");
     let oracle_slot = format!("oracle_{}", db.name);

@@ -14,9 +14,8 @@ use std::time::{Duration, Instant};
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::Message;
-use walcast::registry::RegistryServer;
 
-use crate::common::{secured_kafka, stack, KafkaAuth, TestDb};
+use crate::common::{secured_kafka, stack, start_registry, stop_with_sigterm, KafkaAuth, TestDb};
 use crate::pipeline::{field, int, settled_oracle, text};
 
 /// The environment variable the connector file takes the SASL password from.
@@ -89,13 +88,6 @@ fn setup(file: &Path, auth: &KafkaAuth) {
         &[(secret_var(auth), "not-used-by-setup")],
     );
     assert_eq!(setup.code, Some(0), "{setup:?}");
-}
-
-fn stop(walcast: &mut Child) -> ExitStatus {
-    let _ = Command::new("kill")
-        .args(["-TERM", &walcast.id().to_string()])
-        .status();
-    walcast.wait().unwrap()
 }
 
 /// Reads `topic` from the start through the listener of `auth` until `expected`
@@ -204,7 +196,7 @@ fn slot_or_exit(db: &TestDb, slot: &str, walcast: &mut Child) -> Option<ExitStat
         }
         std::thread::sleep(Duration::from_millis(50));
     }
-    stop(walcast);
+    stop_with_sigterm(walcast);
     panic!("walcast neither created its slot {slot} nor stopped within 30 s");
 }
 
@@ -217,7 +209,7 @@ fn exit_within(walcast: &mut Child, within: Duration) -> Option<ExitStatus> {
         }
         std::thread::sleep(Duration::from_millis(100));
     }
-    stop(walcast);
+    stop_with_sigterm(walcast);
     None
 }
 
@@ -235,10 +227,7 @@ fn confirmed_flush_lsn(db: &TestDb, slot: &str) -> String {
 async fn streams_end_to_end(auth: &KafkaAuth, name: &str) {
     let started = Instant::now();
     let stack = stack();
-    let registry_dir = tempfile::tempdir().unwrap();
-    let registry = RegistryServer::start("127.0.0.1:0".parse().unwrap(), registry_dir.path())
-        .await
-        .unwrap();
+    let (_registry_dir, registry) = start_registry().await;
     let db = TestDb::new(stack);
     db.psql("CREATE TABLE public.orders (id int PRIMARY KEY, status text NOT NULL, total numeric(10,2))");
     let oracle_slot = format!("oracle_{}", db.name);
@@ -260,7 +249,7 @@ async fn streams_end_to_end(auth: &KafkaAuth, name: &str) {
     assert_eq!(expected.len(), 12, "{expected:?}");
     let topic = format!("{}.public.orders", db.name);
     let (got, tombstones) = consume(auth, &topic, &registry.url(), expected.len()).await;
-    let stopped = stop(&mut walcast);
+    let stopped = stop_with_sigterm(&mut walcast);
     let logs = std::fs::read_to_string(&log).unwrap_or_default();
     assert_eq!(
         got, expected,
@@ -446,10 +435,7 @@ async fn a_wrong_client_key_password_stops_walcast_with_one_error_line() {
 async fn a_wrong_password_stops_the_connector_without_moving_the_checkpoint() {
     let kafka = secured_kafka();
     let stack = stack();
-    let registry_dir = tempfile::tempdir().unwrap();
-    let registry = RegistryServer::start("127.0.0.1:0".parse().unwrap(), registry_dir.path())
-        .await
-        .unwrap();
+    let (_registry_dir, registry) = start_registry().await;
     let db = TestDb::new(stack);
     db.psql("CREATE TABLE public.orders (id int PRIMARY KEY, status text NOT NULL, total numeric(10,2))");
     let oracle_slot = format!("oracle_{}", db.name);
@@ -517,7 +503,7 @@ async fn a_wrong_password_stops_the_connector_without_moving_the_checkpoint() {
     assert_eq!(expected.len(), 6, "{expected:?}");
     let topic = format!("{}.public.orders", db.name);
     let (got, tombstones) = consume(&auth, &topic, &registry.url(), expected.len()).await;
-    let stopped = stop(&mut walcast);
+    let stopped = stop_with_sigterm(&mut walcast);
     let logs = std::fs::read_to_string(&log).unwrap_or_default();
     assert_eq!(
         got, expected,

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use walcast::registry::RegistryServer;
 
 use crate::common::proxy::Proxy;
-use crate::common::{stack, Stack, TestDb};
+use crate::common::{stack, start_registry, Stack, TestDb};
 use crate::pipeline::{consume, settled_oracle, start_walcast};
 
 /// Transactions `from..to` on public.orders: insert, update, and every third one a delete.
@@ -158,10 +158,7 @@ pub(crate) fn first_difference<T: std::fmt::Debug + PartialEq>(
 async fn a_registry_outage_mid_stream_loses_and_repeats_nothing() {
     let started = Instant::now();
     let stack = stack();
-    let registry_dir = tempfile::tempdir().unwrap();
-    let registry = RegistryServer::start("127.0.0.1:0".parse().unwrap(), registry_dir.path())
-        .await
-        .unwrap();
+    let (registry_dir, registry) = start_registry().await;
     let addr: SocketAddr = registry.local_addr();
     let url = registry.url();
     let db = TestDb::new(stack);
@@ -285,10 +282,7 @@ async fn a_registry_outage_mid_stream_loses_and_repeats_nothing() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_column_added_to_a_table_with_a_numeric_column_is_registered() {
     let stack = stack();
-    let registry_dir = tempfile::tempdir().unwrap();
-    let registry = RegistryServer::start("127.0.0.1:0".parse().unwrap(), registry_dir.path())
-        .await
-        .unwrap();
+    let (_registry_dir, registry) = start_registry().await;
     let db = TestDb::new(stack);
     let (oracle_slot, file) = prepare(&db, "addcol", &registry.url(), "numeric(10,2)");
     let log = db.dir.path().join("walcast.log");
@@ -374,10 +368,7 @@ async fn a_tcp_proxy_cutting_connections_loses_and_repeats_nothing() {
     let started = Instant::now();
     let stack = stack();
     let proxy = Proxy::start(stack.pg_port());
-    let registry_dir = tempfile::tempdir().unwrap();
-    let registry = RegistryServer::start("127.0.0.1:0".parse().unwrap(), registry_dir.path())
-        .await
-        .unwrap();
+    let (_registry_dir, registry) = start_registry().await;
     let db = TestDb::new(stack);
     let (oracle_slot, file) = prepare(&db, "proxied", &registry.url(), "numeric(10,2)");
     // From here on walcast talks to PostgreSQL through the proxy only.
@@ -489,10 +480,7 @@ async fn a_tcp_proxy_cutting_connections_loses_and_repeats_nothing() {
 async fn the_slot_advances_while_captured_tables_are_idle() {
     let started = Instant::now();
     let stack = stack();
-    let registry_dir = tempfile::tempdir().unwrap();
-    let registry = RegistryServer::start("127.0.0.1:0".parse().unwrap(), registry_dir.path())
-        .await
-        .unwrap();
+    let (_registry_dir, registry) = start_registry().await;
     let db = TestDb::new(stack);
     db.psql("CREATE TABLE public.busy (id bigint PRIMARY KEY, payload text NOT NULL)");
     let (_oracle, file) = prepare(&db, "idle", &registry.url(), "numeric(10,2)");

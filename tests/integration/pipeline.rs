@@ -11,9 +11,8 @@ use apache_avro::types::Value as Avro;
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::Message;
-use walcast::registry::RegistryServer;
 
-use crate::common::{stack, TestDb};
+use crate::common::{stack, start_registry, stop_with_sigterm, TestDb};
 
 pub(crate) fn start_walcast(file: &std::path::Path, log: &std::path::Path) -> Child {
     let log = std::fs::OpenOptions::new()
@@ -196,10 +195,7 @@ async fn kafka_transactions_deliver_exactly_once_across_kills() {
 
 async fn kill_9_scenario(name: &str, mode: &str, kills: usize) {
     let stack = stack();
-    let registry_dir = tempfile::tempdir().unwrap();
-    let registry = RegistryServer::start("127.0.0.1:0".parse().unwrap(), registry_dir.path())
-        .await
-        .unwrap();
+    let (_registry_dir, registry) = start_registry().await;
     let db = TestDb::new(stack);
     db.psql("CREATE TABLE public.orders (id int PRIMARY KEY, status text NOT NULL, total numeric(10,2))");
     let oracle_slot = format!("oracle_{}", db.name);
@@ -293,10 +289,7 @@ async fn kill_9_scenario(name: &str, mode: &str, kills: usize) {
         expected.len(),
     )
     .await;
-    let _ = Command::new("kill")
-        .args(["-TERM", &walcast.id().to_string()])
-        .status();
-    let stopped = walcast.wait().unwrap();
+    let stopped = stop_with_sigterm(&mut walcast);
 
     let logs = std::fs::read_to_string(&log).unwrap_or_default();
     if got != expected {
@@ -345,10 +338,7 @@ async fn kill_9_scenario(name: &str, mode: &str, kills: usize) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn confluents_python_client_decodes_walcast_records() {
     let stack = stack();
-    let registry_dir = tempfile::tempdir().unwrap();
-    let registry = RegistryServer::start("127.0.0.1:0".parse().unwrap(), registry_dir.path())
-        .await
-        .unwrap();
+    let (_registry_dir, registry) = start_registry().await;
     let db = TestDb::new(stack);
     db.psql("CREATE TYPE mood AS ENUM ('sad', 'happy')");
     db.psql(
@@ -383,10 +373,7 @@ async fn confluents_python_client_decodes_walcast_records() {
     db.psql("UPDATE items SET price = 13.00 WHERE id = 1");
     db.psql("DELETE FROM items WHERE id = 1");
     let out = reader.wait_with_output().expect("python3");
-    let _ = Command::new("kill")
-        .args(["-TERM", &walcast.id().to_string()])
-        .status();
-    let _ = walcast.wait();
+    let _ = stop_with_sigterm(&mut walcast);
     assert!(
         out.status.success(),
         "python failed: {}\nwalcast log: {}",
@@ -455,10 +442,7 @@ async fn confluents_python_client_decodes_walcast_records() {
 async fn a_postgres_restart_mid_stream_loses_and_repeats_nothing() {
     let kafka = stack();
     let pg = crate::common::restartable_postgres();
-    let registry_dir = tempfile::tempdir().unwrap();
-    let registry = RegistryServer::start("127.0.0.1:0".parse().unwrap(), registry_dir.path())
-        .await
-        .unwrap();
+    let (_registry_dir, registry) = start_registry().await;
     let db = TestDb::new(pg);
     db.psql("CREATE TABLE public.orders (id int PRIMARY KEY, status text NOT NULL, total numeric(10,2))");
     let oracle_slot = format!("oracle_{}", db.name);
@@ -500,10 +484,7 @@ async fn a_postgres_restart_mid_stream_loses_and_repeats_nothing() {
         expected.len(),
     )
     .await;
-    let _ = Command::new("kill")
-        .args(["-TERM", &walcast.id().to_string()])
-        .status();
-    let stopped = walcast.wait().unwrap();
+    let stopped = stop_with_sigterm(&mut walcast);
     let logs = std::fs::read_to_string(&log).unwrap_or_default();
     assert_eq!(expected.len(), 400);
     assert_eq!(got, expected, "exactly once across the restart\n{logs}");
@@ -567,10 +548,7 @@ fn last_checkpoint(bootstrap: &str, connector: &str) -> Option<serde_json::Value
 async fn a_broker_outage_mid_stream_loses_and_repeats_nothing() {
     let pg = stack();
     let kafka = crate::common::restartable_kafka();
-    let registry_dir = tempfile::tempdir().unwrap();
-    let registry = RegistryServer::start("127.0.0.1:0".parse().unwrap(), registry_dir.path())
-        .await
-        .unwrap();
+    let (_registry_dir, registry) = start_registry().await;
     let db = TestDb::new(pg);
     db.psql("CREATE TABLE public.orders (id int PRIMARY KEY, status text NOT NULL, total numeric(10,2))");
     let oracle_slot = format!("oracle_{}", db.name);
@@ -615,10 +593,7 @@ async fn a_broker_outage_mid_stream_loses_and_repeats_nothing() {
         expected.len(),
     )
     .await;
-    let _ = Command::new("kill")
-        .args(["-TERM", &walcast.id().to_string()])
-        .status();
-    let stopped = walcast.wait().unwrap();
+    let stopped = stop_with_sigterm(&mut walcast);
     let logs = std::fs::read_to_string(&log).unwrap_or_default();
     assert_eq!(expected.len(), 150);
     assert_eq!(
@@ -704,10 +679,7 @@ async fn consume_all(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_initial_snapshot_and_the_stream_add_up_to_the_table() {
     let stack = stack();
-    let registry_dir = tempfile::tempdir().unwrap();
-    let registry = RegistryServer::start("127.0.0.1:0".parse().unwrap(), registry_dir.path())
-        .await
-        .unwrap();
+    let (_registry_dir, registry) = start_registry().await;
     let db = TestDb::new(stack);
     db.psql("CREATE TABLE public.orders (id int PRIMARY KEY, status text NOT NULL, total numeric(10,2))");
     db.psql("INSERT INTO orders SELECT i, 'old', i FROM generate_series(1, 20000) i");
@@ -741,10 +713,7 @@ async fn the_initial_snapshot_and_the_stream_add_up_to_the_table() {
         .collect();
     let topic = format!("{}.public.orders", db.name);
     let records = consume_all(stack.kafka_bootstrap(), &topic, &registry.url(), 36_000).await;
-    let _ = Command::new("kill")
-        .args(["-TERM", &walcast.id().to_string()])
-        .status();
-    let stopped = walcast.wait().unwrap();
+    let stopped = stop_with_sigterm(&mut walcast);
     let logs = std::fs::read_to_string(&log).unwrap_or_default();
 
     let reads: Vec<_> = records.iter().filter(|r| r.0 == "r").collect();
@@ -931,10 +900,7 @@ pub(crate) fn start_streaming(db: &TestDb, file: &std::path::Path, name: &str) -
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn transaction_metadata_and_key_change_headers_reach_kafka() {
     let stack = stack();
-    let registry_dir = tempfile::tempdir().unwrap();
-    let registry = RegistryServer::start("127.0.0.1:0".parse().unwrap(), registry_dir.path())
-        .await
-        .unwrap();
+    let (_registry_dir, registry) = start_registry().await;
     let db = TestDb::new(stack);
     db.psql("CREATE TABLE public.orders (id int PRIMARY KEY, status text NOT NULL)");
     let file = db.connector(
@@ -956,10 +922,7 @@ async fn transaction_metadata_and_key_change_headers_reach_kafka() {
     let tx_topic = format!("{}.transaction", db.name);
     let boundaries =
         consume_records(stack.kafka_bootstrap(), &tx_topic, Some(&registry.url()), 2).await;
-    let _ = Command::new("kill")
-        .args(["-TERM", &walcast.id().to_string()])
-        .status();
-    let stopped = walcast.wait().unwrap();
+    let stopped = stop_with_sigterm(&mut walcast);
     let logs = std::fs::read_to_string(db.dir.path().join("walcast.log")).unwrap_or_default();
     assert!(stopped.success(), "{logs}");
 
@@ -1080,10 +1043,7 @@ async fn json_with_schema_records_need_no_registry() {
 
     let topic = format!("{}.public.items", db.name);
     let records = consume_records(stack.kafka_bootstrap(), &topic, None, 4).await;
-    let _ = Command::new("kill")
-        .args(["-TERM", &walcast.id().to_string()])
-        .status();
-    let stopped = walcast.wait().unwrap();
+    let stopped = stop_with_sigterm(&mut walcast);
     let logs = std::fs::read_to_string(db.dir.path().join("walcast.log")).unwrap_or_default();
     assert!(stopped.success(), "{logs}");
     assert_eq!(records.len(), 4, "{records:#?}\n{logs}");
@@ -1177,10 +1137,7 @@ async fn topic_configs(bootstrap: &str, topic: &str) -> BTreeMap<String, Option<
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn created_topics_carry_the_configured_partitions_and_policies() {
     let stack = stack();
-    let registry_dir = tempfile::tempdir().unwrap();
-    let registry = RegistryServer::start("127.0.0.1:0".parse().unwrap(), registry_dir.path())
-        .await
-        .unwrap();
+    let (_registry_dir, registry) = start_registry().await;
     let db = TestDb::new(stack);
     db.psql("CREATE TABLE public.items (id int PRIMARY KEY, name text NOT NULL)");
     let file =
@@ -1199,10 +1156,7 @@ async fn created_topics_carry_the_configured_partitions_and_policies() {
     let topic = format!("{}.public.items", db.name);
     let records = consume_records(stack.kafka_bootstrap(), &topic, Some(&registry.url()), 1).await;
     // SIGTERM writes the final checkpoint, so walcast.offsets exists afterwards.
-    let _ = Command::new("kill")
-        .args(["-TERM", &walcast.id().to_string()])
-        .status();
-    let stopped = walcast.wait().unwrap();
+    let stopped = stop_with_sigterm(&mut walcast);
     let logs = std::fs::read_to_string(db.dir.path().join("walcast.log")).unwrap_or_default();
     assert!(stopped.success(), "{logs}");
     assert_eq!(records.len(), 1, "{logs}");
@@ -1236,10 +1190,7 @@ async fn created_topics_carry_the_configured_partitions_and_policies() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn metrics_and_probes_are_served() {
     let stack = stack();
-    let registry_dir = tempfile::tempdir().unwrap();
-    let registry = RegistryServer::start("127.0.0.1:0".parse().unwrap(), registry_dir.path())
-        .await
-        .unwrap();
+    let (_registry_dir, registry) = start_registry().await;
     let db = TestDb::new(stack);
     db.psql("CREATE TABLE public.orders (id int PRIMARY KEY, status text NOT NULL, total numeric(10,2))");
     let port = std::net::TcpListener::bind("127.0.0.1:0")
@@ -1304,10 +1255,7 @@ async fn metrics_and_probes_are_served() {
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     };
-    let _ = Command::new("kill")
-        .args(["-TERM", &walcast.id().to_string()])
-        .status();
-    let _ = walcast.wait();
+    let _ = stop_with_sigterm(&mut walcast);
     assert!(body.contains(&wanted), "{body}");
     assert!(
         body.contains("walcast_transactions_total{connector=\"metrics\"} 1"),

@@ -5,17 +5,12 @@
 
 use std::time::{Duration, Instant};
 
-use walcast::registry::RegistryServer;
-
-use crate::common::{stack, TestDb};
+use crate::common::{stack, start_registry, stop_with_sigterm, TestDb};
 use crate::pipeline::{consume_records, start_walcast};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tables_added_to_or_dropped_from_the_publication_mid_stream() {
-    let registry_dir = tempfile::tempdir().unwrap();
-    let registry = RegistryServer::start("127.0.0.1:0".parse().unwrap(), registry_dir.path())
-        .await
-        .unwrap();
+    let (_registry_dir, registry) = start_registry().await;
     let db = TestDb::new(stack());
     db.psql(
         "CREATE TABLE public.kept (id int PRIMARY KEY);
@@ -71,10 +66,7 @@ async fn tables_added_to_or_dropped_from_the_publication_mid_stream() {
         walcast.try_wait().unwrap().is_none(),
         "still running after the drop"
     );
-    let _ = std::process::Command::new("kill")
-        .args(["-TERM", &walcast.id().to_string()])
-        .status();
-    assert!(walcast.wait().unwrap().success());
+    assert!(stop_with_sigterm(&mut walcast).success());
     let topics = {
         use rdkafka::consumer::{BaseConsumer, Consumer};
         let consumer: BaseConsumer = rdkafka::ClientConfig::new()

@@ -16,10 +16,9 @@ use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::Headers;
 use rdkafka::{Message, Offset, TopicPartitionList};
 use walcast::checkpoint::Position;
-use walcast::registry::RegistryServer;
 use walcast::source::lsn::Lsn;
 
-use crate::common::{stack, Stack, TestDb};
+use crate::common::{stack, start_registry, stop_with_sigterm, Stack, TestDb};
 use crate::pipeline::{field, start_walcast, text};
 
 /// Separates the fields of a row (and of a composite key) in their canonical text.
@@ -626,10 +625,7 @@ async fn an_initial_snapshot_under_writes_emits_each_row_once_and_replays_to_the
         )
     };
     let stack = stack();
-    let registry_dir = tempfile::tempdir().unwrap();
-    let registry = RegistryServer::start("127.0.0.1:0".parse().unwrap(), registry_dir.path())
-        .await
-        .unwrap();
+    let (_registry_dir, registry) = start_registry().await;
     let db = TestDb::new(stack);
     db.psql(&format!(
         "CREATE TABLE public.big (id bigint PRIMARY KEY, customer int NOT NULL, sku text NOT NULL,
@@ -788,10 +784,7 @@ async fn an_initial_snapshot_under_writes_emits_each_row_once_and_replays_to_the
         raw.iter().flatten().map(Vec::len).sum::<usize>()
     ));
     let mut walcast = running.0.take().unwrap();
-    let _ = Command::new("kill")
-        .args(["-TERM", &walcast.id().to_string()])
-        .status();
-    let stopped = walcast.wait().unwrap();
+    let stopped = stop_with_sigterm(&mut walcast);
     let logs = logs();
     assert!(stopped.success(), "clean stop on SIGTERM\n{logs}");
 

@@ -13,9 +13,9 @@ use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use serde_json::{json, Value};
-use walcast::registry::{RegistryClient, RegistryClientConfig, RegistryServer};
+use walcast::registry::{RegistryClient, RegistryClientConfig};
 
-use crate::common::{stack, Run, TestDb};
+use crate::common::{stack, start_registry, stop_with_sigterm, Run, TestDb};
 
 /// Runs `walcast tail <args>` (off the async runtime, which serves the registry).
 async fn tail(args: Vec<String>) -> Run {
@@ -92,10 +92,7 @@ fn error_line(run: &Run) -> &str {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tail_prints_walcast_records_as_json_lines() {
     let stack = stack();
-    let registry_dir = tempfile::tempdir().unwrap();
-    let registry = RegistryServer::start("127.0.0.1:0".parse().unwrap(), registry_dir.path())
-        .await
-        .unwrap();
+    let (_registry_dir, registry) = start_registry().await;
     let db = TestDb::new(stack);
     db.psql(
         "CREATE TABLE public.items (id int PRIMARY KEY, name text NOT NULL, price numeric(10,2))",
@@ -150,10 +147,7 @@ async fn tail_prints_walcast_records_as_json_lines() {
         file.to_str().unwrap(),
     ]))
     .await;
-    let _ = Command::new("kill")
-        .args(["-TERM", &walcast.id().to_string()])
-        .status();
-    let _ = walcast.wait();
+    let _ = stop_with_sigterm(&mut walcast);
 
     assert_eq!(run.code, Some(0), "{run:?}");
     let lines = run.lines();
@@ -237,10 +231,7 @@ async fn tail_prints_walcast_records_as_json_lines() {
 async fn tail_reports_undecodable_records_and_goes_on() {
     let stack = stack();
     let bootstrap = stack.kafka_bootstrap().to_owned();
-    let registry_dir = tempfile::tempdir().unwrap();
-    let registry = RegistryServer::start("127.0.0.1:0".parse().unwrap(), registry_dir.path())
-        .await
-        .unwrap();
+    let (_registry_dir, registry) = start_registry().await;
     let url = registry.url();
     let topic = format!("tail-raw-{}", std::process::id());
     let admin: AdminClient<DefaultClientContext> = ClientConfig::new()

@@ -384,11 +384,14 @@ impl TestDb {
         file
     }
 
-    /// Waits (at most 30 s) until walcast's slot `slot` exists in this database, and, when
-    /// `active`, is being streamed.
+    /// Waits (at most 30 s) until walcast's slot `slot` exists in this database and has
+    /// reached its consistent point, and, when `active`, is in use. A slot shows in
+    /// `pg_replication_slots`, active, while PostgreSQL is still creating it (waiting for
+    /// running transactions); changes committed then belong to the initial snapshot, not
+    /// the stream. Its `confirmed_flush_lsn` is set once it is consistent.
     pub fn wait_for_slot(&self, slot: &str, active: bool) {
         let query = format!(
-            "SELECT count(*) FROM pg_replication_slots WHERE slot_name = '{slot}' AND database = '{}'{}",
+            "SELECT count(*) FROM pg_replication_slots WHERE slot_name = '{slot}' AND database = '{}' AND confirmed_flush_lsn IS NOT NULL{}",
             self.name,
             if active { " AND active" } else { "" }
         );
@@ -439,6 +442,26 @@ impl Run {
             .filter(|l| l.starts_with("PROBLEM"))
             .collect()
     }
+}
+
+/// A dev schema registry on a free loopback port; its data lives in the returned
+/// directory, deleted when the caller drops it.
+pub async fn start_registry() -> (tempfile::TempDir, walcast::registry::RegistryServer) {
+    let dir = tempfile::tempdir().expect("registry data dir");
+    let registry =
+        walcast::registry::RegistryServer::start("127.0.0.1:0".parse().unwrap(), dir.path())
+            .await
+            .expect("start the dev registry");
+    (dir, registry)
+}
+
+/// Stops a `walcast run` child the way an operator does (SIGTERM: drain, final
+/// checkpoint, exit) and waits for it.
+pub fn stop_with_sigterm(child: &mut std::process::Child) -> std::process::ExitStatus {
+    let _ = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+    child.wait().expect("wait for walcast")
 }
 
 /// Runs the walcast binary with `args` and waits for it.
