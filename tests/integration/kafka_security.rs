@@ -181,15 +181,11 @@ fn workload(db: &TestDb, from: i32) {
 }
 
 /// Waits (30 s at most) until walcast made its slot, consistent (`None`; see
-/// `TestDb::wait_for_slot`), or exited (its status).
+/// `TestDb::slot_is_ready`), or exited (its status).
 fn slot_or_exit(db: &TestDb, slot: &str, walcast: &mut Child) -> Option<ExitStatus> {
-    let query = format!(
-        "SELECT count(*) FROM pg_replication_slots WHERE slot_name = '{slot}' AND database = '{}' AND confirmed_flush_lsn IS NOT NULL",
-        db.name
-    );
     let started = Instant::now();
     while started.elapsed() < Duration::from_secs(30) {
-        if db.psql(&query) == "1" {
+        if db.slot_is_ready(slot, false) {
             return None;
         }
         if let Some(status) = walcast.try_wait().unwrap() {

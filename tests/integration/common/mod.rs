@@ -384,19 +384,23 @@ impl TestDb {
         file
     }
 
-    /// Waits (at most 30 s) until walcast's slot `slot` exists in this database and has
-    /// reached its consistent point, and, when `active`, is in use. A slot shows in
+    /// Whether walcast's slot `slot` exists in this database and has reached its
+    /// consistent point, and, when `active`, is in use. A slot shows in
     /// `pg_replication_slots`, active, while PostgreSQL is still creating it (waiting for
     /// running transactions); changes committed then belong to the initial snapshot, not
     /// the stream. Its `confirmed_flush_lsn` is set once it is consistent.
-    pub fn wait_for_slot(&self, slot: &str, active: bool) {
-        let query = format!(
+    pub fn slot_is_ready(&self, slot: &str, active: bool) -> bool {
+        self.psql(&format!(
             "SELECT count(*) FROM pg_replication_slots WHERE slot_name = '{slot}' AND database = '{}' AND confirmed_flush_lsn IS NOT NULL{}",
             self.name,
             if active { " AND active" } else { "" }
-        );
+        )) == "1"
+    }
+
+    /// Waits (at most 30 s) until [`Self::slot_is_ready`].
+    pub fn wait_for_slot(&self, slot: &str, active: bool) {
         let started = std::time::Instant::now();
-        while self.psql(&query) != "1" {
+        while !self.slot_is_ready(slot, active) {
             assert!(
                 started.elapsed() < std::time::Duration::from_secs(30),
                 "slot {slot} never appeared (active: {active})"
