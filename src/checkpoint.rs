@@ -38,6 +38,20 @@ impl std::str::FromStr for Position {
     }
 }
 
+/// The tracker entry a record's acknowledgement is credited to: each send carries the
+/// ticket of the transaction entry it was counted in, so a transaction PostgreSQL sends
+/// again after a reconnect (a second entry with the same commit LSN, while records of
+/// the first are still in flight) has each of its acknowledgements credited to the copy
+/// that was sent, never to the other one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Ticket(pub u64);
+
+impl Ticket {
+    /// Carried by records that are no part of the guarantee (the checkpoint record):
+    /// their acknowledgement credits nothing.
+    pub const NONE: Ticket = Ticket(0);
+}
+
 /// What may be confirmed: everything up to and including `position` is in Kafka, and
 /// PostgreSQL may release WAL up to `flush_lsn`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -48,6 +62,8 @@ pub struct Checkpoint {
 
 #[derive(Debug)]
 struct Pending {
+    /// Increases with every entry, so the queue is sorted by it.
+    ticket: Ticket,
     commit_lsn: Lsn,
     end_lsn: Lsn,
     last_index: u32,
@@ -60,6 +76,8 @@ struct Pending {
 pub struct AckTracker {
     pending: VecDeque<Pending>,
     checkpoint: Option<Checkpoint>,
+    /// The ticket of the last entry begun (0 before the first: [`Ticket::NONE`]).
+    last_ticket: u64,
 }
 
 impl AckTracker {
@@ -81,7 +99,9 @@ impl AckTracker {
                 back.committed = true;
             }
         }
+        self.last_ticket += 1;
         self.pending.push_back(Pending {
+            ticket: Ticket(self.last_ticket),
             commit_lsn,
             end_lsn: commit_lsn,
             last_index: 0,
@@ -90,11 +110,16 @@ impl AckTracker {
         });
     }
 
-    /// A record of the current (last begun) transaction was handed to the producer.
-    pub fn sent(&mut self, index: u32) {
-        if let Some(tx) = self.pending.back_mut() {
-            tx.outstanding += 1;
-            tx.last_index = tx.last_index.max(index);
+    /// A record of the current (last begun) transaction is handed to the producer; its
+    /// delivery report must carry the returned ticket.
+    pub fn sent(&mut self, index: u32) -> Ticket {
+        match self.pending.back_mut() {
+            Some(tx) => {
+                tx.outstanding += 1;
+                tx.last_index = tx.last_index.max(index);
+                tx.ticket
+            }
+            None => Ticket::NONE,
         }
     }
 
@@ -129,11 +154,25 @@ impl AckTracker {
         }
     }
 
-    /// Kafka acknowledged a record of the transaction that commits at `commit_lsn`.
-    pub fn acked(&mut self, commit_lsn: Lsn) {
-        if let Some(tx) = self.pending.iter_mut().find(|t| t.commit_lsn == commit_lsn) {
+    /// Kafka acknowledged a record sent with `ticket`. An entry leaves the queue only
+    /// once nothing of it is outstanding, so the ticket of a record in flight is always
+    /// found.
+    pub fn acked(&mut self, ticket: Ticket) {
+        let at = self.pending.partition_point(|t| t.ticket < ticket);
+        if let Some(tx) = self.pending.get_mut(at).filter(|t| t.ticket == ticket) {
+            debug_assert!(tx.outstanding > 0, "more acknowledgements than sends");
             tx.outstanding = tx.outstanding.saturating_sub(1);
         }
+    }
+
+    /// The commit LSN of the transaction a ticket belongs to, while it is pending (to
+    /// name it in an error).
+    pub fn commit_lsn_of(&self, ticket: Ticket) -> Option<Lsn> {
+        let at = self.pending.partition_point(|t| t.ticket < ticket);
+        self.pending
+            .get(at)
+            .filter(|t| t.ticket == ticket)
+            .map(|t| t.commit_lsn)
     }
 
     /// Nothing is in flight and the server's WAL is at `wal_end`: the idle database's
@@ -227,22 +266,22 @@ mod tests {
     fn the_checkpoint_waits_for_every_earlier_ack() {
         let mut t = AckTracker::new();
         t.begin(Lsn(100));
-        t.sent(0);
+        let first = t.sent(0);
         t.sent(1);
         t.commit(Lsn(110));
         t.begin(Lsn(200));
-        t.sent(0);
+        let second = t.sent(0);
         t.commit(Lsn(210));
         // The second transaction is acked first: nothing moves.
-        t.acked(Lsn(200));
+        t.acked(second);
         assert_eq!(t.advance(), None);
-        t.acked(Lsn(100));
+        t.acked(first);
         assert_eq!(
             t.advance(),
             None,
             "one record of the first is still in flight"
         );
-        t.acked(Lsn(100));
+        t.acked(first);
         let c = t.advance().unwrap();
         assert_eq!(c.flush_lsn, Lsn(210));
         assert_eq!(
@@ -259,8 +298,8 @@ mod tests {
     fn an_uncommitted_transaction_holds_the_checkpoint() {
         let mut t = AckTracker::new();
         t.begin(Lsn(100));
-        t.sent(0);
-        t.acked(Lsn(100));
+        let ticket = t.sent(0);
+        t.acked(ticket);
         assert_eq!(t.advance(), None);
         t.drop_uncommitted();
         assert!(t.idle(Lsn(500)).is_some());
@@ -271,11 +310,11 @@ mod tests {
     fn idle_advances_only_when_nothing_is_pending() {
         let mut t = AckTracker::new();
         t.begin(Lsn(100));
-        t.sent(0);
+        let ticket = t.sent(0);
         t.commit(Lsn(120));
         assert_eq!(t.idle(Lsn(900)), None);
         assert_eq!(t.checkpoint(), None);
-        t.acked(Lsn(100));
+        t.acked(ticket);
         t.advance();
         t.idle(Lsn(900));
         assert_eq!(t.checkpoint().unwrap().flush_lsn, Lsn(900));
@@ -291,18 +330,19 @@ mod tests {
     fn a_transaction_resent_after_a_reconnect_continues_its_entry() {
         let mut t = AckTracker::new();
         t.begin(Lsn(100));
-        t.sent(0);
+        let before = t.sent(0);
         t.sent(1);
         // The connection drops mid-transaction with two records in flight.
         t.drop_uncommitted();
         t.begin(Lsn(100));
         // Records 0 and 1 are skipped as already sent; 2 is new.
-        t.sent(2);
+        let after = t.sent(2);
+        assert_eq!(before, after, "the same entry continues");
         t.commit(Lsn(120));
-        t.acked(Lsn(100));
-        t.acked(Lsn(100));
+        t.acked(before);
+        t.acked(before);
         assert_eq!(t.advance(), None, "record 2 is still in flight");
-        t.acked(Lsn(100));
+        t.acked(after);
         let c = t.advance().unwrap();
         assert_eq!(c.position.index, 2);
         assert_eq!(c.flush_lsn, Lsn(120));
@@ -334,5 +374,55 @@ mod tests {
         t.begin(Lsn(100));
         t.commit(Lsn(130));
         assert_eq!(t.advance().unwrap().flush_lsn, Lsn(130));
+    }
+
+    #[test]
+    fn a_committed_transaction_resent_while_in_flight_is_credited_per_send() {
+        // at_least_once: the connection drops after transaction 100 committed with two
+        // records in flight; the server sends it again and both copies are produced.
+        let mut t = AckTracker::new();
+        t.begin(Lsn(100));
+        let first = t.sent(0);
+        t.sent(1);
+        t.commit(Lsn(110));
+        t.drop_uncommitted();
+        t.begin(Lsn(100));
+        let again = t.sent(0);
+        t.sent(1);
+        t.commit(Lsn(110));
+        assert_ne!(first, again);
+        // Both copies of record 0 are acknowledged; record 1 of the first send is not.
+        t.acked(first);
+        t.acked(again);
+        assert_eq!(
+            t.advance(),
+            None,
+            "record 1 of the first send is still in flight"
+        );
+        // The resent copy's record 1, then the first's: the checkpoint moves past both.
+        t.acked(again);
+        assert_eq!(t.advance(), None, "the first send still holds it");
+        t.acked(first);
+        assert_eq!(t.advance().unwrap().flush_lsn, Lsn(110));
+        assert_eq!(t.in_flight(), 0);
+    }
+
+    #[test]
+    fn acknowledgements_arriving_together_never_stall_the_checkpoint() {
+        // Both copies' acknowledgements in one batch: none is swallowed.
+        let mut t = AckTracker::new();
+        t.begin(Lsn(100));
+        let first = [t.sent(0), t.sent(1)];
+        t.commit(Lsn(110));
+        t.drop_uncommitted();
+        t.begin(Lsn(100));
+        let again = [t.sent(0), t.sent(1)];
+        t.commit(Lsn(110));
+        for ticket in first.iter().chain(&again) {
+            t.acked(*ticket);
+        }
+        assert_eq!(t.advance().unwrap().flush_lsn, Lsn(110));
+        assert_eq!(t.in_flight(), 0);
+        assert_eq!(t.commit_lsn_of(first[0]), None, "gone once confirmed");
     }
 }

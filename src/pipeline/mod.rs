@@ -20,7 +20,7 @@ use std::time::Duration;
 use tokio::sync::{mpsc, watch};
 use tracing::{debug, info, warn};
 
-use crate::checkpoint::{AckTracker, Checkpoint, Position};
+use crate::checkpoint::{AckTracker, Checkpoint, Position, Ticket};
 use crate::config::{Connector, SinkKind};
 use crate::registry::client::{RegistryClient, RegistryClientConfig};
 use crate::sink::kafka::{KafkaSink, OutRecord};
@@ -180,7 +180,7 @@ pub async fn run(
                 }
                 // Every report already queued at once, and the checkpoint moved once.
                 for report in acks.drain(..) {
-                    if report.commit_lsn == Lsn::ZERO {
+                    if report.ticket == Ticket::NONE {
                         // A checkpoint record: informative, never part of the guarantee.
                         if let Some(error) = report.error {
                             warn!(error = %error, "could not record the checkpoint in {}", crate::sink::kafka::OFFSETS_TOPIC);
@@ -188,12 +188,13 @@ pub async fn run(
                         continue;
                     }
                     if let Some(error) = report.error {
-                        break 'run Err(crate::sink::kafka::SinkError::Delivery { commit_lsn: report.commit_lsn, message: error }.into());
+                        let commit_lsn = tracker.commit_lsn_of(report.ticket).unwrap_or_default();
+                        break 'run Err(crate::sink::kafka::SinkError::Delivery { commit_lsn, message: error }.into());
                     }
                     // Transactional: acknowledged is not yet committed; the Kafka
                     // transaction's commit acknowledges its records.
                     if !sink.is_transactional() {
-                        tracker.acked(report.commit_lsn);
+                        tracker.acked(report.ticket);
                     }
                 }
                 if sink.is_transactional() {
@@ -435,7 +436,7 @@ pub async fn run(
         let flushed = tokio::task::block_in_place(|| sink.flush(grace));
         while let Ok(report) = reports.try_recv() {
             if report.error.is_none() {
-                tracker.acked(report.commit_lsn);
+                tracker.acked(report.ticket);
             }
         }
         flushed
@@ -535,6 +536,7 @@ async fn send_all(
                 .inc();
             continue;
         }
+        sink.ensure_transaction()?;
         let record = OutRecord {
             topic: encoded.topic,
             key: encoded.key,
@@ -542,8 +544,8 @@ async fn send_all(
             headers: encoded.headers,
             position,
             txid,
+            ticket: tracker.sent(position.index),
         };
-        sink.ensure_transaction()?;
         sink.send(&record, partition).await?;
         crate::failpoint::hit("after_send");
         dedup
@@ -555,7 +557,6 @@ async fn send_all(
                     .with_label_values(&[connector.name.as_str(), &*record.topic])
             })
             .inc();
-        tracker.sent(position.index);
         dedup.sent(&record.topic, partition, position);
     }
     Ok(())

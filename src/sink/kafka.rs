@@ -17,7 +17,7 @@ use rdkafka::producer::{BaseRecord, Producer, ProducerContext, ThreadedProducer}
 use tokio::sync::mpsc;
 
 use super::partition::partition_for_key;
-use crate::checkpoint::Position;
+use crate::checkpoint::{Position, Ticket};
 use crate::config::{DeliveryMode, Kafka};
 use crate::source::lsn::Lsn;
 
@@ -48,12 +48,16 @@ pub struct OutRecord {
     pub headers: Vec<(&'static str, Vec<u8>)>,
     pub position: Position,
     pub txid: u32,
+    /// The acknowledgement tracker's entry this record counts in; its delivery report
+    /// carries it back.
+    pub ticket: Ticket,
 }
 
-/// A delivery report: which transaction's record, and whether Kafka took it.
+/// A delivery report: the ticket of the record (see [`OutRecord::ticket`];
+/// [`Ticket::NONE`] for a checkpoint record), and whether Kafka took it.
 #[derive(Debug)]
 pub struct DeliveryReport {
-    pub commit_lsn: Lsn,
+    pub ticket: Ticket,
     pub error: Option<String>,
 }
 
@@ -124,10 +128,10 @@ fn is_refusal(reason: &str) -> bool {
 impl ProducerContext for Reporter {
     type DeliveryOpaque = usize;
 
-    fn delivery(&self, result: &DeliveryResult<'_>, commit_lsn: usize) {
+    fn delivery(&self, result: &DeliveryResult<'_>, ticket: usize) {
         let error = result.as_ref().err().map(|(e, _)| e.to_string());
         let _ = self.reports.send(DeliveryReport {
-            commit_lsn: Lsn(commit_lsn as u64),
+            ticket: Ticket(ticket as u64),
             error,
         });
     }
@@ -532,7 +536,7 @@ impl KafkaSink {
     pub async fn send(&mut self, record: &OutRecord, partition: i32) -> Result<(), SinkError> {
         if let Some(reports) = &self.discard {
             let _ = reports.send(DeliveryReport {
-                commit_lsn: record.position.commit_lsn,
+                ticket: record.ticket,
                 error: None,
             });
             return Ok(());
@@ -561,7 +565,7 @@ impl KafkaSink {
                 });
             }
             let mut base: BaseRecord<'_, [u8], [u8], usize> =
-                BaseRecord::with_opaque_to(&record.topic, record.position.commit_lsn.0 as usize)
+                BaseRecord::with_opaque_to(&record.topic, record.ticket.0 as usize)
                     .partition(partition)
                     .headers(headers);
             if let Some(key) = &record.key {
@@ -592,7 +596,7 @@ impl KafkaSink {
     }
 
     /// Records the connector's checkpoint in [`OFFSETS_TOPIC`] (best effort: its delivery
-    /// report carries LSN 0, which the checkpoint ignores).
+    /// report carries [`Ticket::NONE`], which credits nothing).
     pub async fn write_checkpoint(
         &mut self,
         connector: &str,
@@ -616,10 +620,11 @@ impl KafkaSink {
             value["incremental_snapshot"] = incremental.clone();
         }
         let value = value.to_string();
-        let base: BaseRecord<'_, [u8], [u8], usize> = BaseRecord::with_opaque_to(OFFSETS_TOPIC, 0)
-            .partition(partition_for_key(connector.as_bytes(), partitions))
-            .key(connector.as_bytes())
-            .payload(value.as_bytes());
+        let base: BaseRecord<'_, [u8], [u8], usize> =
+            BaseRecord::with_opaque_to(OFFSETS_TOPIC, Ticket::NONE.0 as usize)
+                .partition(partition_for_key(connector.as_bytes(), partitions))
+                .key(connector.as_bytes())
+                .payload(value.as_bytes());
         self.producer
             .send(base)
             .map_err(|(e, _)| SinkError::Delivery {

@@ -1020,6 +1020,56 @@ fn compare(expected: &[Change], got: &[Change]) -> Result<(), String> {
     Err(report)
 }
 
+/// `at_least_once`: nothing lost and, per key, the oracle's changes in order with
+/// repeats allowed (a replay after a restart sends a suffix again): each key's expected
+/// sequence is a subsequence of what the topics hold. Returns how many records were
+/// repeats.
+fn compare_at_least_once(expected: &[Change], got: &[Change]) -> Result<usize, String> {
+    fn by_key(changes: &[Change]) -> BTreeMap<(&str, i64), Vec<&Change>> {
+        let mut map: BTreeMap<(&str, i64), Vec<&Change>> = BTreeMap::new();
+        for c in changes {
+            map.entry((c.table.as_str(), c.key)).or_default().push(c);
+        }
+        map
+    }
+    let (want, have) = (by_key(expected), by_key(got));
+    let mut lost = Vec::new();
+    for (key, sequence) in &want {
+        let held = have.get(key).map(Vec::as_slice).unwrap_or_default();
+        let mut at = 0;
+        for change in sequence {
+            match held[at..].iter().position(|h| h == change) {
+                Some(offset) => at += offset + 1,
+                None => {
+                    lost.push(format!(
+                        "{}:{}: {} not found (in order) among the {} records of the key",
+                        key.0,
+                        key.1,
+                        change.brief(),
+                        held.len()
+                    ));
+                    break;
+                }
+            }
+        }
+    }
+    if lost.is_empty() {
+        return Ok(got.len().saturating_sub(expected.len()));
+    }
+    let mut report = format!(
+        "expected {} records {:?}, got {} {:?}\n{} keys lost a change or its order\n",
+        expected.len(),
+        per_table(expected),
+        got.len(),
+        per_table(got),
+        lost.len()
+    );
+    for l in lost.iter().take(20) {
+        report.push_str(&format!("  {l}\n"));
+    }
+    Err(report)
+}
+
 /// The log kept for a post-mortem when a check fails (the database's directory goes).
 fn keep_log(log: &Path, name: &str) -> String {
     let kept =
@@ -1031,13 +1081,13 @@ fn keep_log(log: &Path, name: &str) -> String {
 /// Everything a scenario checks once walcast has caught up: the workload really did
 /// what it claims, and the topics equal the oracle.
 async fn check_against_oracle(
-    stack: &Stack,
     walcast: &mut Walcast,
     db: &TestDb,
     oracle_slot: &str,
     registry: &str,
     log: &Path,
     name: &str,
+    mode: &str,
 ) -> usize {
     let (expected, truncated) = settled_oracle_changes(db, oracle_slot);
     // Everything is committed and decoded: walcast has caught up (all it will send is
@@ -1097,7 +1147,30 @@ async fn check_against_oracle(
     );
     assert!(count("orders", "d") > 0 && count("orders", "u") > 0 && count("items", "c") > 0);
 
-    let consumed = consume_topics(stack.kafka_bootstrap(), db, registry, expected.len()).await;
+    let consumed = consume_topics(stack().kafka_bootstrap(), db, registry, expected.len()).await;
+    if mode == "at_least_once" {
+        // The checkpoint kept advancing (no acknowledgement swallowed), and nothing is
+        // lost; repeats are what this mode allows, so positions may go back in a
+        // partition.
+        assert!(
+            caught_up,
+            "{name}: walcast's slot never confirmed the end of the workload; log: {}",
+            keep_log(log, name)
+        );
+        match compare_at_least_once(&expected, &consumed.changes) {
+            Ok(repeats) => eprintln!("{name}: nothing lost; {repeats} records repeated"),
+            Err(report) => panic!(
+                "{name}: the topics lost changes of the oracle\n{report}\nwalcast's log: {}",
+                keep_log(log, name)
+            ),
+        }
+        assert!(
+            consumed.other_ops.is_empty(),
+            "{name}: unexpected ops: {:?}",
+            consumed.other_ops.iter().take(20).collect::<Vec<_>>()
+        );
+        return expected.len();
+    }
     let result = compare(&expected, &consumed.changes);
     if result.is_err() || !consumed.out_of_order.is_empty() || !consumed.other_ops.is_empty() {
         let kept = keep_log(log, name);
@@ -1119,6 +1192,16 @@ async fn repeated_kill_9_loses_and_repeats_nothing_exactly_once() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn repeated_kill_9_loses_and_repeats_nothing_transactional() {
     repeated_kill_9_scenario("chaos_kill_tx", "transactional", 0x5EED_0002).await;
+}
+
+/// `at_least_once` under kills and PostgreSQL connection cuts (every other intervention
+/// terminates walcast's walsender instead of killing walcast): nothing is lost, repeats
+/// are allowed, and the slot's confirmed position reaches the end of the workload (an
+/// acknowledgement credited to the wrong copy of a resent transaction would stall it or
+/// confirm past a record still in flight).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn repeated_kill_9_and_connection_cuts_lose_nothing_at_least_once() {
+    repeated_kill_9_scenario("chaos_kill_alo", "at_least_once", 0x5EED_0003).await;
 }
 
 /// Small transactions per writer (two writers, disjoint keys, concurrently).
@@ -1236,6 +1319,7 @@ async fn repeated_kill_9_scenario(name: &str, mode: &str, seed: u64) {
     let mut sending_kills = 0;
     let mut committing_kills = 0;
     let (mut sent_by_killed, mut skipped_by_killed) = (0, 0);
+    let mut cuts = 0;
     // The first instance streams already (waited for above).
     let mut old_walsender = "-".to_owned();
     for kill in 0..KILLS {
@@ -1260,6 +1344,19 @@ async fn repeated_kill_9_scenario(name: &str, mode: &str, seed: u64) {
         let wait = rng.between(200, 1500);
         intervals.push(wait);
         tokio::time::sleep(Duration::from_millis(wait)).await;
+        if mode == "at_least_once" && kill % 2 == 1 {
+            // A PostgreSQL connection cut: the walsender ends, walcast reconnects and
+            // the server resends from the confirmed position, while records sent
+            // before the cut may still be in flight.
+            old_walsender = slot_state(&db, name).1;
+            walcast.supervise(name);
+            db.psql(&format!(
+                "SELECT pg_terminate_backend(active_pid) FROM pg_replication_slots \
+                 WHERE slot_name = 'walcast_{name}' AND database = current_database()"
+            ));
+            cuts += 1;
+            continue;
+        }
         let (sent, skipped, committed) = progress().await;
         if sent > 0 {
             sending_kills += 1;
@@ -1283,13 +1380,13 @@ async fn repeated_kill_9_scenario(name: &str, mode: &str, seed: u64) {
     let workload_done = started.elapsed();
 
     let expected = check_against_oracle(
-        stack,
         &mut walcast,
         &db,
         &oracle_slot,
         &registry.url(),
         &log,
         name,
+        mode,
     )
     .await;
     let caught_up = started.elapsed();
@@ -1316,10 +1413,11 @@ async fn repeated_kill_9_scenario(name: &str, mode: &str, seed: u64) {
         "the large transaction was streamed (stream_txns = {streamed:?})"
     );
     eprintln!(
-        "{name}: {transactions} source transactions, {expected} records, {KILLS} SIGKILLs ({sending_kills} of an instance \
+        "{name}: {transactions} source transactions, {expected} records, {} SIGKILLs and {cuts} PostgreSQL connection cuts ({sending_kills} kills of an instance \
          that had sent records, {committing_kills} that had committed a Kafka transaction; killed instances sent {sent_by_killed} and skipped {skipped_by_killed} as already in Kafka; \
          {resumed} restarts resumed from a recorded position) at {intervals:?} ms; kills done {:.1}s, workload done {:.1}s, topics equal the oracle at {:.1}s, stream_txns {streamed}; \
          exits by itself: {:?}",
+        KILLS - cuts,
         kills_done.as_secs_f64(),
         workload_done.as_secs_f64(),
         caught_up.as_secs_f64(),
@@ -1402,8 +1500,16 @@ async fn failpoint_case(
     walcast.restart();
     let outputs = workload.join().expect("the workload failed");
 
-    let expected =
-        check_against_oracle(stack, &mut walcast, &db, &oracle_slot, registry, &log, name).await;
+    let expected = check_against_oracle(
+        &mut walcast,
+        &db,
+        &oracle_slot,
+        registry,
+        &log,
+        name,
+        mode,
+    )
+    .await;
     if n.is_none() {
         // The armed record was the k-th row of the COPY, and rows k and k+1 were in the
         // same WAL record (a multi-row MULTI_INSERT; PostgreSQL 15 describes it as
@@ -1597,4 +1703,32 @@ fn the_comparison_names_losses_repeats_and_reorders() {
         reordered.contains("(same multiset: reordered)"),
         "{reordered}"
     );
+}
+
+#[test]
+fn the_at_least_once_comparison_allows_repeats_and_names_losses() {
+    let change = |key, op: &str, n: &str| {
+        Change::new("orders", key, op, [("n".to_owned(), n.to_owned())].into())
+    };
+    let expected = [
+        change(1, "c", "1"),
+        change(1, "u", "2"),
+        change(2, "c", "1"),
+    ];
+    assert_eq!(compare_at_least_once(&expected, &expected), Ok(0));
+    // A replay repeats a suffix of a key's changes.
+    let replayed = [&expected[..], &expected[..2]].concat();
+    assert_eq!(compare_at_least_once(&expected, &replayed), Ok(2));
+    let lost = compare_at_least_once(&expected, &expected[..2]).unwrap_err();
+    assert!(
+        lost.contains("1 keys lost") && lost.contains("orders:2"),
+        "{lost}"
+    );
+    // Key 1's update before its insert only: the insert after it is lost in order.
+    let swapped = [
+        change(1, "u", "2"),
+        change(1, "c", "1"),
+        change(2, "c", "1"),
+    ];
+    assert!(compare_at_least_once(&expected, &swapped).is_err());
 }
