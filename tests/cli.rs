@@ -116,3 +116,35 @@ fn bad_log_level() {
         "{stderr}"
     );
 }
+
+/// A row filter that would publish another table (comments hide its parentheses) is
+/// refused by every command that reads the file, before any database is touched.
+#[test]
+fn a_filter_that_escapes_its_parentheses_is_refused_by_check_setup_and_run() {
+    let payload = "/* ( */ true) , public.secrets WHERE (true /* ) */";
+    let text = format!("{GOOD}filter = \"{payload}\"\n");
+    let e = check_error(&text);
+    assert!(
+        e.contains("table public.orders: filter contains a comment (`/*`); write one SQL boolean expression"),
+        "{e}"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("c.toml");
+    std::fs::write(&path, &text).unwrap();
+    for command in ["setup", "run"] {
+        let (code, _, stderr) = walcast(&[command, path.to_str().unwrap()]);
+        assert_eq!(code, Some(1), "{command}: {stderr}");
+        assert!(
+            stderr.contains("filter contains a comment"),
+            "{command}: {stderr}"
+        );
+        assert_eq!(stderr.lines().count(), 1, "{command}: {stderr}");
+    }
+    let snapshot = check_error(&format!(
+        "{GOOD}snapshot_filter = \"a = E'\\\\'' ) , public.secrets WHERE (true\"\n"
+    ));
+    assert!(
+        snapshot.contains("snapshot_filter has a `)` without its `(`"),
+        "{snapshot}"
+    );
+}
