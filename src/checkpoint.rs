@@ -10,10 +10,35 @@ use crate::source::lsn::Lsn;
 /// A record's place in the total order of a connector's output: the commit LSN of its
 /// transaction and its index inside it. An LSN alone is not enough: one WAL record can
 /// hold many rows, and a transaction many records.
+///
+/// The index is 64 bits wide: every initial-snapshot row shares one LSN, so a snapshot
+/// of more than 2^32 rows would wrap a 32-bit index, and the exactly-once check would
+/// then skip every later row as already sent.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Position {
     pub commit_lsn: Lsn,
-    pub index: u32,
+    pub index: u64,
+}
+
+/// No index is left for another record of a transaction (or snapshot).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("the record index of position {commit_lsn}# overflowed after {} records; this is a bug in walcast, please report it (nothing past the checkpoint is confirmed)", u64::MAX)]
+pub struct PositionOverflow {
+    pub commit_lsn: Lsn,
+}
+
+/// The position of the next record of the transaction committing at `commit_lsn`,
+/// `index` being how many of its records came before; counts it. Fails instead of
+/// wrapping, which would hand out a position that sorts before records already sent.
+pub fn next_position(commit_lsn: Lsn, index: &mut u64) -> Result<Position, PositionOverflow> {
+    let position = Position {
+        commit_lsn,
+        index: *index,
+    };
+    *index = index
+        .checked_add(1)
+        .ok_or(PositionOverflow { commit_lsn })?;
+    Ok(position)
 }
 
 impl fmt::Display for Position {
@@ -66,7 +91,7 @@ struct Pending {
     ticket: Ticket,
     commit_lsn: Lsn,
     end_lsn: Lsn,
-    last_index: u32,
+    last_index: u64,
     outstanding: u64,
     committed: bool,
 }
@@ -112,7 +137,7 @@ impl AckTracker {
 
     /// A record of the current (last begun) transaction is handed to the producer; its
     /// delivery report must carry the returned ticket.
-    pub fn sent(&mut self, index: u32) -> Ticket {
+    pub fn sent(&mut self, index: u64) -> Ticket {
         match self.pending.back_mut() {
             Some(tx) => {
                 tx.outstanding += 1;
@@ -260,6 +285,27 @@ mod tests {
         assert_eq!("0/A#5".parse::<Position>().unwrap(), a);
         assert_eq!(a.to_string(), "0/A#5");
         assert!("0/A".parse::<Position>().is_err());
+    }
+
+    #[test]
+    fn the_position_index_fails_loudly_instead_of_wrapping() {
+        // Past 2^32 records (a large snapshot) the index keeps growing.
+        let mut index = u64::from(u32::MAX);
+        let p = next_position(Lsn(7), &mut index).unwrap();
+        assert_eq!(p.index, u64::from(u32::MAX));
+        let q = next_position(Lsn(7), &mut index).unwrap();
+        assert!(q > p, "{q} sorts after {p}");
+        assert_eq!(q.to_string().parse::<Position>().unwrap(), q);
+        // At the very end it refuses rather than going back to 0.
+        let mut index = u64::MAX - 1;
+        assert_eq!(
+            next_position(Lsn(7), &mut index).unwrap().index,
+            u64::MAX - 1
+        );
+        assert_eq!(
+            next_position(Lsn(7), &mut index),
+            Err(PositionOverflow { commit_lsn: Lsn(7) })
+        );
     }
 
     #[test]

@@ -50,6 +50,8 @@ pub enum PipelineError {
     Events(#[from] events::EventError),
     #[error("{0}")]
     Sink(#[from] crate::sink::kafka::SinkError),
+    #[error("{0}")]
+    Position(#[from] crate::checkpoint::PositionOverflow),
 }
 
 /// Runs `connector` until `shutdown` turns true or a fatal error.
@@ -150,7 +152,7 @@ pub async fn run(
         last_commit_lsn: None,
     };
     let mut commit_lsn = Lsn::ZERO;
-    let mut index: u32 = 0;
+    let mut index: u64 = 0;
     let mut records = Vec::new();
     let mut inbox: Vec<TxEvent> = Vec::with_capacity(EVENT_DRAIN_BUDGET);
     let mut acks = Vec::with_capacity(REPORT_DRAIN_BUDGET);
@@ -514,15 +516,11 @@ async fn send_all(
     records: &mut Vec<events::Encoded>,
     tracker: &mut AckTracker,
     commit_lsn: Lsn,
-    index: &mut u32,
+    index: &mut u64,
     txid: u32,
 ) -> Result<(), PipelineError> {
     for encoded in records.drain(..) {
-        let position = Position {
-            commit_lsn,
-            index: *index,
-        };
-        *index += 1;
+        let position = crate::checkpoint::next_position(commit_lsn, index)?;
         sink.ensure_topic(&encoded.topic).await?;
         let partition = sink.partition_of(&encoded.topic, encoded.key.as_deref());
         if dedup

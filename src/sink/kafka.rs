@@ -165,9 +165,9 @@ fn push_hex(out: &mut String, value: u32) {
     buf[at..].iter().for_each(|&b| out.push(char::from(b)));
 }
 
-fn push_decimal(out: &mut String, value: u32) {
+fn push_decimal(out: &mut String, value: u64) {
     // Writing into a String cannot fail.
-    let _ = crate::codec::temporal::write_padded(out, u64::from(value), 1);
+    let _ = crate::codec::temporal::write_padded(out, value, 1);
 }
 
 /// The producer and what it knows about its topics.
@@ -546,7 +546,7 @@ impl KafkaSink {
         self.scratch.clear();
         push_position(&mut self.scratch, record.position);
         let split = self.scratch.len();
-        push_decimal(&mut self.scratch, record.txid);
+        push_decimal(&mut self.scratch, u64::from(record.txid));
         let (position, txid) = self.scratch.split_at(split);
         loop {
             let mut headers = OwnedHeaders::new_with_capacity(2 + record.headers.len())
@@ -692,9 +692,11 @@ mod tests {
     #[test]
     fn position_headers_read_as_positions_display() {
         let cases = [
-            (0u64, 0u32),
+            (0u64, 0u64),
             (0x1_6B37_4D48, 7),
-            (u64::MAX, u32::MAX),
+            (u64::MAX, u64::from(u32::MAX)),
+            (0x20, u64::from(u32::MAX) + 1),
+            (u64::MAX, u64::MAX),
             (0xABCD_0000_0000, 10),
             (0x10, 1_000_000),
         ];

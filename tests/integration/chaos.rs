@@ -1500,16 +1500,8 @@ async fn failpoint_case(
     walcast.restart();
     let outputs = workload.join().expect("the workload failed");
 
-    let expected = check_against_oracle(
-        &mut walcast,
-        &db,
-        &oracle_slot,
-        registry,
-        &log,
-        name,
-        mode,
-    )
-    .await;
+    let expected =
+        check_against_oracle(&mut walcast, &db, &oracle_slot, registry, &log, name, mode).await;
     if n.is_none() {
         // The armed record was the k-th row of the COPY, and rows k and k+1 were in the
         // same WAL record (a multi-row MULTI_INSERT; PostgreSQL 15 describes it as
