@@ -45,6 +45,12 @@ enum Command {
     Run {
         /// A connector .toml file, or a folder of them.
         path: PathBuf,
+        /// A connector whose replication slot is gone or invalidated (wal_status = lost)
+        /// after a recorded checkpoint stops, because the changes since then are no
+        /// longer in the WAL. With this flag it creates a new slot and streams from there,
+        /// accepting that gap (logged with both positions). Use it once, deliberately.
+        #[arg(long)]
+        accept_slot_loss: bool,
     },
     /// Validate a connector file, then check the live database: reachable, wal_level,
     /// privileges, free slots and WAL senders, tables and keys, slot and publication.
@@ -162,8 +168,14 @@ fn main() -> ExitCode {
 /// Runs one command; `Ok(false)` means it ran and found problems (already printed).
 async fn execute(command: Command) -> Result<bool, String> {
     match command {
-        Command::Run { path } => {
-            let connectors = config::load_path(&path).map_err(|e| e.to_string())?;
+        Command::Run {
+            path,
+            accept_slot_loss,
+        } => {
+            let mut connectors = config::load_path(&path).map_err(|e| e.to_string())?;
+            for connector in &mut connectors {
+                connector.accept_slot_loss = accept_slot_loss;
+            }
             // Each connector's error is already logged (one line each) by the runner.
             let errors = run::run(connectors).await;
             Ok(errors.is_empty())

@@ -32,6 +32,10 @@ pub struct Connector {
     pub events: Events,
     /// Table rules in file order; exact names before patterns when resolving.
     pub tables: Vec<TableRule>,
+    /// `walcast run --accept-slot-loss`, never read from the file: when the slot is gone
+    /// or invalidated after a recorded checkpoint, create a new one and stream from
+    /// there, accepting that the changes in between are lost.
+    pub accept_slot_loss: bool,
 }
 
 #[derive(Debug, Clone)]

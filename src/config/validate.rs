@@ -305,6 +305,7 @@ impl Validator<'_> {
             },
             events,
             tables,
+            accept_slot_loss: false,
         })
     }
 

@@ -21,6 +21,10 @@ pub(super) struct Dedup {
     pub(super) wal_now: Lsn,
     /// The incremental snapshot progress recorded with the checkpoint.
     pub(super) recorded_incremental: serde_json::Value,
+    /// The flush LSN of the checkpoint recorded for this connector in the offsets topic
+    /// (in every delivery mode; `None` when there is none, or it is foreign): a slot
+    /// lost after it leaves a gap.
+    pub(super) recorded_flush_lsn: Option<Lsn>,
     /// Every event at or below this position is in Kafka (the connector's committed
     /// record in the offsets topic).
     pub(super) floor: Option<Position>,
@@ -43,6 +47,7 @@ impl Dedup {
                 mode: DeliveryMode::AtLeastOnce,
                 wal_now: Lsn(u64::MAX),
                 recorded_incremental: serde_json::Value::Null,
+                recorded_flush_lsn: None,
                 floor: None,
                 present: TopicMap::default(),
                 skipped: 0,
@@ -76,6 +81,11 @@ impl Dedup {
             Some(r) if !foreign => r["incremental_snapshot"].clone(),
             _ => serde_json::Value::Null,
         };
+        let recorded_flush_lsn = record
+            .as_ref()
+            .and_then(|r| r["flush_lsn"].as_str())
+            .and_then(|l| l.parse::<Lsn>().ok())
+            .filter(|_| !foreign);
         let floor = recorded.filter(|_| !foreign && mode != DeliveryMode::AtLeastOnce);
         if let Some(floor) = floor {
             info!(position = %floor, "resuming: events at or below the recorded position are already in Kafka and are skipped");
@@ -84,6 +94,7 @@ impl Dedup {
             mode,
             wal_now,
             recorded_incremental,
+            recorded_flush_lsn,
             floor,
             present: TopicMap::default(),
             skipped: 0,
@@ -143,7 +154,7 @@ impl Dedup {
 }
 
 /// The server's current WAL position (its replay position on a standby).
-async fn current_wal_lsn(connector: &Connector) -> Result<Lsn, PipelineError> {
+pub(super) async fn current_wal_lsn(connector: &Connector) -> Result<Lsn, PipelineError> {
     let client = crate::postgres::connect(&connector.source, None)
         .await
         .map_err(|e| PipelineError::Setup(e.to_string()))?;

@@ -74,7 +74,7 @@ pub async fn run(
     let mut dedup = Dedup::load(&connector, &client_id).await?;
     let mut incremental = Incremental::new(connector.clone());
     incremental.resume(&dedup.recorded_incremental);
-    let prepared = snapshot::prepare(&connector).await?;
+    let prepared = snapshot::prepare(&connector, dedup.recorded_flush_lsn).await?;
     let resume_point = match &prepared {
         snapshot::Prepared::Resume { consistent_point } => Some(*consistent_point),
         _ => None,

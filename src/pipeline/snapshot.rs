@@ -50,7 +50,6 @@ async fn state(client: &Client, connector: &Connector) -> Result<Option<bool>, P
     Ok(row.and_then(|r| r.try_get(0).ok()))
 }
 
-/// Makes sure the slot exists, and decides whether a snapshot is due.
 /// What a connector does before it streams.
 pub enum Prepared {
     /// Take the initial snapshot in the slot's exported snapshot.
@@ -82,20 +81,77 @@ async fn resumable(connector: &Connector, client: &Client) -> Result<bool, Pipel
     }))
 }
 
-pub async fn prepare(connector: &Connector) -> Result<Prepared, PipelineError> {
-    let client = connect(&connector.source, None).await.map_err(setup_err)?;
-    let slot = &connector.source.slot;
-    let slot_exists = client
+/// The replication slot as `pg_replication_slots` shows it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum SlotState {
+    Missing,
+    /// Invalidated (`wal_status = lost`, PostgreSQL 13+): it exists but the WAL it
+    /// needs is gone, so it can never stream again.
+    Lost,
+    Usable,
+}
+
+impl SlotState {
+    fn describe(self) -> &'static str {
+        match self {
+            SlotState::Missing => "is gone",
+            SlotState::Lost => "was invalidated (wal_status = lost: PostgreSQL removed WAL it still needed, e.g. past max_slot_wal_keep_size)",
+            SlotState::Usable => "exists",
+        }
+    }
+}
+
+async fn slot_state(client: &Client, slot: &str) -> Result<SlotState, PipelineError> {
+    // to_jsonb: wal_status exists from PostgreSQL 13 on; before, a slot is never lost.
+    let row = client
         .query_opt(
-            "SELECT 1 FROM pg_replication_slots WHERE slot_name = $1",
-            &[slot],
+            "SELECT to_jsonb(s) ->> 'wal_status' FROM pg_replication_slots s WHERE slot_name = $1",
+            &[&slot],
         )
         .await
-        .map_err(setup_err)?
-        .is_some();
+        .map_err(setup_err)?;
+    Ok(match row {
+        None => SlotState::Missing,
+        Some(r) if r.get::<_, Option<String>>(0).as_deref() == Some("lost") => SlotState::Lost,
+        Some(_) => SlotState::Usable,
+    })
+}
+
+/// A slot that cannot stream, after a checkpoint was recorded: the changes after that
+/// checkpoint are no longer in the WAL. Stops the connector (one line naming the gap and
+/// the ways out) unless `--accept-slot-loss` accepts it.
+async fn refuse_gap(
+    connector: &Connector,
+    state: SlotState,
+    checkpoint: Lsn,
+) -> Result<(), PipelineError> {
+    let slot = &connector.source.slot;
+    let wal_now = super::dedup::current_wal_lsn(connector).await?;
+    if connector.accept_slot_loss {
+        warn!(slot = %slot, last_checkpoint = %checkpoint, server_wal = %wal_now, "SLOT LOST: slot {slot} {}; --accept-slot-loss: creating a new slot and streaming from it, so the changes between the last checkpoint {checkpoint} and the new slot's start are not captured", state.describe());
+        return Ok(());
+    }
+    Err(PipelineError::Setup(format!(
+        "slot {slot} {} after the checkpoint recorded in {}, so the changes between {checkpoint} (the last checkpoint) and {wal_now} (where a new slot would start) are no longer in the WAL; set [source] snapshot_mode = \"when_needed\" to take a new snapshot, or run once with walcast run --accept-slot-loss to accept the gap and stream from now on",
+        state.describe(),
+        crate::sink::kafka::OFFSETS_TOPIC,
+    )))
+}
+
+/// Makes sure the slot exists, and decides whether a snapshot is due. `recorded` is the
+/// flush LSN of the checkpoint recorded for the connector in Kafka, if any: a slot
+/// missing or invalidated after it means lost changes, which is never silent.
+pub async fn prepare(
+    connector: &Connector,
+    recorded: Option<Lsn>,
+) -> Result<Prepared, PipelineError> {
+    let client = connect(&connector.source, None).await.map_err(setup_err)?;
+    let slot = &connector.source.slot;
+    let state_of_slot = slot_state(&client, slot).await?;
+    let slot_exists = state_of_slot == SlotState::Usable;
     let completed = state(&client, connector).await?;
     let mode = connector.source.snapshot_mode;
-    let wants_snapshot = matches!(
+    let mut wants_snapshot = matches!(
         mode,
         SnapshotMode::Initial | SnapshotMode::InitialOnly | SnapshotMode::WhenNeeded
     );
@@ -115,27 +171,38 @@ pub async fn prepare(connector: &Connector) -> Result<Prepared, PipelineError> {
         }
         (true, Some(false)) if wants_snapshot => {
             warn!(slot = %slot, "the initial snapshot was interrupted; dropping the slot and taking the snapshot again (rows already sent are sent again)");
-            client
-                .execute("SELECT pg_drop_replication_slot($1)", &[slot])
-                .await
-                .map_err(|e| {
-                    setup_err(format!(
-                        "cannot drop slot {slot} to restart the snapshot: {e}"
-                    ))
-                })?;
+            drop_slot(&client, slot, "restart the snapshot").await?;
         }
         (true, _) => return Ok(Prepared::Stream),
-        (false, Some(true))
-            if mode == SnapshotMode::Initial || mode == SnapshotMode::InitialOnly =>
-        {
-            return Err(PipelineError::Setup(format!(
-                "slot {slot} is gone after a completed snapshot, so changes since then are no longer in the WAL; set [source] snapshot_mode = \"when_needed\" to snapshot again, or \"never\" to stream from now on"
-            )));
+        // A snapshot interrupted before its slot was lost is simply taken again.
+        (false, Some(false)) if wants_snapshot => {}
+        (false, _) if mode == SnapshotMode::WhenNeeded => {
+            if completed == Some(true) || recorded.is_some() {
+                warn!(slot = %slot, "SLOT LOST: slot {slot} {} after a completed snapshot or a recorded checkpoint; taking a new snapshot (snapshot_mode = when_needed)", state_of_slot.describe());
+            }
         }
-        (false, Some(true)) if mode == SnapshotMode::WhenNeeded => {
-            warn!(slot = %slot, "SLOT LOST: the slot is gone after a completed snapshot; taking a new snapshot (snapshot_mode = when_needed)");
+        (false, Some(true)) if wants_snapshot => {
+            if !connector.accept_slot_loss {
+                return Err(PipelineError::Setup(format!(
+                    "slot {slot} {} after a completed snapshot, so changes since then are no longer in the WAL; set [source] snapshot_mode = \"when_needed\" to snapshot again, or run once with walcast run --accept-slot-loss to stream from now on",
+                    state_of_slot.describe()
+                )));
+            }
+            warn!(slot = %slot, "SLOT LOST: slot {slot} {} after a completed snapshot; --accept-slot-loss: creating a new slot and streaming from it without a snapshot, so the changes in between are not captured", state_of_slot.describe());
+            wants_snapshot = false;
         }
-        _ => {}
+        // A first start that snapshots: the snapshot covers whatever came before.
+        (false, _) if wants_snapshot => {}
+        // never / no_data: nothing re-reads the tables, so a checkpoint recorded before
+        // the slot went means a gap.
+        (false, _) => {
+            if let Some(checkpoint) = recorded {
+                refuse_gap(connector, state_of_slot, checkpoint).await?;
+            }
+        }
+    }
+    if state_of_slot == SlotState::Lost {
+        drop_slot(&client, slot, "replace the invalidated slot").await?;
     }
     let mut exporter = ReplicationConnection::connect(&connector.source)
         .await
@@ -145,6 +212,11 @@ pub async fn prepare(connector: &Connector) -> Result<Prepared, PipelineError> {
         .await
         .map_err(|e| setup_err(format!("cannot create replication slot {slot}: {e}")))?;
     info!(slot = %created.name, consistent_point = %created.consistent_point, "created the replication slot");
+    if let (Some(checkpoint), true) = (recorded, connector.accept_slot_loss) {
+        if !wants_snapshot {
+            warn!(slot = %created.name, last_checkpoint = %checkpoint, new_slot_start = %created.consistent_point, "SLOT LOST: changes between the last checkpoint and the new slot's start are not captured (accepted with --accept-slot-loss)");
+        }
+    }
     if !wants_snapshot {
         let _ = exporter.stop().await;
         return Ok(Prepared::Stream);
@@ -161,6 +233,14 @@ pub async fn prepare(connector: &Connector) -> Result<Prepared, PipelineError> {
         exporter,
         slot: created,
     }))
+}
+
+async fn drop_slot(client: &Client, slot: &str, why: &str) -> Result<(), PipelineError> {
+    client
+        .execute("SELECT pg_drop_replication_slot($1)", &[&slot])
+        .await
+        .map(|_| ())
+        .map_err(|e| setup_err(format!("cannot drop slot {slot} to {why}: {e}")))
 }
 
 /// Reads every captured table in the exported snapshot and sends its rows downstream.

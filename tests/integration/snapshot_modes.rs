@@ -220,3 +220,104 @@ async fn a_snapshot_filter_limits_the_snapshot_not_the_stream() {
     );
     registry.shutdown().await.unwrap();
 }
+
+/// `never` (as `no_data`): a slot dropped after walcast recorded a checkpoint is a gap.
+/// walcast stops with one line naming it and both ways out; `when_needed` takes a new
+/// snapshot (the row written in the gap arrives as op r); `--accept-slot-loss` streams
+/// from a new slot without it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lost_slot_after_a_checkpoint_is_a_named_gap_under_never() {
+    let (db, registry, file) = prepare("modegap", "never").await;
+    let log = db.dir.path().join("walcast.log");
+    let topic = format!("{}.public.items", db.name);
+    let mut walcast = start_walcast(&file, &log);
+    db.wait_for_slot("walcast_modegap", true);
+    db.psql("INSERT INTO items VALUES (41, 'streamed')");
+    let records =
+        consume_records(stack().kafka_bootstrap(), &topic, Some(&registry.url()), 1).await;
+    assert_eq!(ops(&records), ["c"]);
+    // The clean stop records the checkpoint in walcast.offsets.
+    stop(&mut walcast);
+    db.psql("SELECT pg_drop_replication_slot('walcast_modegap')");
+    db.psql("INSERT INTO items VALUES (42, 'in the gap')");
+
+    // Bounded: before the fix walcast re-created the slot silently and streamed on.
+    let refused_log = db.dir.path().join("refused.log");
+    let mut refused = Command::new(env!("CARGO_BIN_EXE_walcast"))
+        .args(["run", file.to_str().unwrap()])
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&refused_log).unwrap())
+        .spawn()
+        .unwrap();
+    let status = wait_exit(&mut refused, Duration::from_secs(60));
+    let stderr = std::fs::read_to_string(&refused_log).unwrap();
+    assert_eq!(status.code(), Some(1), "{stderr}");
+    let errors: Vec<&str> = stderr.lines().filter(|l| l.contains("ERROR")).collect();
+    assert_eq!(errors.len(), 1, "one line: {stderr}");
+    for part in [
+        "slot walcast_modegap is gone after the checkpoint recorded in walcast.offsets",
+        "(the last checkpoint)",
+        "snapshot_mode = \"when_needed\"",
+        "--accept-slot-loss",
+    ] {
+        assert!(errors[0].contains(part), "`{part}` in {}", errors[0]);
+    }
+    assert_eq!(
+        db.psql("SELECT count(*) FROM pg_replication_slots WHERE slot_name = 'walcast_modegap'"),
+        "0",
+        "refusing creates no slot"
+    );
+
+    // Way out 1: when_needed snapshots the table again, the gap's row with it.
+    let text = std::fs::read_to_string(&file).unwrap();
+    std::fs::write(
+        &file,
+        text.replace(
+            "snapshot_mode = \"never\"",
+            "snapshot_mode = \"when_needed\"",
+        ),
+    )
+    .unwrap();
+    let mut walcast = start_walcast(&file, &log);
+    let records =
+        consume_records(stack().kafka_bootstrap(), &topic, Some(&registry.url()), 43).await;
+    stop(&mut walcast);
+    assert_eq!(ops(&records[1..]), vec!["r"; 42]);
+    assert!(records[1..]
+        .iter()
+        .any(|r| r.value.as_ref().unwrap()["after"]["note"] == "in the gap"));
+    assert!(std::fs::read_to_string(&log).unwrap().contains("SLOT LOST"));
+
+    // Way out 2: accept the gap and stream from a new slot.
+    std::fs::write(&file, &text).unwrap();
+    db.psql("SELECT pg_drop_replication_slot('walcast_modegap')");
+    db.psql("INSERT INTO items VALUES (43, 'in the second gap')");
+    let mut accepting = Command::new(env!("CARGO_BIN_EXE_walcast"))
+        .args(["run", "--accept-slot-loss", file.to_str().unwrap()])
+        .stdout(Stdio::null())
+        .stderr(std::fs::OpenOptions::new().append(true).open(&log).unwrap())
+        .spawn()
+        .unwrap();
+    db.wait_for_slot("walcast_modegap", true);
+    db.psql("INSERT INTO items VALUES (44, 'after')");
+    let records =
+        consume_records(stack().kafka_bootstrap(), &topic, Some(&registry.url()), 44).await;
+    stop(&mut accepting);
+    let last = records.last().unwrap().value.as_ref().unwrap();
+    assert_eq!(
+        (last["op"].as_str(), last["after"]["id"].as_i64()),
+        (Some("c"), Some(44))
+    );
+    assert!(
+        !records
+            .iter()
+            .any(|r| r.value.as_ref().unwrap()["after"]["note"] == "in the second gap"),
+        "the accepted gap is not captured"
+    );
+    let logs = std::fs::read_to_string(&log).unwrap();
+    assert!(
+        logs.contains("--accept-slot-loss: creating a new slot"),
+        "the accepted gap is logged: {logs}"
+    );
+    registry.shutdown().await.unwrap();
+}
