@@ -3,6 +3,7 @@
 
 mod catalog;
 mod connect;
+mod session;
 mod sql;
 
 pub use catalog::{
@@ -10,4 +11,5 @@ pub use catalog::{
 };
 pub use connect::{connect, ConnectError};
 pub(crate) use connect::{explain_client_error, explain_server_error, ssl_connector};
+pub use session::{startup_options, SESSION_SETTINGS};
 pub use sql::{quote_ident, quote_literal, quote_table};

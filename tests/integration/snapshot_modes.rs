@@ -321,3 +321,74 @@ async fn a_lost_slot_after_a_checkpoint_is_a_named_gap_under_never() {
     );
     registry.shutdown().await.unwrap();
 }
+
+/// The role's own output settings (`ALTER ROLE … SET`: DateStyle SQL/DMY, IntervalStyle
+/// sql_standard, extra_float_digits 0, bytea_output escape, a German lc_monetary where
+/// the locale exists) change nothing: the snapshot connections fix the same settings as
+/// the replication connection, so a snapshot row equals the streamed change of the same
+/// values field for field.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn role_output_settings_change_no_snapshot_value() {
+    let registry_dir = tempfile::tempdir().unwrap();
+    let registry = RegistryServer::start("127.0.0.1:0".parse().unwrap(), registry_dir.path())
+        .await
+        .unwrap();
+    let db = TestDb::new(stack());
+    db.psql(&format!(
+        "ALTER ROLE postgres IN DATABASE \"{0}\" SET DateStyle = 'SQL, DMY';
+         ALTER ROLE postgres IN DATABASE \"{0}\" SET IntervalStyle = 'sql_standard';
+         ALTER ROLE postgres IN DATABASE \"{0}\" SET extra_float_digits = 0;
+         ALTER ROLE postgres IN DATABASE \"{0}\" SET bytea_output = 'escape';
+         ALTER ROLE postgres IN DATABASE \"{0}\" SET TimeZone = 'Asia/Kolkata';",
+        db.name
+    ));
+    // The settings are in force for an ordinary session of this role here.
+    assert_eq!(
+        db.psql("SELECT current_setting('DateStyle') || ' ' || current_setting('bytea_output')"),
+        "SQL, DMY escape"
+    );
+    let row = "'2026-12-07', '2026-12-07 13:14:15.123456', '2026-12-07 13:14:15.5+00', \
+               '1 year 2 mons 3 days 04:05:06.7', 0.1::float8, 0.1::float4, '\\x00ff10'::bytea, \
+               '12.34'::money, '13:14:15.25+02'::timetz";
+    db.psql(&format!(
+        "CREATE TABLE public.vals (id int PRIMARY KEY, d date, ts timestamp, tstz timestamptz, \
+           iv interval, f8 float8, f4 float4, b bytea, m money, tz timetz);
+         INSERT INTO vals VALUES (1, {row})"
+    ));
+    let file = db.connector_with_registry(
+        "rolesettings",
+        "",
+        "[tables.\"public.vals\"]",
+        &registry.url(),
+    );
+    assert_eq!(
+        crate::common::walcast(&["setup", file.to_str().unwrap()], &[]).code,
+        Some(0)
+    );
+    let log = db.dir.path().join("walcast.log");
+    let mut walcast = start_walcast(&file, &log);
+    db.wait_for_slot("walcast_rolesettings", true);
+    db.psql(&format!("INSERT INTO vals VALUES (2, {row})"));
+    let topic = format!("{}.public.vals", db.name);
+    let records =
+        consume_records(stack().kafka_bootstrap(), &topic, Some(&registry.url()), 2).await;
+    stop(&mut walcast);
+    assert_eq!(
+        ops(&records),
+        ["r", "c"],
+        "{}",
+        std::fs::read_to_string(&log).unwrap_or_default()
+    );
+    let without_id = |i: usize| {
+        let mut after = records[i].value.as_ref().unwrap()["after"].clone();
+        after.as_object_mut().unwrap().remove("id");
+        after
+    };
+    assert_eq!(without_id(0), without_id(1));
+    // And the values are the right ones, not merely equal.
+    let after = without_id(1);
+    assert_eq!(after["d"], 20794, "days since the epoch: {after}");
+    assert_eq!(after["tstz"], "2026-12-07T13:14:15.500000Z", "{after}");
+    assert_eq!(after["f8"], "Double(0.1)", "{after}");
+    registry.shutdown().await.unwrap();
+}

@@ -119,18 +119,6 @@ impl std::fmt::Debug for ReplicationConnection {
     }
 }
 
-/// Session settings that fix the text form of values (dates, intervals, floats,
-/// bytea, money), so the value parser sees one format whatever the server's defaults.
-const SESSION_SETTINGS: &[(&str, &str)] = &[
-    ("client_encoding", "UTF8"),
-    ("DateStyle", "ISO, MDY"),
-    ("IntervalStyle", "postgres"),
-    ("TimeZone", "UTC"),
-    ("extra_float_digits", "3"),
-    ("bytea_output", "hex"),
-    ("lc_monetary", "C"),
-];
-
 impl ReplicationConnection {
     /// Connects and logs in as `[source]` says, with `replication=database`.
     pub async fn connect(source: &Source) -> Result<Self, ReplicationError> {
@@ -192,7 +180,7 @@ impl ReplicationConnection {
             ("replication", "database"),
             ("application_name", "walcast"),
         ];
-        params.extend_from_slice(SESSION_SETTINGS);
+        params.extend_from_slice(crate::postgres::SESSION_SETTINGS);
         self.wbuf.clear();
         frontend::startup_message(params.iter().copied(), &mut self.wbuf)
             .map_err(|e| self.protocol(e.to_string()))?;
