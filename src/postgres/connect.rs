@@ -45,7 +45,7 @@ pub async fn connect(
         .port(source.port)
         .dbname(&source.dbname)
         .application_name("walcast")
-        .options(&super::startup_options())
+        .options(super::startup_options())
         .connect_timeout(source.connect_timeout);
     let user = match user_override {
         Some((user, password)) => {
