@@ -10,13 +10,15 @@ use tracing::{info, warn};
 use super::PipelineError;
 use crate::checkpoint::Position;
 use crate::config::{Connector, DeliveryMode, SinkKind};
-use crate::sink::reconcile::last_positions;
+use crate::sink::reconcile::{last_positions, Origin};
 use crate::sink::topic_map::TopicMap;
 use crate::source::lsn::Lsn;
 
 /// The exactly-once reconciliation state: what Kafka already holds.
 pub(super) struct Dedup {
     pub(super) mode: DeliveryMode,
+    /// Whose records in Kafka count as this connector's.
+    pub(super) origin: Origin,
     /// The server's WAL position at start: recorded positions beyond it are foreign.
     pub(super) wal_now: Lsn,
     /// The incremental snapshot progress recorded with the checkpoint.
@@ -37,14 +39,13 @@ pub(super) struct Dedup {
 }
 
 impl Dedup {
-    pub(super) async fn load(
-        connector: &Connector,
-        client_id: &str,
-    ) -> Result<Self, PipelineError> {
+    pub(super) async fn load(connector: &Connector) -> Result<Self, PipelineError> {
         let mode = connector.delivery.mode;
+        let origin = Origin::new(&connector.name, &system_id(connector).await?);
         if connector.sink == SinkKind::Discard {
             return Ok(Self {
                 mode: DeliveryMode::AtLeastOnce,
+                origin,
                 wal_now: Lsn(u64::MAX),
                 recorded_incremental: serde_json::Value::Null,
                 recorded_flush_lsn: None,
@@ -58,9 +59,9 @@ impl Dedup {
             let settings = connector.kafka.clone();
             let name = connector.name.clone();
             let slot = connector.source.slot.clone();
-            let id = client_id.to_owned();
+            let origin = origin.clone();
             tokio::task::spawn_blocking(move || {
-                crate::sink::reconcile::committed_position(&settings, &name, &slot, &id)
+                crate::sink::reconcile::committed_position(&settings, &name, &slot, &origin)
             })
             .await
             .map_err(|e| PipelineError::Setup(e.to_string()))??
@@ -92,6 +93,7 @@ impl Dedup {
         }
         Ok(Self {
             mode,
+            origin,
             wal_now,
             recorded_incremental,
             recorded_flush_lsn,
@@ -106,7 +108,6 @@ impl Dedup {
     pub(super) async fn already_present(
         &mut self,
         connector: &Connector,
-        client_id: &str,
         topic: &Arc<str>,
         partition: i32,
         position: Position,
@@ -120,9 +121,9 @@ impl Dedup {
         if !self.present.contains_key(topic) {
             let settings = connector.kafka.clone();
             let name = topic.to_string();
-            let id = client_id.to_owned();
+            let origin = self.origin.clone();
             let mut last =
-                tokio::task::spawn_blocking(move || last_positions(&settings, &name, &id))
+                tokio::task::spawn_blocking(move || last_positions(&settings, &name, &origin))
                     .await
                     .map_err(|e| PipelineError::Setup(e.to_string()))??;
             let wal_now = self.wal_now;
@@ -151,6 +152,23 @@ impl Dedup {
             partitions.insert(partition, position);
         }
     }
+}
+
+/// The database cluster's system identifier (`IDENTIFY_SYSTEM`, which the replication
+/// privilege walcast needs anyway allows).
+async fn system_id(connector: &Connector) -> Result<String, PipelineError> {
+    let why = |e: &dyn std::fmt::Display| {
+        PipelineError::Setup(format!("cannot identify the database system: {e}"))
+    };
+    let mut conn = crate::source::replication::ReplicationConnection::connect(&connector.source)
+        .await
+        .map_err(|e| why(&e))?;
+    let identity = conn.identify_system().await.map_err(|e| why(&e))?;
+    let _ = conn.stop().await;
+    if identity.system_id.is_empty() {
+        return Err(why(&"IDENTIFY_SYSTEM returned no systemid"));
+    }
+    Ok(identity.system_id)
 }
 
 /// The server's current WAL position (its replay position on a standby).

@@ -106,7 +106,7 @@ impl ChunkRows {
 struct ResumeInitial {
     /// The position LSN of the interrupted snapshot's records.
     snapshot_lsn: crate::source::lsn::Lsn,
-    client_id: String,
+    origin: crate::sink::reconcile::Origin,
 }
 
 /// The incremental snapshot state of one connector.
@@ -181,11 +181,11 @@ impl Incremental {
     pub async fn resume_initial(
         &mut self,
         consistent_point: crate::source::lsn::Lsn,
-        client_id: &str,
+        origin: &crate::sink::reconcile::Origin,
     ) -> Result<(), PipelineError> {
         self.resume_initial = Some(ResumeInitial {
             snapshot_lsn: crate::source::lsn::Lsn(consistent_point.0.saturating_sub(1)),
-            client_id: client_id.to_owned(),
+            origin: origin.clone(),
         });
         if self.active() {
             // Continuing a resume that recorded its progress.
@@ -559,14 +559,14 @@ impl Incremental {
         let present = match &self.resume_initial {
             Some(resume) => {
                 let settings = connector.kafka.clone();
-                let id = resume.client_id.clone();
+                let origin = resume.origin.clone();
                 let lsn = resume.snapshot_lsn;
                 let name_of_topic = topic.clone();
                 let mut keys: Vec<(i32, Vec<String>)> = tokio::task::spawn_blocking(move || {
                     crate::sink::reconcile::last_snapshot_keys(
                         &settings,
                         &name_of_topic,
-                        &id,
+                        &origin,
                         lsn,
                         100_000,
                     )

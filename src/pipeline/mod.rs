@@ -71,7 +71,8 @@ pub async fn run(
     };
     sink.check_connection()?;
     sink.init_transactions()?;
-    let mut dedup = Dedup::load(&connector, &client_id).await?;
+    let mut dedup = Dedup::load(&connector).await?;
+    sink.stamp(&dedup.origin.identity);
     let mut incremental = Incremental::new(connector.clone());
     incremental.resume(&dedup.recorded_incremental);
     let prepared = snapshot::prepare(&connector, dedup.recorded_flush_lsn).await?;
@@ -85,7 +86,7 @@ pub async fn run(
     };
     if let Some(consistent_point) = resume_point {
         incremental
-            .resume_initial(consistent_point, &client_id)
+            .resume_initial(consistent_point, &dedup.origin)
             .await?;
     }
     // After the slot exists: the watermarks must come through its stream.
@@ -272,7 +273,7 @@ pub async fn run(
                                             break;
                                         }
                                     }
-                                    if let Err(e) = send_all(&mut sink, &connector, &client_id, &mut dedup, &mut records, &mut tracker, commit_lsn, &mut index, tx.xid).await {
+                                    if let Err(e) = send_all(&mut sink, &connector, &mut dedup, &mut records, &mut tracker, commit_lsn, &mut index, tx.xid).await {
                                         failed = Some(e);
                                         break;
                                     }
@@ -297,7 +298,7 @@ pub async fn run(
                             if let Err(e) = stage.change(change, &tx, &mut records).await {
                                 break 'run Err(e.into());
                             }
-                            if let Err(e) = send_all(&mut sink, &connector, &client_id, &mut dedup, &mut records, &mut tracker, commit_lsn, &mut index, tx.xid).await {
+                            if let Err(e) = send_all(&mut sink, &connector, &mut dedup, &mut records, &mut tracker, commit_lsn, &mut index, tx.xid).await {
                                 break 'run Err(e);
                             }
                         }
@@ -311,7 +312,7 @@ pub async fn run(
                             if let Err(e) = stage.message(prefix, content, lsn, transactional, &tx, &mut records).await {
                                 break 'run Err(e.into());
                             }
-                            if let Err(e) = send_all(&mut sink, &connector, &client_id, &mut dedup, &mut records, &mut tracker, commit_lsn, &mut index, tx.xid).await {
+                            if let Err(e) = send_all(&mut sink, &connector, &mut dedup, &mut records, &mut tracker, commit_lsn, &mut index, tx.xid).await {
                                 break 'run Err(e);
                             }
                             if !transactional {
@@ -341,7 +342,7 @@ pub async fn run(
                                 if let Some(key) = read.key {
                                     attach_snapshot_key(&mut records, key);
                                 }
-                                if let Err(e) = send_all(&mut sink, &connector, &client_id, &mut dedup, &mut records, &mut tracker, commit_lsn, &mut index, 0).await {
+                                if let Err(e) = send_all(&mut sink, &connector, &mut dedup, &mut records, &mut tracker, commit_lsn, &mut index, 0).await {
                                     failure = Some(e);
                                     break;
                                 }
@@ -386,7 +387,7 @@ pub async fn run(
                             if let Err(e) = stage.commit_transaction(end_lsn, &mut records).await {
                                 break 'run Err(e.into());
                             }
-                            if let Err(e) = send_all(&mut sink, &connector, &client_id, &mut dedup, &mut records, &mut tracker, commit_lsn, &mut index, tx.xid).await {
+                            if let Err(e) = send_all(&mut sink, &connector, &mut dedup, &mut records, &mut tracker, commit_lsn, &mut index, tx.xid).await {
                                 break 'run Err(e);
                             }
                             tracker.commit(end_lsn);
@@ -511,7 +512,6 @@ const MAX_TRANSACTION_AGE: Duration = Duration::from_millis(100);
 async fn send_all(
     sink: &mut KafkaSink,
     connector: &Connector,
-    client_id: &str,
     dedup: &mut Dedup,
     records: &mut Vec<events::Encoded>,
     tracker: &mut AckTracker,
@@ -524,7 +524,7 @@ async fn send_all(
         sink.ensure_topic(&encoded.topic).await?;
         let partition = sink.partition_of(&encoded.topic, encoded.key.as_deref());
         if dedup
-            .already_present(connector, client_id, &encoded.topic, partition, position)
+            .already_present(connector, &encoded.topic, partition, position)
             .await?
         {
             dedup.skipped += 1;

@@ -32,6 +32,9 @@ const OFFSETS_SEGMENT_MS: &str = "3600000";
 /// Header names carrying a record's position.
 pub const HEADER_POSITION: &str = "walcast.position";
 pub const HEADER_TXID: &str = "walcast.txid";
+/// Who wrote the record: the connector's identity (see `reconcile::Origin`), so a restart
+/// reconciles against this connector's records only.
+pub const HEADER_SOURCE: &str = "walcast.source";
 /// On initial-snapshot records: the row's primary key as a JSON array of its text
 /// values, so a snapshot interrupted by a crash resumes after what Kafka holds.
 pub const HEADER_SNAPSHOT_KEY: &str = "walcast.snapshot.key";
@@ -191,6 +194,9 @@ pub struct KafkaSink {
     discard: Option<mpsc::UnboundedSender<DeliveryReport>>,
     /// Where each record's position headers are formatted.
     scratch: String,
+    /// The connector's identity, stamped on every record ([`HEADER_SOURCE`]) and in
+    /// its checkpoint records.
+    identity: String,
 }
 
 /// How long walcast waits for one Kafka transaction call (init, commit, abort) before
@@ -291,6 +297,7 @@ impl KafkaSink {
                 txn_last: Position::default(),
                 discard,
                 scratch: String::with_capacity(48),
+                identity: String::new(),
             },
             rx,
         ))
@@ -335,6 +342,11 @@ impl KafkaSink {
                 "cannot initialise Kafka transactions: {e}; the cluster must support transactions (Kafka ≥ 0.11 with transaction.state.log.replication.factor ≤ the number of brokers) and grant walcast's principal Write and Describe on TransactionalId {}",
                 self.client_id
             )))
+    }
+
+    /// Sets the identity stamped on every record from now on (see `reconcile::Origin`).
+    pub fn stamp(&mut self, identity: &str) {
+        identity.clone_into(&mut self.identity);
     }
 
     /// Whether records are produced inside Kafka transactions.
@@ -549,7 +561,7 @@ impl KafkaSink {
         push_decimal(&mut self.scratch, u64::from(record.txid));
         let (position, txid) = self.scratch.split_at(split);
         loop {
-            let mut headers = OwnedHeaders::new_with_capacity(2 + record.headers.len())
+            let mut headers = OwnedHeaders::new_with_capacity(3 + record.headers.len())
                 .insert(Header {
                     key: HEADER_POSITION,
                     value: Some(position.as_bytes()),
@@ -557,6 +569,10 @@ impl KafkaSink {
                 .insert(Header {
                     key: HEADER_TXID,
                     value: Some(txid.as_bytes()),
+                })
+                .insert(Header {
+                    key: HEADER_SOURCE,
+                    value: Some(self.identity.as_bytes()),
                 });
             for (key, value) in &record.headers {
                 headers = headers.insert(Header {
@@ -612,6 +628,7 @@ impl KafkaSink {
         let mut value = serde_json::json!({
             "connector": connector,
             "slot": slot,
+            "source": self.identity,
             "position": checkpoint.position.to_string(),
             "flush_lsn": checkpoint.flush_lsn.to_string(),
             "ts_ms": std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64),

@@ -12,20 +12,50 @@ use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{BorrowedMessage, Headers};
 use rdkafka::Message;
 
-use super::kafka::{base_config, SinkError, HEADER_POSITION, HEADER_SNAPSHOT_KEY, OFFSETS_TOPIC};
+use super::kafka::{
+    base_config, SinkError, HEADER_POSITION, HEADER_SNAPSHOT_KEY, HEADER_SOURCE, OFFSETS_TOPIC,
+};
 use super::partition::partition_for_key;
 use crate::checkpoint::Position;
 use crate::config::Kafka;
 use crate::source::lsn::Lsn;
 
-/// For exactly-once restarts: the position in the last record of each partition of
-/// `topic` (partitions that are empty or hold no walcast record are absent). Blocking.
+/// Whose records a read-back may use. Every record a connector writes carries its
+/// identity (connector name and the database's system identifier) in the
+/// [`HEADER_SOURCE`] header, and its checkpoint records carry it as `source`: a record
+/// of another producer or another connector sharing a topic, whatever position it
+/// claims, never makes walcast skip its own events.
+#[derive(Debug, Clone)]
+pub struct Origin {
+    /// walcast's Kafka client id (the reading consumers' group is derived from it).
+    pub client_id: String,
+    pub identity: String,
+}
+
+impl Origin {
+    /// The identity of connector `name` on the database cluster with `system_id`.
+    pub fn new(name: &str, system_id: &str) -> Self {
+        Self {
+            client_id: format!("walcast-{name}"),
+            identity: format!("{name}@{system_id}"),
+        }
+    }
+
+    /// Whether `message` was written by this connector.
+    fn wrote(&self, message: &BorrowedMessage<'_>) -> bool {
+        header(message, HEADER_SOURCE) == Some(self.identity.as_bytes())
+    }
+}
+
+/// For exactly-once restarts: the position in the last record of this connector (see
+/// [`Origin`]) in each partition of `topic` (partitions that are empty or hold none of
+/// its records are absent). Blocking.
 pub fn last_positions(
     settings: &Kafka,
     topic: &str,
-    client_id: &str,
+    origin: &Origin,
 ) -> Result<HashMap<i32, Position>, SinkError> {
-    let consumer = reading_consumer(settings, client_id)?;
+    let consumer = reading_consumer(settings, &origin.client_id)?;
     let metadata_err = |e: KafkaError| SinkError::Metadata {
         servers: settings.bootstrap_servers.clone(),
         topic: topic.to_owned(),
@@ -35,9 +65,10 @@ pub fn last_positions(
     let mut out = HashMap::new();
     for partition in partitions {
         let (low, high) = watermarks(&consumer, topic, partition).map_err(metadata_err)?;
-        // Walk back from the end in growing windows until a record with a position: the
-        // newest offsets can be transaction markers, or records of an aborted Kafka
-        // transaction, which a read_committed consumer never sees.
+        // Walk back from the end in growing windows until a record of this connector with
+        // a position: the newest offsets can be transaction markers, records of an
+        // aborted Kafka transaction (a read_committed consumer never sees them), or
+        // records of other producers.
         let mut end = high;
         let mut window: i64 = 16;
         while end > low && !out.contains_key(&partition) {
@@ -50,7 +81,7 @@ pub fn last_positions(
                 end,
                 Duration::from_secs(30),
                 |message| {
-                    if let Some(p) = position_of(message) {
+                    if let Some(p) = position_of(message).filter(|_| origin.wrote(message)) {
                         out.insert(partition, p);
                     }
                 },
@@ -71,9 +102,9 @@ pub fn committed_position(
     settings: &Kafka,
     connector: &str,
     slot: &str,
-    client_id: &str,
+    origin: &Origin,
 ) -> Result<Option<serde_json::Value>, SinkError> {
-    let consumer = reading_consumer(settings, client_id)?;
+    let consumer = reading_consumer(settings, &origin.client_id)?;
     let metadata_err = |e: KafkaError| SinkError::Metadata {
         servers: settings.bootstrap_servers.clone(),
         topic: OFFSETS_TOPIC.to_owned(),
@@ -110,7 +141,7 @@ pub fn committed_position(
                     found = m
                         .payload()
                         .and_then(|p| serde_json::from_slice::<serde_json::Value>(p).ok())
-                        .filter(|v| v["slot"] == slot);
+                        .filter(|v| v["slot"] == slot && v["source"] == origin.identity.as_str());
                 }
             },
         )
@@ -133,11 +164,11 @@ pub fn committed_position(
 pub fn last_snapshot_keys(
     settings: &Kafka,
     topic: &str,
-    client_id: &str,
+    origin: &Origin,
     snapshot_lsn: Lsn,
     depth: i64,
 ) -> Result<HashMap<i32, Vec<String>>, SinkError> {
-    let consumer = reading_consumer(settings, client_id)?;
+    let consumer = reading_consumer(settings, &origin.client_id)?;
     let metadata_err = |e: KafkaError| SinkError::Metadata {
         servers: settings.bootstrap_servers.clone(),
         topic: topic.to_owned(),
@@ -161,7 +192,7 @@ pub fn last_snapshot_keys(
             |m| {
                 // The snapshot's own records, and those of its resumption (streamed later,
                 // so at higher positions).
-                if position_of(m).is_some_and(|p| p.commit_lsn >= snapshot_lsn) {
+                if origin.wrote(m) && position_of(m).is_some_and(|p| p.commit_lsn >= snapshot_lsn) {
                     if let Some(key) = header(m, HEADER_SNAPSHOT_KEY)
                         .and_then(|v| serde_json::from_slice::<Vec<String>>(v).ok())
                     {

@@ -3,6 +3,7 @@
 mod chaos;
 mod check;
 mod common;
+mod foreign_records;
 mod incremental;
 mod kafka_cuts;
 mod kafka_security;
