@@ -30,6 +30,10 @@ const DRAIN_BUDGET: usize = 256;
 /// one woke the event stage (or, with the channel full, the reader) once per change, a
 /// cross-thread wake-up that cost more than decoding the change.
 const EMIT_BATCH: usize = 64;
+/// How often the reader confirms its position to the server while it waits for room
+/// downstream (at most; the status interval when that is shorter). Well below any
+/// practical `wal_sender_timeout`.
+const BLOCKED_STATUS_INTERVAL: Duration = Duration::from_secs(1);
 
 /// How to stream.
 #[derive(Debug, Clone)]
@@ -257,15 +261,24 @@ impl Reader {
     }
 
     /// Hands the queued events downstream, in order, waiting for room for all of them.
+    /// While it waits (a slow broker or registry has filled the channel) it keeps
+    /// sending standby status updates: the server drops a client it has not heard from
+    /// for `wal_sender_timeout`, and a stall downstream is no reason to lose the
+    /// connection (and decode everything again after a reconnect).
     async fn send_batch(&mut self) -> Result<(), ReaderError> {
         if self.batch.is_empty() {
             return Ok(());
         }
-        let permits = self
-            .out
-            .reserve_many(self.batch.len())
-            .await
-            .map_err(|_| ReaderError::Downstream)?;
+        let out = self.out.clone();
+        let reserve = out.reserve_many(self.batch.len());
+        tokio::pin!(reserve);
+        let every = self.status_interval.min(BLOCKED_STATUS_INTERVAL);
+        let permits = loop {
+            tokio::select! {
+                permits = &mut reserve => break permits.map_err(|_| ReaderError::Downstream)?,
+                _ = tokio::time::sleep(every) => self.send_status(false).await?,
+            }
+        };
         for (permit, event) in permits.zip(self.batch.drain(..)) {
             permit.send(event);
         }

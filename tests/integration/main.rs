@@ -16,5 +16,6 @@ mod run;
 mod setup;
 mod snapshot_load;
 mod snapshot_modes;
+mod stalls;
 mod tail;
 mod tls;
