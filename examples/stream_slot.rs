@@ -39,7 +39,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         publication: args[3].clone(),
         start_lsn: Lsn::ZERO,
         status_interval: Duration::from_secs(1),
-        spool: SpoolConfig::default(),
+        spool: SpoolConfig::new(std::env::temp_dir(), u64::MAX),
     };
     let (tx, mut rx) = mpsc::channel(4096);
     let (flushed_tx, flushed_rx) = watch::channel(Lsn::ZERO);

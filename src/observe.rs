@@ -34,6 +34,10 @@ pub struct Metrics {
     pub reconnects: IntCounterVec,
     /// 1 while the connector streams, 0 otherwise.
     pub streaming: IntGaugeVec,
+    /// Bytes of large streamed transactions held until their commit (memory and disk).
+    pub spool_bytes: IntGaugeVec,
+    /// Bytes of large streamed transactions written to spill files.
+    pub spool_spilled_bytes: IntCounterVec,
     ready: Mutex<BTreeMap<String, bool>>,
 }
 
@@ -114,6 +118,18 @@ pub fn metrics() -> &'static Metrics {
                 &registry,
                 "walcast_streaming",
                 "1 while the connector streams changes",
+                &["connector"],
+            ),
+            spool_bytes: gauge(
+                &registry,
+                "walcast_spool_bytes",
+                "Bytes of large streamed transactions held until their commit (memory and disk)",
+                &["connector"],
+            ),
+            spool_spilled_bytes: counter(
+                &registry,
+                "walcast_spool_spilled_bytes_total",
+                "Bytes of large streamed transactions written to spill files in [source] spool_dir",
                 &["connector"],
             ),
             ready: Mutex::new(BTreeMap::new()),

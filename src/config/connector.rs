@@ -56,6 +56,10 @@ pub struct Source {
     /// Connections reading the initial snapshot in parallel.
     pub snapshot_workers: usize,
     pub connect_timeout: Duration,
+    /// Where large streamed transactions spill to disk (relative paths: from the
+    /// working directory), and the most the spool may hold.
+    pub spool_dir: PathBuf,
+    pub spool_max_bytes: u64,
 }
 
 impl Source {
@@ -71,6 +75,7 @@ pub struct Kafka {
     pub topic_prefix: String,
     pub partitions: Option<i32>,
     pub replication_factor: Option<i16>,
+    pub min_insync_replicas: Option<i16>,
     pub cleanup_policy: CleanupPolicy,
     pub producer: BTreeMap<String, Secret>,
 }

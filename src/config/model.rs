@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use serde::Deserialize;
 use toml::Spanned;
 
-use super::values::{EnvString, EnvValue, HumanDuration, Secret};
+use super::values::{ByteSize, EnvString, EnvValue, HumanDuration, Secret};
 
 /// One connector: a database, the tables captured from it, and where events go.
 #[derive(Debug, Deserialize)]
@@ -67,6 +67,16 @@ pub struct SourceSection {
     pub snapshot_workers: Spanned<usize>,
     #[serde(default = "default_connect_timeout")]
     pub connect_timeout: HumanDuration,
+    /// Folder for large streamed transactions spilled to disk until they commit.
+    pub spool_dir: Option<Spanned<EnvString>>,
+    /// The most the spool may hold (memory and disk) across the transactions in
+    /// progress.
+    #[serde(default = "default_spool_max_bytes")]
+    pub spool_max_bytes: ByteSize,
+}
+
+fn default_spool_max_bytes() -> ByteSize {
+    ByteSize(10 << 30)
 }
 
 fn default_host() -> EnvString {
@@ -142,6 +152,9 @@ pub struct KafkaSection {
     pub partitions: Option<Spanned<EnvValue<i32>>>,
     /// Replication factor of topics walcast creates; absent means the broker's default.
     pub replication_factor: Option<Spanned<EnvValue<i16>>>,
+    /// `min.insync.replicas` of topics walcast creates; absent means the broker's
+    /// default.
+    pub min_insync_replicas: Option<Spanned<EnvValue<i16>>>,
     #[serde(default)]
     pub cleanup_policy: CleanupPolicy,
     /// librdkafka producer properties passed through as given (values may be secrets).

@@ -43,6 +43,9 @@ fn minimal_file_gets_production_defaults() {
     assert_eq!(c.kafka.topic_prefix, "shop");
     assert_eq!(c.kafka.partitions, None);
     assert_eq!(c.kafka.cleanup_policy, CleanupPolicy::Delete);
+    assert_eq!(c.kafka.min_insync_replicas, None);
+    assert_eq!(c.source.spool_dir, Path::new("walcast-spool/shop"));
+    assert_eq!(c.source.spool_max_bytes, 10 << 30);
     assert_eq!(c.delivery.mode, DeliveryMode::ExactlyOnce);
     assert_eq!(c.delivery.shutdown_grace.as_secs(), 30);
     assert_eq!(c.metrics.listen.to_string(), "0.0.0.0:9187");
@@ -83,11 +86,14 @@ publication = "shop_pub"
 publication_mode = "existing"
 snapshot_mode = "never"
 connect_timeout = "3s"
+spool_dir = "/var/lib/walcast/spool"
+spool_max_bytes = "2GiB"
 [kafka]
 bootstrap_servers = "k1:9092,k2:9092"
 topic_prefix = "eu.shop"
 partitions = 6
 replication_factor = 3
+min_insync_replicas = 2
 cleanup_policy = "compact"
 [kafka.producer]
 "compression.type" = "zstd"
@@ -129,6 +135,9 @@ exclude = ["audit.big_*"]
     assert_eq!(c.source.connect_timeout.as_secs(), 3);
     assert_eq!(c.kafka.partitions, Some(6));
     assert_eq!(c.kafka.replication_factor, Some(3));
+    assert_eq!(c.kafka.min_insync_replicas, Some(2));
+    assert_eq!(c.source.spool_dir, Path::new("/var/lib/walcast/spool"));
+    assert_eq!(c.source.spool_max_bytes, 2 << 30);
     assert_eq!(c.kafka.producer["compression.type"].expose(), "zstd");
     assert_eq!(c.registry.username.as_deref(), Some("svc"));
     assert_eq!(c.delivery.mode, DeliveryMode::Transactional);
@@ -614,4 +623,26 @@ fn the_discarding_sink_and_chunk_size_are_read_and_checked() {
     assert_eq!(c.source.snapshot_workers, 4);
     let e = error(&MINIMAL.replace("[source]", "[source]\nsnapshot_workers = 0"));
     assert!(e.contains("snapshot_workers = 0 is out of range"), "{e}");
+}
+
+#[test]
+fn min_insync_replicas_must_fit_the_replication_factor() {
+    let with = |extra: &str| {
+        MINIMAL.replace(
+            "bootstrap_servers = \"127.0.0.1:9092\"",
+            &format!("bootstrap_servers = \"127.0.0.1:9092\"\n{extra}"),
+        )
+    };
+    let e = error(&with("replication_factor = 2\nmin_insync_replicas = 3"));
+    assert!(
+        e.contains("min_insync_replicas (3) is larger than replication_factor (2)"),
+        "{e}"
+    );
+    assert!(error(&with("min_insync_replicas = 0")).contains("at least 1"));
+    assert!(parse(&with("min_insync_replicas = 2")).is_ok());
+    let e = error(&MINIMAL.replace(
+        "user = \"walcast\"",
+        "user = \"walcast\"\nspool_max_bytes = \"10\"",
+    ));
+    assert!(e.contains("has no unit"), "{e}");
 }

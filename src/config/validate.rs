@@ -157,6 +157,13 @@ impl Validator<'_> {
             snapshot_chunk_size: chunk,
             snapshot_workers: workers,
             connect_timeout: s.connect_timeout.0,
+            // Not the temp dir: it is often a tmpfs, which would hold a large
+            // transaction in memory after all.
+            spool_dir: s.spool_dir.map_or_else(
+                || PathBuf::from("walcast-spool").join(&name),
+                |d| PathBuf::from(d.get_ref().to_string()),
+            ),
+            spool_max_bytes: s.spool_max_bytes.0,
         };
 
         let k = file.kafka;
@@ -189,6 +196,21 @@ impl Validator<'_> {
             )),
             r => r.map(|r| r.into_inner().0),
         };
+        let min_insync_replicas = match k.min_insync_replicas {
+            Some(m) if m.get_ref().0 < 1 => return Err(self.err(
+                &m.span(),
+                "min_insync_replicas must be at least 1 (or leave it out for the broker's default)",
+            )),
+            Some(m) if replication_factor.is_some_and(|r| m.get_ref().0 > r) => return Err(self.err(
+                &m.span(),
+                format!(
+                    "min_insync_replicas ({}) is larger than replication_factor ({}): every write with acks=all would fail; lower it (replication_factor - 1 is usual)",
+                    m.get_ref().0,
+                    replication_factor.unwrap_or_default()
+                ),
+            )),
+            m => m.map(|m| m.into_inner().0),
+        };
         let mut producer = BTreeMap::new();
         for (key, value) in k.producer {
             if let Some((_, why)) = RESERVED_PRODUCER_KEYS
@@ -210,6 +232,7 @@ impl Validator<'_> {
             topic_prefix,
             partitions,
             replication_factor,
+            min_insync_replicas,
             cleanup_policy: k.cleanup_policy,
             producer,
         };

@@ -177,9 +177,72 @@ impl<'de> Deserialize<'de> for HumanDuration {
     }
 }
 
+/// A size in bytes written with a unit (`512MiB`, `10GiB`, `64kB`; binary and decimal
+/// units, `B` for plain bytes).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ByteSize(pub u64);
+
+impl FromStr for ByteSize {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let s = s.trim();
+        let split = s
+            .find(|c: char| !c.is_ascii_digit())
+            .ok_or_else(|| format!("`{s}` has no unit; write e.g. 512MiB or 10GiB"))?;
+        let (digits, unit) = s.split_at(split);
+        let n: u64 = digits
+            .parse()
+            .map_err(|_| format!("`{s}` does not start with a whole number; write e.g. 10GiB"))?;
+        let factor: u64 = match unit.trim() {
+            "B" => 1,
+            "kB" | "KB" => 1_000,
+            "KiB" => 1 << 10,
+            "MB" => 1_000_000,
+            "MiB" => 1 << 20,
+            "GB" => 1_000_000_000,
+            "GiB" => 1 << 30,
+            "TB" => 1_000_000_000_000,
+            "TiB" => 1 << 40,
+            other => {
+                return Err(format!(
+                    "unknown unit `{other}` in `{s}`; use B, kB, KiB, MB, MiB, GB, GiB, TB or TiB"
+                ))
+            }
+        };
+        n.checked_mul(factor)
+            .map(Self)
+            .ok_or_else(|| format!("`{s}` is too large"))
+    }
+}
+
+impl<'de> Deserialize<'de> for ByteSize {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let s = EnvString::deserialize(deserializer)?;
+        s.parse().map_err(de::Error::custom)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn byte_sizes_parse_with_units() {
+        assert_eq!("512MiB".parse::<ByteSize>().unwrap().0, 512 << 20);
+        assert_eq!("10GiB".parse::<ByteSize>().unwrap().0, 10 << 30);
+        assert_eq!("64kB".parse::<ByteSize>().unwrap().0, 64_000);
+        assert_eq!("7B".parse::<ByteSize>().unwrap().0, 7);
+        assert!("10".parse::<ByteSize>().unwrap_err().contains("no unit"));
+        assert!("10 GB/s"
+            .parse::<ByteSize>()
+            .unwrap_err()
+            .contains("unknown unit"));
+        assert!("99999999999TiB"
+            .parse::<ByteSize>()
+            .unwrap_err()
+            .contains("too large"));
+    }
 
     #[test]
     fn durations_parse_with_units() {

@@ -28,7 +28,7 @@ use crate::source::change::TxEvent;
 use crate::source::lsn::Lsn;
 use crate::source::reader::{stream_with_reconnect, ReaderConfig};
 use crate::source::snapshot::RowMarker;
-use crate::source::spool::SpoolConfig;
+use crate::source::spool::{SpoolConfig, SpoolMetrics};
 use dedup::Dedup;
 use events::{EventStage, TxContext};
 use incremental::Incremental;
@@ -112,14 +112,26 @@ pub async fn run(
     let (events_tx, mut events_rx) = mpsc::channel::<TxEvent>(4096);
     let (flushed_tx, flushed_rx) = watch::channel(Lsn::ZERO);
     let (stop_source_tx, stop_source_rx) = watch::channel(false);
+    let metrics = crate::observe::metrics();
+    prepare_spool_dir(&connector)?;
     let reader_config = ReaderConfig {
         slot: connector.source.slot.clone(),
         publication: connector.source.publication.clone(),
         start_lsn: Lsn::ZERO,
         status_interval: connector.heartbeat.interval.min(Duration::from_secs(10)),
-        spool: SpoolConfig::default(),
+        spool: SpoolConfig {
+            metrics: Some(SpoolMetrics {
+                held: metrics.spool_bytes.with_label_values(&[&connector.name]),
+                spilled: metrics
+                    .spool_spilled_bytes
+                    .with_label_values(&[&connector.name]),
+            }),
+            ..SpoolConfig::new(
+                connector.source.spool_dir.clone(),
+                connector.source.spool_max_bytes,
+            )
+        },
     };
-    let metrics = crate::observe::metrics();
     metrics.set_streaming(&connector.name, true);
     let source_task = {
         let connector = connector.clone();
@@ -640,6 +652,21 @@ fn confirm(
         *snapshot_pending = None;
         tokio::spawn(snapshot::mark_completed(connector.clone()));
     }
+}
+
+/// Creates `[source] spool_dir` when missing and checks that a spill file can be made
+/// there, so a bad folder stops the connector at start, not in the middle of its first
+/// large transaction.
+fn prepare_spool_dir(connector: &Connector) -> Result<(), PipelineError> {
+    let dir = &connector.source.spool_dir;
+    std::fs::create_dir_all(dir)
+        .and_then(|()| tempfile::tempfile_in(dir).map(drop))
+        .map_err(|e| {
+            PipelineError::Setup(format!(
+                "cannot use [source] spool_dir {} for large streamed transactions: {e}; create it writable for walcast, or point spool_dir at another folder (not a tmpfs)",
+                dir.display()
+            ))
+        })
 }
 
 /// Runs `[heartbeat] action_query` every interval (errors are logged, never fatal).

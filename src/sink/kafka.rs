@@ -506,7 +506,11 @@ impl KafkaSink {
         } else {
             self.settings.cleanup_policy.as_kafka_value()
         };
+        let min_insync = self.settings.min_insync_replicas.map(|m| m.to_string());
         let mut new = NewTopic::new(topic, partitions, replication).set("cleanup.policy", policy);
+        if let Some(min_insync) = &min_insync {
+            new = new.set("min.insync.replicas", min_insync);
+        }
         if compacted {
             // Kafka compacts only closed segments, and by default a segment stays open for
             // 7 days: with a record a second per connector, a connector starting fresh

@@ -69,8 +69,10 @@ pub enum ReaderError {
         got: usize,
         expected: usize,
     },
-    #[error("cannot spool a large streamed transaction to disk: {0}")]
-    Spool(#[from] std::io::Error),
+    #[error(transparent)]
+    Spool(#[from] super::spool::SpoolError),
+    #[error("cannot replay a spooled transaction: {0}")]
+    Replay(#[from] std::io::Error),
     #[error("two-phase transactions are not supported (the slot was created with two_phase); recreate it without")]
     TwoPhase,
     #[error("the downstream stage stopped")]
@@ -349,7 +351,7 @@ impl Reader {
                 while let Some(record) = replay.next_record()? {
                     let Some(lsn_bytes) = record.get(..8).and_then(|b| <[u8; 8]>::try_from(b).ok())
                     else {
-                        return Err(ReaderError::Spool(std::io::Error::other(
+                        return Err(ReaderError::Replay(std::io::Error::other(
                             "spool record without its LSN",
                         )));
                     };

@@ -1,6 +1,8 @@
 //! Holds the changes of large in-progress transactions that PostgreSQL streams
 //! (protocol 2+) until their Stream Commit, in memory up to a limit and in a
-//! temporary file beyond it, so memory stays flat however big a transaction is.
+//! temporary file beyond it, so memory stays flat however big a transaction is; and
+//! never more than a total budget, so a runaway transaction stops the connector with a
+//! clear error instead of filling the disk.
 //!
 //! Records are the raw pgoutput messages (still carrying their subtransaction xid);
 //! replay decodes them again in order. A Stream Abort of a subtransaction marks its
@@ -13,22 +15,60 @@ use std::path::PathBuf;
 
 use bytes::Bytes;
 
-/// Where and how much to keep in memory.
+/// Where and how much to keep.
 #[derive(Debug, Clone)]
 pub struct SpoolConfig {
     /// Bytes of records kept in memory per transaction before it spills to a file.
     pub memory_limit: usize,
     /// Folder for spill files (deleted when the transaction ends or walcast exits).
     pub dir: PathBuf,
+    /// The most all transactions in progress may hold, memory and files together.
+    pub max_bytes: u64,
+    /// Where the spool reports what it holds and what it spilled.
+    pub metrics: Option<SpoolMetrics>,
 }
 
-impl Default for SpoolConfig {
-    fn default() -> Self {
+/// The spool's gauges: bytes held (memory and files) and bytes written to spill files.
+#[derive(Debug, Clone)]
+pub struct SpoolMetrics {
+    pub held: prometheus::IntGauge,
+    pub spilled: prometheus::IntCounter,
+}
+
+impl SpoolConfig {
+    /// Spill files in `dir`, at most `max_bytes` in all; 8 MiB per transaction in memory.
+    pub fn new(dir: PathBuf, max_bytes: u64) -> Self {
         Self {
             memory_limit: 8 * 1024 * 1024,
-            dir: std::env::temp_dir(),
+            dir,
+            max_bytes,
+            metrics: None,
         }
     }
+}
+
+/// The spool's budget would be exceeded.
+#[derive(Debug, thiserror::Error)]
+#[error("the large streamed transactions in progress hold {held} bytes and the next change of transaction {xid} would pass [source] spool_max_bytes = {max}; raise it, or point [source] spool_dir at a larger disk (nothing of the transaction was confirmed: it is decoded again after a restart)")]
+pub struct SpoolFull {
+    pub held: u64,
+    pub max: u64,
+    pub xid: u32,
+}
+
+/// Why a record could not be spooled.
+#[derive(Debug, thiserror::Error)]
+pub enum SpoolError {
+    #[error(transparent)]
+    Full(#[from] SpoolFull),
+    #[error(
+        "cannot spool a large streamed transaction in {dir}: {source}; check [source] spool_dir"
+    )]
+    Io {
+        dir: PathBuf,
+        #[source]
+        source: io::Error,
+    },
 }
 
 /// One streamed transaction's records.
@@ -38,6 +78,8 @@ struct TxSpool {
     file: Option<BufWriter<File>>,
     aborted_subxacts: HashSet<u32>,
     records: u64,
+    /// Bytes appended (memory and file).
+    bytes: u64,
 }
 
 /// All streamed transactions in progress, by top-level xid.
@@ -45,6 +87,10 @@ struct TxSpool {
 pub struct Spool {
     config: SpoolConfig,
     open: HashMap<u32, TxSpool>,
+    /// Bytes held across `open`.
+    held: u64,
+    /// Bytes written to spill files since the spool was made.
+    spilled: u64,
 }
 
 /// Reads one transaction's records back, in order, skipping aborted subtransactions.
@@ -60,6 +106,8 @@ impl Spool {
         Self {
             config,
             open: HashMap::new(),
+            held: 0,
+            spilled: 0,
         }
     }
 
@@ -68,31 +116,71 @@ impl Spool {
         self.open.values().map(|t| t.memory.len()).sum()
     }
 
+    /// Bytes currently held, memory and files, across all transactions.
+    pub fn held_bytes(&self) -> u64 {
+        self.held
+    }
+
+    /// Bytes written to spill files so far.
+    pub fn spilled_bytes(&self) -> u64 {
+        self.spilled
+    }
+
     /// Appends a record of transaction `xid`, made by (sub)transaction `subxid`.
-    pub fn append(&mut self, xid: u32, subxid: u32, message: &[u8]) -> io::Result<()> {
+    pub fn append(&mut self, xid: u32, subxid: u32, message: &[u8]) -> Result<(), SpoolError> {
+        let size = message.len() as u64 + 8;
+        if self.held + size > self.config.max_bytes {
+            return Err(SpoolFull {
+                held: self.held,
+                max: self.config.max_bytes,
+                xid,
+            }
+            .into());
+        }
+        let io_err = |source| SpoolError::Io {
+            dir: self.config.dir.clone(),
+            source,
+        };
         let limit = self.config.memory_limit;
-        let dir = self.config.dir.clone();
         let tx = self.open.entry(xid).or_insert_with(|| TxSpool {
             memory: Vec::new(),
             file: None,
             aborted_subxacts: HashSet::new(),
             records: 0,
+            bytes: 0,
         });
         tx.records += 1;
         let len = u32::try_from(message.len())
-            .map_err(|_| io::Error::other("a single change over 4 GiB"))?;
+            .map_err(|_| io_err(io::Error::other("a single change over 4 GiB")))?;
         if tx.file.is_none() && tx.memory.len() + message.len() + 8 > limit {
             // tempfile() unlinks at once: nothing is left behind even after kill -9.
-            let mut file = BufWriter::with_capacity(256 * 1024, tempfile::tempfile_in(&dir)?);
-            file.write_all(&tx.memory)?;
+            let file = tempfile::tempfile_in(&self.config.dir).map_err(io_err)?;
+            let mut file = BufWriter::with_capacity(256 * 1024, file);
+            file.write_all(&tx.memory).map_err(io_err)?;
+            self.spilled += tx.memory.len() as u64;
+            if let Some(m) = &self.config.metrics {
+                m.spilled.inc_by(tx.memory.len() as u64);
+            }
             tx.memory = Vec::new();
             tx.file = Some(file);
         }
+        tx.bytes += size;
+        self.held += size;
+        if let Some(m) = &self.config.metrics {
+            m.held.set(self.held as i64);
+        }
         match &mut tx.file {
             Some(file) => {
-                file.write_all(&subxid.to_be_bytes())?;
-                file.write_all(&len.to_be_bytes())?;
-                file.write_all(message)?;
+                let mut write = || -> io::Result<()> {
+                    file.write_all(&subxid.to_be_bytes())?;
+                    file.write_all(&len.to_be_bytes())?;
+                    file.write_all(message)
+                };
+                write().map_err(io_err)?;
+                self.spilled += size;
+                if let Some(m) = &self.config.metrics {
+                    m.spilled.inc_by(size);
+                }
             }
             None => {
                 tx.memory.extend_from_slice(&subxid.to_be_bytes());
@@ -106,7 +194,12 @@ impl Spool {
     /// A Stream Abort: the whole transaction (`subxid == xid`) or one subtransaction.
     pub fn abort(&mut self, xid: u32, subxid: u32) {
         if xid == subxid {
-            self.open.remove(&xid);
+            if let Some(tx) = self.open.remove(&xid) {
+                self.held -= tx.bytes;
+                if let Some(m) = &self.config.metrics {
+                    m.held.set(self.held as i64);
+                }
+            }
         } else if let Some(tx) = self.open.get_mut(&xid) {
             tx.aborted_subxacts.insert(subxid);
         }
@@ -122,6 +215,10 @@ impl Spool {
                 aborted: HashSet::new(),
             });
         };
+        self.held -= tx.bytes;
+        if let Some(m) = &self.config.metrics {
+            m.held.set(self.held as i64);
+        }
         let file = match tx.file {
             Some(writer) => {
                 let mut file = writer.into_inner().map_err(|e| e.into_error())?;
@@ -141,6 +238,10 @@ impl Spool {
     /// Forgets everything (the connection was lost; the server resends from the slot).
     pub fn clear(&mut self) {
         self.open.clear();
+        self.held = 0;
+        if let Some(m) = &self.config.metrics {
+            m.held.set(0);
+        }
     }
 }
 
@@ -199,7 +300,7 @@ mod tests {
 
     #[test]
     fn small_transactions_stay_in_memory_and_replay_in_order() {
-        let mut spool = Spool::new(SpoolConfig::default());
+        let mut spool = Spool::new(SpoolConfig::new(std::env::temp_dir(), u64::MAX));
         spool.append(7, 7, b"a").unwrap();
         spool.append(8, 8, b"x").unwrap();
         spool.append(7, 7, b"b").unwrap();
@@ -218,6 +319,8 @@ mod tests {
         let mut spool = Spool::new(SpoolConfig {
             memory_limit: 1024,
             dir: dir.path().to_owned(),
+            max_bytes: u64::MAX,
+            metrics: None,
         });
         for i in 0..10_000u32 {
             spool.append(1, 1, &i.to_be_bytes()).unwrap();
@@ -226,6 +329,8 @@ mod tests {
         let records = drain(spool.commit(1).unwrap());
         assert_eq!(records.len(), 10_000);
         assert_eq!(records[9_999], 9_999u32.to_be_bytes().to_vec());
+        assert!(spool.spilled_bytes() >= 10_000 * 12 - 1024);
+        assert_eq!(spool.held_bytes(), 0, "released at commit");
         // The spill file is unlinked: the folder stays empty.
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
     }
@@ -235,6 +340,8 @@ mod tests {
         let mut spool = Spool::new(SpoolConfig {
             memory_limit: 16,
             dir: std::env::temp_dir(),
+            max_bytes: u64::MAX,
+            metrics: None,
         });
         spool.append(1, 1, b"keep1").unwrap();
         spool.append(1, 2, b"drop").unwrap();
@@ -248,5 +355,37 @@ mod tests {
         spool.append(5, 5, b"gone").unwrap();
         spool.abort(5, 5);
         assert!(drain(spool.commit(5).unwrap()).is_empty());
+    }
+
+    #[test]
+    fn the_budget_stops_a_transaction_before_it_passes_the_limit() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut spool = Spool::new(SpoolConfig {
+            memory_limit: 64,
+            dir: dir.path().to_owned(),
+            max_bytes: 100,
+            metrics: None,
+        });
+        // Each record takes its length plus 8 bytes of header.
+        for _ in 0..5 {
+            spool.append(1, 1, &[0u8; 12]).unwrap();
+        }
+        assert_eq!(spool.held_bytes(), 100);
+        let err = spool.append(2, 2, b"x").unwrap_err();
+        assert!(matches!(
+            err,
+            SpoolError::Full(SpoolFull {
+                held: 100,
+                max: 100,
+                xid: 2
+            })
+        ));
+        assert!(err.to_string().contains("spool_max_bytes = 100"), "{err}");
+        // An aborted transaction gives its room back.
+        spool.abort(1, 1);
+        assert_eq!(spool.held_bytes(), 0);
+        spool.append(2, 2, b"x").unwrap();
+        spool.clear();
+        assert_eq!(spool.held_bytes(), 0);
     }
 }

@@ -1112,7 +1112,8 @@ async fn json_with_schema_records_need_no_registry() {
     assert_eq!(delete["after"], serde_json::Value::Null);
 }
 
-/// The configs Kafka reports for `topic` (every entry, defaults included).
+/// The configs set on `topic` (Kafka's report without the entries left at their
+/// defaults).
 async fn topic_configs(bootstrap: &str, topic: &str) -> BTreeMap<String, Option<String>> {
     use rdkafka::admin::{AdminClient, AdminOptions, ResourceSpecifier};
     let admin: AdminClient<rdkafka::client::DefaultClientContext> = ClientConfig::new()
@@ -1130,6 +1131,7 @@ async fn topic_configs(bootstrap: &str, topic: &str) -> BTreeMap<String, Option<
     resource
         .entries
         .into_iter()
+        .filter(|e| !e.is_default)
         .map(|e| (e.name, e.value))
         .collect()
 }
@@ -1145,7 +1147,7 @@ async fn created_topics_carry_the_configured_partitions_and_policies() {
     let text = std::fs::read_to_string(&file).unwrap().replace(
         &format!("topic_prefix = \"{}\"\n", db.name),
         &format!(
-            "topic_prefix = \"{}\"\npartitions = 3\ncleanup_policy = \"compact\"\n",
+            "topic_prefix = \"{}\"\npartitions = 3\ncleanup_policy = \"compact\"\nmin_insync_replicas = 1\n",
             db.name
         ),
     );
@@ -1171,6 +1173,11 @@ async fn created_topics_carry_the_configured_partitions_and_policies() {
     assert_eq!(metadata.topics()[0].partitions().len(), 3);
     let table = topic_configs(stack.kafka_bootstrap(), &topic).await;
     assert_eq!(table["cleanup.policy"].as_deref(), Some("compact"));
+    assert_eq!(
+        table["min.insync.replicas"].as_deref(),
+        Some("1"),
+        "{table:?}"
+    );
 
     let offsets = walcast::sink::kafka::OFFSETS_TOPIC;
     let metadata = consumer
@@ -1184,6 +1191,7 @@ async fn created_topics_carry_the_configured_partitions_and_policies() {
         Some("3600000"),
         "hourly segments, so compaction keeps the offsets topic's tail short"
     );
+    assert_eq!(configs["min.insync.replicas"].as_deref(), Some("1"));
     registry.shutdown().await.unwrap();
 }
 

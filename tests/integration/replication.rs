@@ -10,7 +10,7 @@ use walcast::source::change::{OldRow, RowOp, TxEvent};
 use walcast::source::lsn::Lsn;
 use walcast::source::reader::{Reader, ReaderConfig};
 use walcast::source::replication::ReplicationConnection;
-use walcast::source::spool::SpoolConfig;
+use walcast::source::spool::{SpoolConfig, SpoolMetrics};
 use walcast::source::value::{Array, DateValue, Decimal, Numeric, TimestampValue, Value};
 
 use crate::common::{stack, TestDb};
@@ -23,6 +23,22 @@ async fn capture(
     publication: &str,
     commits: usize,
     spool_limit: usize,
+) -> Vec<TxEvent> {
+    let metrics = SpoolMetrics {
+        held: prometheus::IntGauge::new("held", "held").unwrap(),
+        spilled: prometheus::IntCounter::new("spilled", "spilled").unwrap(),
+    };
+    capture_spooling(source, slot, publication, commits, spool_limit, &metrics).await
+}
+
+/// [`capture`], reporting what the spool held and spilled to `spool_metrics`.
+async fn capture_spooling(
+    source: &Source,
+    slot: &str,
+    publication: &str,
+    commits: usize,
+    spool_limit: usize,
+    spool_metrics: &SpoolMetrics,
 ) -> Vec<TxEvent> {
     let catalog = walcast::postgres::connect(source, None)
         .await
@@ -38,7 +54,8 @@ async fn capture(
         status_interval: Duration::from_millis(200),
         spool: SpoolConfig {
             memory_limit: spool_limit,
-            dir: spool_dir.path().to_owned(),
+            metrics: Some(spool_metrics.clone()),
+            ..SpoolConfig::new(spool_dir.path().to_owned(), u64::MAX)
         },
     };
     let reader = Reader::start(source, catalog, &config, tx, flushed_rx)
@@ -475,7 +492,19 @@ async fn large_streamed_transactions_spill_and_keep_only_committed_work() {
 
     let source = source_for(&db, "streamed");
     // A 32 kB in-memory limit forces the spool to disk.
-    let events = capture(&source, &slot, "p", 2, 32 * 1024).await;
+    let spool = SpoolMetrics {
+        held: prometheus::IntGauge::new("held", "held").unwrap(),
+        spilled: prometheus::IntCounter::new("spilled", "spilled").unwrap(),
+    };
+    let events = capture_spooling(&source, &slot, "p", 2, 32 * 1024, &spool).await;
+    // PostgreSQL streamed it, and the spool really went to disk (at least the 30,000
+    // kept rows' records, about 70 bytes each) and let go of it at the commit.
+    assert!(
+        spool.spilled.get() > 30_000 * 70,
+        "spilled {} bytes",
+        spool.spilled.get()
+    );
+    assert_eq!(spool.held.get(), 0);
     let ids: Vec<i32> = changes(&events)
         .iter()
         .map(|c| match c.new.as_ref().unwrap()[0] {
@@ -549,7 +578,7 @@ async fn a_lost_connection_reconnects_and_loses_nothing() {
         publication: "p".into(),
         start_lsn: Lsn::ZERO,
         status_interval: Duration::from_millis(100),
-        spool: SpoolConfig::default(),
+        spool: SpoolConfig::new(std::env::temp_dir(), u64::MAX),
     };
     let (tx, mut rx) = mpsc::channel(64);
     let (flushed_tx, flushed_rx) = watch::channel(Lsn::ZERO);
@@ -591,7 +620,7 @@ async fn a_missing_slot_is_a_clear_permanent_error() {
         publication: "p".into(),
         start_lsn: Lsn::ZERO,
         status_interval: Duration::from_secs(1),
-        spool: SpoolConfig::default(),
+        spool: SpoolConfig::new(std::env::temp_dir(), u64::MAX),
     };
     let (tx, _rx) = mpsc::channel(8);
     let (_flushed_tx, flushed_rx) = watch::channel(Lsn::ZERO);

@@ -93,3 +93,68 @@ async fn a_registry_stall_longer_than_wal_sender_timeout_keeps_the_connection() 
     );
     registry.shutdown().await.unwrap();
 }
+
+/// `[source] spool_max_bytes`: a streamed transaction larger than the budget stops the
+/// connector with one line naming the setting and the fix, and nothing of it is
+/// confirmed (the slot stays before it, so a restart with a larger budget delivers it).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_streamed_transaction_over_the_spool_budget_stops_the_connector() {
+    let (_registry_dir, registry) = start_registry().await;
+    let db = TestDb::new(stack());
+    db.psql(&format!(
+        "ALTER DATABASE \"{}\" SET logical_decoding_work_mem = '64kB'",
+        db.name
+    ));
+    db.psql("CREATE TABLE public.big (id int PRIMARY KEY, pad text)");
+    let name = "spoolfull";
+    let file = db.connector_with_registry(
+        name,
+        "snapshot_mode = \"never\"\nspool_max_bytes = \"256KiB\"",
+        "[tables.\"public.big\"]",
+        &registry.url(),
+    );
+    assert_eq!(
+        crate::common::walcast(&["setup", file.to_str().unwrap()], &[]).code,
+        Some(0)
+    );
+    let log = db.dir.path().join("walcast.log");
+    let mut walcast = start_walcast(&file, &log);
+    let slot = format!("walcast_{name}");
+    db.wait_for_slot(&slot, true);
+    let before = db.psql("SELECT pg_current_wal_insert_lsn()");
+    db.psql("INSERT INTO big SELECT g, repeat('x', 200) FROM generate_series(1, 5000) g");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let status = loop {
+        if let Some(status) = walcast.try_wait().unwrap() {
+            break status;
+        }
+        assert!(Instant::now() < deadline, "walcast did not stop");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let logs = std::fs::read_to_string(&log).unwrap_or_default();
+    assert!(!status.success(), "{logs}");
+    assert!(
+        logs.contains("would pass [source] spool_max_bytes = 262144; raise it, or point [source] spool_dir at a larger disk"),
+        "{logs}"
+    );
+    let confirmed = db.psql(&format!(
+        "SELECT confirmed_flush_lsn <= '{before}' FROM pg_replication_slots WHERE slot_name = '{slot}'"
+    ));
+    assert_eq!(confirmed, "t", "the slot did not move past the transaction");
+
+    // With room enough, a restart delivers the whole transaction.
+    let text = std::fs::read_to_string(&file).unwrap();
+    std::fs::write(&file, text.replace("\"256KiB\"", "\"64MiB\"")).unwrap();
+    let mut walcast = start_walcast(&file, &log);
+    let topic = format!("{}.public.big", db.name);
+    let records = consume_records(
+        stack().kafka_bootstrap(),
+        &topic,
+        Some(&registry.url()),
+        5000,
+    )
+    .await;
+    stop_with_sigterm(&mut walcast);
+    assert_eq!(records.len(), 5000);
+    registry.shutdown().await.unwrap();
+}

@@ -343,6 +343,7 @@ dbname = "{db}"
 user = "postgres"
 sslmode = "disable"
 connect_timeout = "3s"
+spool_dir = "{spool}"
 {source_extra}
 [kafka]
 bootstrap_servers = "{kafka}"
@@ -355,6 +356,7 @@ enabled = false
 "#,
             port = self.stack.pg_port(),
             db = self.name,
+            spool = self.dir.path().join("spool").display(),
             kafka = if self.stack.kafka_bootstrap().is_empty() {
                 "127.0.0.1:9"
             } else {
