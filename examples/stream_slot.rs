@@ -35,6 +35,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let connector = walcast::config::load_file(std::path::Path::new(&args[1]))?;
     let rows: u64 = args[4].parse()?;
     let config = ReaderConfig {
+        connector: "stream_slot".into(),
         slot: args[2].clone(),
         publication: args[3].clone(),
         start_lsn: Lsn::ZERO,

@@ -36,6 +36,12 @@ pub struct Metrics {
     pub streaming: IntGaugeVec,
     /// Bytes of large streamed transactions held until their commit (memory and disk).
     pub spool_bytes: IntGaugeVec,
+    /// WAL the slot keeps on the server (current WAL - restart_lsn).
+    pub slot_retained_wal: IntGaugeVec,
+    /// The slot's safe_wal_size (-1: unlimited or unknown).
+    pub slot_safe_wal_size: IntGaugeVec,
+    /// 1 for the slot's current wal_status, by status.
+    pub slot_wal_status: IntGaugeVec,
     /// Bytes of large streamed transactions written to spill files.
     pub spool_spilled_bytes: IntCounterVec,
     ready: Mutex<BTreeMap<String, bool>>,
@@ -125,6 +131,24 @@ pub fn metrics() -> &'static Metrics {
                 "walcast_spool_bytes",
                 "Bytes of large streamed transactions held until their commit (memory and disk)",
                 &["connector"],
+            ),
+            slot_retained_wal: gauge(
+                &registry,
+                "walcast_slot_retained_wal_bytes",
+                "WAL the replication slot keeps on the server (current WAL position - restart_lsn)",
+                &["connector"],
+            ),
+            slot_safe_wal_size: gauge(
+                &registry,
+                "walcast_slot_safe_wal_size_bytes",
+                "WAL that can still be written before the slot is at risk of invalidation (-1: unlimited)",
+                &["connector"],
+            ),
+            slot_wal_status: gauge(
+                &registry,
+                "walcast_slot_wal_status",
+                "1 for the slot's current wal_status (reserved, extended, unreserved, lost)",
+                &["connector", "status"],
             ),
             spool_spilled_bytes: counter(
                 &registry,

@@ -60,6 +60,8 @@ pub struct Source {
     /// working directory), and the most the spool may hold.
     pub spool_dir: PathBuf,
     pub spool_max_bytes: u64,
+    /// Warn when the slot keeps more WAL than this on the server.
+    pub retained_wal_warning: u64,
 }
 
 impl Source {

@@ -73,6 +73,13 @@ pub struct SourceSection {
     /// progress.
     #[serde(default = "default_spool_max_bytes")]
     pub spool_max_bytes: ByteSize,
+    /// Warn when the slot keeps more WAL than this on the server.
+    #[serde(default = "default_retained_wal_warning")]
+    pub retained_wal_warning: ByteSize,
+}
+
+fn default_retained_wal_warning() -> ByteSize {
+    ByteSize(5 << 30)
 }
 
 fn default_spool_max_bytes() -> ByteSize {

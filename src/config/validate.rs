@@ -164,6 +164,7 @@ impl Validator<'_> {
                 |d| PathBuf::from(d.get_ref().to_string()),
             ),
             spool_max_bytes: s.spool_max_bytes.0,
+            retained_wal_warning: s.retained_wal_warning.0,
         };
 
         let k = file.kafka;

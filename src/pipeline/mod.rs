@@ -12,6 +12,7 @@
 mod dedup;
 pub mod events;
 pub mod incremental;
+pub mod slot_health;
 pub mod snapshot;
 
 use std::sync::Arc;
@@ -115,6 +116,7 @@ pub async fn run(
     let metrics = crate::observe::metrics();
     prepare_spool_dir(&connector)?;
     let reader_config = ReaderConfig {
+        connector: connector.name.clone(),
         slot: connector.source.slot.clone(),
         publication: connector.source.publication.clone(),
         start_lsn: Lsn::ZERO,
@@ -153,6 +155,9 @@ pub async fn run(
             .map_err(PipelineError::from)
         })
     };
+    // The slot exists now (prepare made it): watch its health until the pipeline ends.
+    let (slot_lost_tx, mut slot_lost) = mpsc::channel::<PipelineError>(1);
+    let health_task = tokio::spawn(slot_health::watch(connector.clone(), slot_lost_tx));
     let heartbeat_task = connector.heartbeat.action_query.clone().map(|query| {
         let connector = connector.clone();
         tokio::spawn(async move { heartbeat(connector, query).await })
@@ -181,6 +186,7 @@ pub async fn run(
         tokio::select! {
             biased;
             _ = shutdown.changed() => break 'run Ok(()),
+            Some(e) = slot_lost.recv() => break 'run Err(e),
             // Transactional mode: a Kafka transaction left open at a source-transaction
             // boundary (more was queued when it ended) is committed once it is old enough.
             _ = batch_timer.tick(), if sink.in_transaction() && !tracker.mid_transaction() => {
@@ -487,6 +493,7 @@ pub async fn run(
     }
     metrics.set_streaming(&connector.name, false);
     let _ = stop_source_tx.send(true);
+    health_task.abort();
     if let Some(task) = heartbeat_task {
         task.abort();
     }

@@ -38,6 +38,8 @@ const BLOCKED_STATUS_INTERVAL: Duration = Duration::from_secs(1);
 /// How to stream.
 #[derive(Debug, Clone)]
 pub struct ReaderConfig {
+    /// The connector's name, for its metrics (readiness drops while reconnecting).
+    pub connector: String,
     pub slot: String,
     pub publication: String,
     /// 0/0 starts at the slot's confirmed position.
@@ -560,6 +562,18 @@ fn explain_missing(e: ReplicationError, config: &ReaderConfig) -> ReaderError {
             "{e}; the slot ({}) or publication ({}) does not exist: run walcast setup, or check that nobody dropped them",
             config.slot, config.publication
         )),
+        // An invalidated slot: "cannot read from logical replication slot" (PostgreSQL
+        // 13-16), "can no longer get changes from replication slot" (17+).
+        Some("55000")
+            if ["cannot read from logical replication slot", "can no longer get changes"]
+                .iter()
+                .any(|m| e.to_string().contains(m)) =>
+        {
+            ReaderError::Missing(format!(
+                "{e}; slot {} was invalidated (wal_status = lost: PostgreSQL removed WAL it still needed, e.g. past max_slot_wal_keep_size), so the changes since walcast's last checkpoint are gone; set [source] snapshot_mode = \"when_needed\" to take a new snapshot, or run once with walcast run --accept-slot-loss to accept the gap",
+                config.slot
+            ))
+        }
         _ => ReaderError::Replication(e),
     }
 }
@@ -582,9 +596,11 @@ pub async fn stream_with_reconnect(
                 .map_err(|e| ReaderError::Replication(ReplicationError::Connect(e)))?;
             Reader::start(source, catalog, config, out.clone(), flushed.clone()).await
         };
+        let metrics = crate::observe::metrics();
         let result = match attempt.await {
             Ok(reader) => {
                 backoff = Duration::from_millis(500);
+                metrics.set_streaming(&config.connector, true);
                 reader.run(shutdown.clone()).await
             }
             Err(e) => Err(e),
@@ -592,6 +608,8 @@ pub async fn stream_with_reconnect(
         match result {
             Ok(()) => return Ok(()),
             Err(e) if e.is_transient() => {
+                // Not ready while the connection is being made again.
+                metrics.set_streaming(&config.connector, false);
                 warn!(error = %e, retry_in_ms = backoff.as_millis() as u64, "replication interrupted; reconnecting from the slot's confirmed position");
                 out.send(TxEvent::Restarted)
                     .await

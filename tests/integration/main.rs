@@ -14,6 +14,7 @@ mod publication_changes;
 mod replication;
 mod run;
 mod setup;
+mod slot_health;
 mod snapshot_load;
 mod snapshot_modes;
 mod stalls;

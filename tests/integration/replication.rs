@@ -48,6 +48,7 @@ async fn capture_spooling(
     let (stop_tx, stop_rx) = watch::channel(false);
     let spool_dir = tempfile::tempdir().unwrap();
     let config = ReaderConfig {
+        connector: "replication-test".into(),
         slot: slot.into(),
         publication: publication.into(),
         start_lsn: Lsn::ZERO,
@@ -574,6 +575,7 @@ async fn a_lost_connection_reconnects_and_loses_nothing() {
     ));
     let source = source_for(&db, "reconnect");
     let config = ReaderConfig {
+        connector: "replication-test".into(),
         slot: slot.clone(),
         publication: "p".into(),
         start_lsn: Lsn::ZERO,
@@ -616,6 +618,7 @@ async fn a_missing_slot_is_a_clear_permanent_error() {
     db.psql("CREATE PUBLICATION p FOR TABLE t");
     let source = source_for(&db, "noslot");
     let config = ReaderConfig {
+        connector: "replication-test".into(),
         slot: "walcast_nowhere".into(),
         publication: "p".into(),
         start_lsn: Lsn::ZERO,

@@ -158,6 +158,13 @@ pub fn restartable_postgres() -> &'static Stack {
     STACK.get_or_init(|| start("restartable", "postgres", &[]))
 }
 
+/// A PostgreSQL of its own for the slot-health test, which stops it, restarts it and
+/// lets a slot be invalidated (a cluster-wide max_slot_wal_keep_size).
+pub fn slot_health_postgres() -> &'static Stack {
+    static STACK: OnceLock<Stack> = OnceLock::new();
+    STACK.get_or_init(|| start("slots", "postgres", &[]))
+}
+
 impl Stack {
     /// Restarts this stack's PostgreSQL (fast shutdown: open connections are cut).
     pub fn restart_postgres(&self) {
