@@ -107,6 +107,7 @@ async fn run_connector(
         connector: connector.name.clone(),
         message,
     };
+    warn_if_unverified(&connector);
     let mut backoff = Duration::from_millis(500);
     let client = loop {
         match connect(&connector.source, None).await {
@@ -150,4 +151,32 @@ async fn run_connector(
     crate::pipeline::run(connector.clone(), shutdown)
         .await
         .map_err(|e| failed(e.to_string()))
+}
+
+/// Says at start when walcast cannot tell it talks to the PostgreSQL it names: TLS
+/// without a checked certificate, or no TLS at all to another machine.
+fn warn_if_unverified(connector: &Connector) {
+    use crate::config::SslMode;
+    let source = &connector.source;
+    match source.sslmode {
+        SslMode::Prefer | SslMode::Require => warn!(
+            sslmode = source.sslmode.as_str(),
+            "PostgreSQL's TLS certificate is not verified (sslmode = {}), so a man in the middle could read the changes; set [source] sslmode = \"verify-full\" and sslrootcert to the server's CA",
+            source.sslmode.as_str()
+        ),
+        SslMode::Disable if !is_loopback(&source.host) => warn!(
+            sslmode = "disable",
+            "the connection to PostgreSQL at {} is not encrypted (sslmode = disable); set [source] sslmode = \"verify-full\" and sslrootcert to the server's CA",
+            source.host
+        ),
+        _ => {}
+    }
+}
+
+fn is_loopback(host: &str) -> bool {
+    host == "localhost"
+        || host.starts_with('/')
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
 }

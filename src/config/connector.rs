@@ -62,6 +62,8 @@ pub struct Source {
     pub spool_max_bytes: u64,
     /// Warn when the slot keeps more WAL than this on the server.
     pub retained_wal_warning: u64,
+    /// A cleartext password may go over a connection whose server is not verified.
+    pub allow_cleartext_password: bool,
 }
 
 impl Source {

@@ -76,6 +76,10 @@ pub struct SourceSection {
     /// Warn when the slot keeps more WAL than this on the server.
     #[serde(default = "default_retained_wal_warning")]
     pub retained_wal_warning: ByteSize,
+    /// Send the password in clear text when the server asks so (pg_hba method
+    /// `password`) over a connection whose server is not verified.
+    #[serde(default)]
+    pub allow_cleartext_password: bool,
 }
 
 fn default_retained_wal_warning() -> ByteSize {
@@ -124,6 +128,25 @@ pub enum SslMode {
     VerifyCa,
     /// As verify-ca, and the certificate must name `host`.
     VerifyFull,
+}
+
+impl SslMode {
+    /// The name in a connector file.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Disable => "disable",
+            Self::Prefer => "prefer",
+            Self::Require => "require",
+            Self::VerifyCa => "verify-ca",
+            Self::VerifyFull => "verify-full",
+        }
+    }
+
+    /// Whether the server's certificate is checked (a password then reaches the server
+    /// the connector names and nobody else).
+    pub fn verifies_server(self) -> bool {
+        matches!(self, Self::VerifyCa | Self::VerifyFull)
+    }
 }
 
 /// Who owns the publication's table list.

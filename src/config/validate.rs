@@ -165,6 +165,7 @@ impl Validator<'_> {
             ),
             spool_max_bytes: s.spool_max_bytes.0,
             retained_wal_warning: s.retained_wal_warning.0,
+            allow_cleartext_password: s.allow_cleartext_password,
         };
 
         let k = file.kafka;

@@ -39,6 +39,9 @@ pub async fn connect(
     source: &Source,
     user_override: Option<(&str, Option<&str>)>,
 ) -> Result<Client, ConnectError> {
+    if user_override.is_none() {
+        refuse_cleartext_password(source).await?;
+    }
     let mut config = Config::new();
     config
         .host(&source.host)
@@ -94,6 +97,44 @@ pub async fn connect(
         }
     };
     connected.map_err(|e| explain(&e, source, &user, &target))
+}
+
+/// tokio-postgres sends the password in whatever form the server asks, clear text too.
+/// Where that is not allowed (a password, a server walcast does not verify, no
+/// `allow_cleartext_password`), the server's answer to a startup is looked at first on a
+/// connection of walcast's own, once per server and user for the life of the process.
+async fn refuse_cleartext_password(source: &Source) -> Result<(), ConnectError> {
+    use std::collections::HashSet;
+    use std::sync::Mutex;
+    static CHECKED: Mutex<Option<HashSet<String>>> = Mutex::new(None);
+    if source.password.is_none()
+        || source.sslmode.verifies_server()
+        || source.allow_cleartext_password
+    {
+        return Ok(());
+    }
+    let key = format!("{}@{}", source.user, source.display_target());
+    let known = |insert: bool| {
+        CHECKED.lock().is_ok_and(|mut set| {
+            let set = set.get_or_insert_with(HashSet::new);
+            if insert {
+                set.insert(key.clone());
+            }
+            set.contains(&key)
+        })
+    };
+    if known(false) {
+        return Ok(());
+    }
+    match crate::source::replication::ReplicationConnection::refuses_cleartext(source).await {
+        Ok(()) => {
+            known(true);
+            Ok(())
+        }
+        Err(crate::source::replication::ReplicationError::Connect(e)) => Err(e),
+        // Anything else (the server went away mid-probe): the real connection will say.
+        Err(_) => Ok(()),
+    }
 }
 
 fn timed_out(target: &str, after: Duration) -> ConnectError {

@@ -112,7 +112,7 @@ fn names_that_match_nothing_are_problems_with_their_position() {
     assert_eq!(run.code, Some(1), "{run:?}");
     let p = run.problems().join("\n");
     assert!(
-        p.contains("table public.ghost (") && p.contains("missing.toml:19:9) does not exist"),
+        p.contains("table public.ghost (") && p.contains("missing.toml:20:9) does not exist"),
         "{p}"
     );
     assert!(

@@ -145,6 +145,19 @@ async fn both(source: &Source) -> Result<(), String> {
         .await
         .map_err(|e| e.to_string())?;
     conn.identify_system().await.map_err(|e| e.to_string())?;
+    // The replication connection is encrypted too, as the server sees it.
+    assert!(conn.encrypted());
+    let pid = conn
+        .simple_query("SELECT pg_backend_pid()")
+        .await
+        .map_err(|e| e.to_string())?;
+    let pid: i32 = pid.first("pg_backend_pid").unwrap().parse().unwrap();
+    let ssl: bool = client
+        .query_one("SELECT ssl FROM pg_stat_ssl WHERE pid = $1", &[&pid])
+        .await
+        .map_err(|e| e.to_string())?
+        .get(0);
+    assert!(ssl, "the replication connection is encrypted");
     conn.stop().await.map_err(|e| e.to_string())
 }
 
@@ -167,6 +180,35 @@ async fn every_sslmode_behaves_like_libpq() {
     both(&source(&db, SslMode::VerifyFull, Some(&ca), "localhost"))
         .await
         .expect("verify-full");
+
+    // verify-full checks the name: 127.000.000.001 reaches the same server, but the
+    // certificate names localhost and 127.0.0.1, not it.
+    let mismatch = both(&source(
+        &db,
+        SslMode::VerifyFull,
+        Some(&ca),
+        "127.000.000.001",
+    ))
+    .await
+    .unwrap_err();
+    assert!(
+        mismatch.contains("sslrootcert") || mismatch.contains("certificate"),
+        "{mismatch}"
+    );
+    let replication = ReplicationConnection::connect(&source(
+        &db,
+        SslMode::VerifyFull,
+        Some(&ca),
+        "127.000.000.001",
+    ))
+    .await
+    .unwrap_err()
+    .to_string();
+    assert!(
+        replication.contains("TLS handshake")
+            && replication.to_lowercase().contains("hostname mismatch"),
+        "{replication}"
+    );
 
     let wrong_ca = both(&source(&db, SslMode::VerifyCa, Some(&other), "127.0.0.1"))
         .await
@@ -207,4 +249,77 @@ async fn tls_required_but_not_offered_is_a_clear_error() {
     ReplicationConnection::connect(&plain)
         .await
         .expect("prefer without TLS (replication)");
+}
+
+/// A login role of `group` (a pg_hba.conf group role of the local stack) with
+/// `password`, allowed to replicate.
+fn login_role(db: &TestDb, group: &str, password: &str) -> String {
+    let role = format!("{group}_{}", db.name);
+    db.psql(&format!(
+        "SET password_encryption = 'scram-sha-256'; CREATE ROLE {role} LOGIN REPLICATION PASSWORD '{password}' IN ROLE {group}"
+    ));
+    role
+}
+
+/// A server that asks for the password in clear text (pg_hba method `password`) gets
+/// it only over a connection whose server walcast verified, or when the connector
+/// allows it; SCRAM over TLS is bound to the TLS session (SCRAM-SHA-256-PLUS).
+#[tokio::test]
+async fn cleartext_passwords_go_only_to_verified_servers_and_scram_binds_to_tls() {
+    let dir = tls_enabled(stack());
+    let db = TestDb::new(stack());
+    let ca = dir.join("ca.pem");
+    let clear = login_role(&db, "cleartext_auth", "pl4in");
+    let with = |mode, ca: Option<&Path>, host: &str, user: &str, password: &str| {
+        let mut s = source(&db, mode, ca, host);
+        s.user = user.to_owned();
+        s.password = Some(walcast::config::Secret::new(password));
+        s
+    };
+    for mode in [SslMode::Disable, SslMode::Require] {
+        let s = with(mode, None, "127.0.0.1", &clear, "pl4in");
+        let sql = walcast::postgres::connect(&s, None)
+            .await
+            .unwrap_err()
+            .to_string();
+        let replication = ReplicationConnection::connect(&s)
+            .await
+            .unwrap_err()
+            .to_string();
+        for e in [&sql, &replication] {
+            assert!(
+                e.contains("for its password in clear text")
+                    && e.contains("allow_cleartext_password = true")
+                    && e.contains(mode.as_str()),
+                "{mode:?}: {e}"
+            );
+        }
+        let mut allowed = s.clone();
+        allowed.allow_cleartext_password = true;
+        walcast::postgres::connect(&allowed, None)
+            .await
+            .unwrap_or_else(|e| panic!("{mode:?}, allowed: {e}"));
+        ReplicationConnection::connect(&allowed)
+            .await
+            .unwrap_or_else(|e| panic!("{mode:?}, allowed (replication): {e}"));
+    }
+    // A verified server may have it.
+    let verified = with(SslMode::VerifyFull, Some(&ca), "localhost", &clear, "pl4in");
+    both(&verified)
+        .await
+        .expect("verify-full with a cleartext password");
+
+    let scram = login_role(&db, "password_auth", "scr4m");
+    let conn =
+        ReplicationConnection::connect(&with(SslMode::Require, None, "127.0.0.1", &scram, "scr4m"))
+            .await
+            .unwrap();
+    assert!(conn.channel_bound(), "SCRAM-SHA-256-PLUS over TLS");
+    conn.stop().await.unwrap();
+    let conn =
+        ReplicationConnection::connect(&with(SslMode::Disable, None, "127.0.0.1", &scram, "scr4m"))
+            .await
+            .unwrap();
+    assert!(!conn.channel_bound() && !conn.encrypted());
+    conn.stop().await.unwrap();
 }

@@ -7,19 +7,17 @@ use std::time::Duration;
 
 use bytes::BytesMut;
 use fallible_iterator::FallibleIterator;
-use postgres_protocol::authentication::md5_hash;
-use postgres_protocol::authentication::sasl::{ChannelBinding, ScramSha256, SCRAM_SHA_256};
 use postgres_protocol::message::{backend, frontend};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
-use tokio_postgres::error::SqlState;
 
+use super::login::negotiate_tls;
 use super::protocol::{parse_wal_message, standby_status_update, WalMessage};
-use crate::config::{Source, SslMode};
-use crate::postgres::{explain_client_error, explain_server_error, ssl_connector, ConnectError};
+use crate::config::Source;
+use crate::postgres::{explain_client_error, ConnectError};
 use crate::source::lsn::{pg_now_micros, Lsn};
 
-trait Stream: AsyncRead + AsyncWrite + Unpin + Send + Sync {}
+pub(super) trait Stream: AsyncRead + AsyncWrite + Unpin + Send + Sync {}
 impl<T: AsyncRead + AsyncWrite + Unpin + Send + Sync> Stream for T {}
 
 /// Why the replication connection failed.
@@ -102,12 +100,18 @@ pub struct CreatedSlot {
 
 /// One connection in replication mode.
 pub struct ReplicationConnection {
-    stream: Box<dyn Stream>,
+    pub(super) stream: Box<dyn Stream>,
     rbuf: BytesMut,
-    wbuf: BytesMut,
-    target: String,
-    server_version: i32,
+    pub(super) wbuf: BytesMut,
+    pub(super) target: String,
+    pub(super) server_version: i32,
     copy_both: bool,
+    /// TLS is on.
+    pub(super) encrypted: bool,
+    /// The server certificate's `tls-server-end-point` channel binding data.
+    pub(super) end_point: Option<Vec<u8>>,
+    /// The login used SCRAM-SHA-256-PLUS (bound to this TLS session).
+    pub(super) channel_bound: bool,
 }
 
 impl std::fmt::Debug for ReplicationConnection {
@@ -122,6 +126,18 @@ impl std::fmt::Debug for ReplicationConnection {
 impl ReplicationConnection {
     /// Connects and logs in as `[source]` says, with `replication=database`.
     pub async fn connect(source: &Source) -> Result<Self, ReplicationError> {
+        let mut conn = Self::open(source).await?;
+        tokio::time::timeout(source.connect_timeout, conn.startup(source, true))
+            .await
+            .map_err(|_| {
+                ConnectError::new(format!("login to {} timed out", conn.target), true)
+            })??;
+        Ok(conn)
+    }
+
+    /// A TCP connection to `[source]` with TLS as its sslmode says, before the startup
+    /// message.
+    pub(super) async fn open(source: &Source) -> Result<Self, ReplicationError> {
         let target = format!("{}:{}", source.host, source.port);
         let timeout = source.connect_timeout;
         let tcp = match tokio::time::timeout(timeout, TcpStream::connect((source.host.as_str(), source.port))).await {
@@ -136,25 +152,32 @@ impl ReplicationConnection {
             }
         };
         let _ = tcp.set_nodelay(true);
-        let stream = tokio::time::timeout(timeout, negotiate_tls(tcp, source, &target))
+        let negotiated = tokio::time::timeout(timeout, negotiate_tls(tcp, source, &target))
             .await
             .map_err(|_| {
                 ConnectError::new(format!("TLS negotiation with {target} timed out"), true)
             })??;
-        let mut conn = Self {
-            stream,
+        Ok(Self {
+            stream: negotiated.stream,
             rbuf: BytesMut::with_capacity(128 * 1024),
             wbuf: BytesMut::with_capacity(1024),
             target,
             server_version: 0,
             copy_both: false,
-        };
-        tokio::time::timeout(timeout, conn.startup(source))
-            .await
-            .map_err(|_| {
-                ConnectError::new(format!("login to {} timed out", conn.target), true)
-            })??;
-        Ok(conn)
+            encrypted: negotiated.encrypted,
+            end_point: negotiated.end_point,
+            channel_bound: false,
+        })
+    }
+
+    /// Whether the connection is encrypted (TLS).
+    pub fn encrypted(&self) -> bool {
+        self.encrypted
+    }
+
+    /// Whether the login was bound to the TLS session (SCRAM-SHA-256-PLUS).
+    pub fn channel_bound(&self) -> bool {
+        self.channel_bound
     }
 
     /// `server_version_num`, e.g. 150018.
@@ -170,149 +193,6 @@ impl ReplicationConnection {
             v if v >= 150000 => 3,
             v if v >= 140000 => 2,
             _ => 1,
-        }
-    }
-
-    async fn startup(&mut self, source: &Source) -> Result<(), ReplicationError> {
-        let mut params: Vec<(&str, &str)> = vec![
-            ("user", source.user.as_str()),
-            ("database", source.dbname.as_str()),
-            ("replication", "database"),
-            ("application_name", "walcast"),
-        ];
-        params.extend_from_slice(crate::postgres::SESSION_SETTINGS);
-        self.wbuf.clear();
-        frontend::startup_message(params.iter().copied(), &mut self.wbuf)
-            .map_err(|e| self.protocol(e.to_string()))?;
-        self.flush().await?;
-
-        let password = source.password.as_ref().map(|p| p.expose().as_bytes());
-        let missing_password = || {
-            ReplicationError::from(ConnectError::config(format!(
-                "PostgreSQL at {} asks user {} for a password; set [source] password (e.g. \"${{PGPASSWORD}}\") or password_file",
-                source.host, source.user
-            )))
-        };
-        loop {
-            match self.read_backend().await? {
-                Backend::Message(backend::Message::AuthenticationOk) => break,
-                Backend::Message(backend::Message::AuthenticationCleartextPassword) => {
-                    let pw = password.ok_or_else(missing_password)?;
-                    self.wbuf.clear();
-                    frontend::password_message(pw, &mut self.wbuf)
-                        .map_err(|e| self.protocol(e.to_string()))?;
-                    self.flush().await?;
-                }
-                Backend::Message(backend::Message::AuthenticationMd5Password(body)) => {
-                    let pw = password.ok_or_else(missing_password)?;
-                    let hash = md5_hash(source.user.as_bytes(), pw, body.salt());
-                    self.wbuf.clear();
-                    frontend::password_message(hash.as_bytes(), &mut self.wbuf)
-                        .map_err(|e| self.protocol(e.to_string()))?;
-                    self.flush().await?;
-                }
-                Backend::Message(backend::Message::AuthenticationSasl(body)) => {
-                    let pw = password.ok_or_else(missing_password)?;
-                    let mut mechanisms = body.mechanisms();
-                    let mut scram = false;
-                    while let Some(m) = mechanisms
-                        .next()
-                        .map_err(|e| self.protocol(e.to_string()))?
-                    {
-                        scram |= m == SCRAM_SHA_256;
-                    }
-                    if !scram {
-                        return Err(self.protocol(
-                            "the server offers no SASL mechanism walcast supports (SCRAM-SHA-256)"
-                                .into(),
-                        ));
-                    }
-                    self.scram(pw).await?;
-                }
-                Backend::Message(backend::Message::ErrorResponse(body)) => {
-                    let (code, message) = error_fields(&body);
-                    return Err(explain_server_error(
-                        &SqlState::from_code(&code),
-                        &message,
-                        source,
-                        &source.user,
-                        &self.target,
-                    )
-                    .into());
-                }
-                Backend::Message(backend::Message::NoticeResponse(_)) => {}
-                _ => {
-                    return Err(self.protocol(
-                        "unexpected message during authentication (GSS/SSPI are not supported)"
-                            .into(),
-                    ))
-                }
-            }
-        }
-        loop {
-            match self.read_backend().await? {
-                Backend::Message(backend::Message::ReadyForQuery(_)) => return Ok(()),
-                Backend::Message(backend::Message::ParameterStatus(p)) => {
-                    if p.name().ok() == Some("server_version") {
-                        self.server_version = p.value().map(parse_server_version).unwrap_or(0);
-                    }
-                }
-                Backend::Message(backend::Message::ErrorResponse(body)) => {
-                    let (code, message) = error_fields(&body);
-                    return Err(explain_server_error(
-                        &SqlState::from_code(&code),
-                        &message,
-                        source,
-                        &source.user,
-                        &self.target,
-                    )
-                    .into());
-                }
-                Backend::Message(_) => {}
-                Backend::CopyBothResponse => {
-                    return Err(self.protocol("CopyBoth before login finished".into()))
-                }
-            }
-        }
-    }
-
-    async fn scram(&mut self, password: &[u8]) -> Result<(), ReplicationError> {
-        let mut scram = ScramSha256::new(password, ChannelBinding::unsupported());
-        self.wbuf.clear();
-        frontend::sasl_initial_response(SCRAM_SHA_256, scram.message(), &mut self.wbuf)
-            .map_err(|e| self.protocol(e.to_string()))?;
-        self.flush().await?;
-        match self.read_backend().await? {
-            Backend::Message(backend::Message::AuthenticationSaslContinue(body)) => {
-                scram
-                    .update(body.data())
-                    .map_err(|e| self.protocol(format!("SCRAM: {e}")))?;
-            }
-            Backend::Message(backend::Message::ErrorResponse(body)) => {
-                return Err(self.server_error("SCRAM login", &body))
-            }
-            _ => return Err(self.protocol("unexpected message during SCRAM".into())),
-        }
-        self.wbuf.clear();
-        frontend::sasl_response(scram.message(), &mut self.wbuf)
-            .map_err(|e| self.protocol(e.to_string()))?;
-        self.flush().await?;
-        match self.read_backend().await? {
-            Backend::Message(backend::Message::AuthenticationSaslFinal(body)) => {
-                scram.finish(body.data()).map_err(|e| {
-                    self.protocol(format!("SCRAM: the server's proof did not verify: {e}"))
-                })
-            }
-            Backend::Message(backend::Message::ErrorResponse(body)) => {
-                // A wrong password surfaces here as 28P01; the caller explains it.
-                let (code, message) = error_fields(&body);
-                Err(ReplicationError::Server {
-                    command: "SCRAM login".into(),
-                    code,
-                    message,
-                })
-            }
-            _ => Err(self.protocol("unexpected message during SCRAM".into())),
         }
     }
 
@@ -518,7 +398,7 @@ impl ReplicationConnection {
         let _ = tokio::time::timeout(Duration::from_secs(5), drain).await;
     }
 
-    async fn flush(&mut self) -> Result<(), ReplicationError> {
+    pub(super) async fn flush(&mut self) -> Result<(), ReplicationError> {
         let target = self.target.clone();
         let io = |e: std::io::Error| ReplicationError::Io {
             target: target.clone(),
@@ -530,7 +410,7 @@ impl ReplicationConnection {
 
     /// Reads one backend message, recognising CopyBothResponse, which
     /// postgres-protocol's parser does not know.
-    async fn read_backend(&mut self) -> Result<Backend, ReplicationError> {
+    pub(super) async fn read_backend(&mut self) -> Result<Backend, ReplicationError> {
         loop {
             if let Some(header) =
                 backend::Header::parse(&self.rbuf).map_err(|e| self.protocol(e.to_string()))?
@@ -568,14 +448,18 @@ impl ReplicationConnection {
         }
     }
 
-    fn protocol(&self, detail: String) -> ReplicationError {
+    pub(super) fn protocol(&self, detail: String) -> ReplicationError {
         ReplicationError::Protocol {
             target: self.target.clone(),
             detail,
         }
     }
 
-    fn server_error(&self, command: &str, body: &backend::ErrorResponseBody) -> ReplicationError {
+    pub(super) fn server_error(
+        &self,
+        command: &str,
+        body: &backend::ErrorResponseBody,
+    ) -> ReplicationError {
         let (code, message) = error_fields(body);
         ReplicationError::Server {
             command: command.to_owned(),
@@ -585,12 +469,12 @@ impl ReplicationConnection {
     }
 }
 
-enum Backend {
+pub(super) enum Backend {
     Message(backend::Message),
     CopyBothResponse,
 }
 
-fn error_fields(body: &backend::ErrorResponseBody) -> (String, String) {
+pub(super) fn error_fields(body: &backend::ErrorResponseBody) -> (String, String) {
     let mut code = String::new();
     let mut message = String::new();
     let mut fields = body.fields();
@@ -605,7 +489,7 @@ fn error_fields(body: &backend::ErrorResponseBody) -> (String, String) {
 }
 
 /// "15.18 (Debian …)" or "16beta1" → 150018 / 160000.
-fn parse_server_version(text: &str) -> i32 {
+pub(super) fn parse_server_version(text: &str) -> i32 {
     let numeric: String = text
         .chars()
         .take_while(|c| c.is_ascii_digit() || *c == '.')
@@ -618,51 +502,6 @@ fn parse_server_version(text: &str) -> i32 {
     } else {
         major * 10000 + minor * 100 + parts.next().unwrap_or(0)
     }
-}
-
-async fn negotiate_tls(
-    mut tcp: TcpStream,
-    source: &Source,
-    target: &str,
-) -> Result<Box<dyn Stream>, ReplicationError> {
-    if source.sslmode == SslMode::Disable {
-        return Ok(Box::new(tcp));
-    }
-    let io = |e: std::io::Error| ReplicationError::Io {
-        target: target.to_owned(),
-        detail: e.to_string(),
-    };
-    let mut buf = BytesMut::new();
-    frontend::ssl_request(&mut buf);
-    tcp.write_all(&buf).await.map_err(io)?;
-    let mut answer = [0u8; 1];
-    tcp.read_exact(&mut answer).await.map_err(io)?;
-    if answer[0] != b'S' {
-        if source.sslmode == SslMode::Prefer {
-            return Ok(Box::new(tcp));
-        }
-        return Err(ConnectError::config(format!(
-            "PostgreSQL at {target} does not offer TLS but sslmode is {:?}; enable ssl on the server or lower [source] sslmode",
-            source.sslmode
-        ))
-        .into());
-    }
-    let connector = ssl_connector(source)?;
-    let mut config = connector
-        .configure()
-        .map_err(|e| ConnectError::config(format!("cannot set up TLS: {e}")))?;
-    config.set_verify_hostname(source.sslmode == SslMode::VerifyFull);
-    let ssl = config
-        .into_ssl(&source.host)
-        .map_err(|e| ConnectError::config(format!("cannot set up TLS: {e}")))?;
-    let mut stream = tokio_openssl::SslStream::new(ssl, tcp)
-        .map_err(|e| ConnectError::config(format!("cannot set up TLS: {e}")))?;
-    std::pin::Pin::new(&mut stream).connect().await.map_err(|e| {
-        ConnectError::config(format!(
-            "TLS handshake with PostgreSQL at {target} failed: {e}; check [source] sslmode, sslrootcert and host"
-        ))
-    })?;
-    Ok(Box::new(stream))
 }
 
 #[cfg(test)]

@@ -1,6 +1,7 @@
 //! The replication connection and the streaming-replication sub-protocol.
 
 mod connection;
+mod login;
 pub mod protocol;
 
 pub use connection::{
