@@ -63,7 +63,7 @@ pub async fn run(
     let connector = Arc::new(connector);
     // Kafka first: a wrong address or password should stop the connector before it
     // creates a slot or starts a snapshot.
-    let client_id = format!("walcast-{}", connector.name);
+    let client_id = crate::sink::reconcile::Origin::client_id(&connector.name);
     let (mut sink, mut reports) = if connector.sink == SinkKind::Discard {
         warn!("[sink] kind = \"discard\": events are encoded and dropped, nothing reaches Kafka (a benchmarking aid)");
         KafkaSink::discarding(&connector.kafka, &client_id)?

@@ -36,9 +36,14 @@ impl Origin {
     /// The identity of connector `name` on the database cluster with `system_id`.
     pub fn new(name: &str, system_id: &str) -> Self {
         Self {
-            client_id: format!("walcast-{name}"),
+            client_id: Self::client_id(name),
             identity: format!("{name}@{system_id}"),
         }
+    }
+
+    /// walcast's Kafka client id (and transactional id) for connector `name`.
+    pub fn client_id(name: &str) -> String {
+        format!("walcast-{name}")
     }
 
     /// Whether `message` was written by this connector.
