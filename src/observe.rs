@@ -34,6 +34,8 @@ pub struct Metrics {
     pub reconnects: IntCounterVec,
     /// 1 while the connector streams, 0 otherwise.
     pub streaming: IntGaugeVec,
+    /// 1 while a component of the connector retries a failed call (registry).
+    pub retrying: IntGaugeVec,
     /// Bytes of large streamed transactions held until their commit (memory and disk).
     pub spool_bytes: IntGaugeVec,
     /// WAL the slot keeps on the server (current WAL - restart_lsn).
@@ -45,6 +47,8 @@ pub struct Metrics {
     /// Bytes of large streamed transactions written to spill files.
     pub spool_spilled_bytes: IntCounterVec,
     ready: Mutex<BTreeMap<String, bool>>,
+    /// (connector, component) pairs retrying now: none of their connectors is ready.
+    retrying_now: Mutex<std::collections::BTreeSet<(String, &'static str)>>,
 }
 
 fn counter(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
@@ -126,6 +130,12 @@ pub fn metrics() -> &'static Metrics {
                 "1 while the connector streams changes",
                 &["connector"],
             ),
+            retrying: gauge(
+                &registry,
+                "walcast_retrying",
+                "1 while a component of the connector retries a failed call (the connector waits meanwhile)",
+                &["connector", "component"],
+            ),
             spool_bytes: gauge(
                 &registry,
                 "walcast_spool_bytes",
@@ -157,6 +167,7 @@ pub fn metrics() -> &'static Metrics {
                 &["connector"],
             ),
             ready: Mutex::new(BTreeMap::new()),
+            retrying_now: Mutex::new(std::collections::BTreeSet::new()),
             registry,
         }
     })
@@ -173,7 +184,26 @@ impl Metrics {
         }
     }
 
+    /// A component of `connector` starts (`true`) or stops retrying a failed call: the
+    /// connector is not ready meanwhile.
+    pub fn set_retrying(&self, connector: &str, component: &'static str, retrying: bool) {
+        self.retrying
+            .with_label_values(&[connector, component])
+            .set(i64::from(retrying));
+        if let Ok(mut now) = self.retrying_now.lock() {
+            let key = (connector.to_owned(), component);
+            if retrying {
+                now.insert(key);
+            } else {
+                now.remove(&key);
+            }
+        }
+    }
+
     fn all_ready(&self) -> bool {
+        if self.retrying_now.lock().map_or(true, |r| !r.is_empty()) {
+            return false;
+        }
         self.ready
             .lock()
             .map(|r| !r.is_empty() && r.values().all(|v| *v))
@@ -240,5 +270,19 @@ mod tests {
             text.contains("walcast_streaming{connector=\"t\"} 1"),
             "{text}"
         );
+    }
+
+    #[test]
+    fn a_retrying_component_makes_the_process_not_ready() {
+        let m = metrics();
+        m.set_streaming("r", true);
+        m.set_retrying("r", "registry", true);
+        assert!(!m.all_ready());
+        assert!(m
+            .render()
+            .contains("walcast_retrying{component=\"registry\",connector=\"r\"} 1"));
+        m.set_retrying("r", "registry", false);
+        m.set_streaming("r", false);
+        assert!(!m.all_ready(), "not streaming");
     }
 }

@@ -148,14 +148,8 @@ impl FromStr for HumanDuration {
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         let s = s.trim();
-        let split = s
-            .find(|c: char| !c.is_ascii_digit())
-            .ok_or_else(|| format!("`{s}` has no unit; write e.g. 500ms, 10s, 5m or 1h"))?;
-        let (digits, unit) = s.split_at(split);
-        let n: u64 = digits
-            .parse()
-            .map_err(|_| format!("`{s}` does not start with a whole number; write e.g. 10s"))?;
-        let d = match unit.trim() {
+        let (n, unit) = number_and_unit(s, "500ms, 10s, 5m or 1h")?;
+        let d = match unit {
             "ms" => Duration::from_millis(n),
             "s" => Duration::from_secs(n),
             "m" | "min" => Duration::from_secs(n * 60),
@@ -177,6 +171,19 @@ impl<'de> Deserialize<'de> for HumanDuration {
     }
 }
 
+/// `10s` -> (10, "s"): a whole number and the unit after it (spaces between allowed).
+/// `examples` goes into the errors.
+fn number_and_unit<'a>(s: &'a str, examples: &str) -> Result<(u64, &'a str), String> {
+    let split = s
+        .find(|c: char| !c.is_ascii_digit())
+        .ok_or_else(|| format!("`{s}` has no unit; write e.g. {examples}"))?;
+    let (digits, unit) = s.split_at(split);
+    let n = digits
+        .parse()
+        .map_err(|_| format!("`{s}` does not start with a whole number; write e.g. {examples}"))?;
+    Ok((n, unit.trim()))
+}
+
 /// A size in bytes written with a unit (`512MiB`, `10GiB`, `64kB`; binary and decimal
 /// units, `B` for plain bytes).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -187,14 +194,8 @@ impl FromStr for ByteSize {
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         let s = s.trim();
-        let split = s
-            .find(|c: char| !c.is_ascii_digit())
-            .ok_or_else(|| format!("`{s}` has no unit; write e.g. 512MiB or 10GiB"))?;
-        let (digits, unit) = s.split_at(split);
-        let n: u64 = digits
-            .parse()
-            .map_err(|_| format!("`{s}` does not start with a whole number; write e.g. 10GiB"))?;
-        let factor: u64 = match unit.trim() {
+        let (n, unit) = number_and_unit(s, "512MiB or 10GiB")?;
+        let factor: u64 = match unit {
             "B" => 1,
             "kB" | "KB" => 1_000,
             "KiB" => 1 << 10,

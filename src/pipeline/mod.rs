@@ -102,8 +102,11 @@ pub async fn run(
     // The JSON formats use no schema registry.
     let registry = if connector.events.format.uses_registry() {
         Some(
-            RegistryClient::new(RegistryClientConfig::from_connector(&connector.registry))
-                .map_err(|e| PipelineError::Setup(e.to_string()))?,
+            RegistryClient::new(RegistryClientConfig {
+                connector: Some(connector.name.clone()),
+                ..RegistryClientConfig::from_connector(&connector.registry)
+            })
+            .map_err(|e| PipelineError::Setup(e.to_string()))?,
         )
     } else {
         None

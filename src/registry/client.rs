@@ -86,6 +86,9 @@ pub struct RegistryClientConfig {
     /// Limit for one whole request (connect, send, answer).
     pub request_timeout: Duration,
     pub retry: RetryPolicy,
+    /// The connector whose `walcast_retrying{component="registry"}` (and readiness)
+    /// follows this client's retries.
+    pub connector: Option<String>,
 }
 
 impl RegistryClientConfig {
@@ -99,6 +102,7 @@ impl RegistryClientConfig {
             connect_timeout: Duration::from_secs(5),
             request_timeout: Duration::from_secs(30),
             retry: RetryPolicy::default(),
+            connector: None,
         }
     }
 
@@ -199,6 +203,7 @@ pub struct RegistryClient {
     username: Option<String>,
     password: Option<Secret>,
     retry: RetryPolicy,
+    connector: Option<String>,
     /// subject → schema text (as given) → id.
     ids: RwLock<HashMap<String, HashMap<String, u32>>>,
     schemas: RwLock<HashMap<u32, Arc<str>>>,
@@ -270,6 +275,7 @@ impl RegistryClient {
             username,
             password,
             retry: config.retry,
+            connector: config.connector,
             ids: RwLock::new(HashMap::new()),
             schemas: RwLock::new(HashMap::new()),
             requests: AtomicU64::new(0),
@@ -429,7 +435,7 @@ impl RegistryClient {
     ) -> Result<Answer, RegistryError> {
         let attempts = self.retry.max_retries.saturating_add(1);
         let mut attempt = 0u32;
-        loop {
+        let result = loop {
             let mut request = self.http.request(method.clone(), url.clone()).header(
                 reqwest::header::ACCEPT,
                 format!("{CONTENT_TYPE}, application/json"),
@@ -450,22 +456,27 @@ impl RegistryClient {
                         Ok(bytes) if retryable(status) => {
                             format!("HTTP {status}: {}", error_body(&bytes).message)
                         }
-                        Ok(bytes) if status.is_success() => return Ok(Answer::Ok(bytes.to_vec())),
-                        Ok(bytes) => return Ok(Answer::Err(status, error_body(&bytes))),
+                        Ok(bytes) if status.is_success() => break Ok(Answer::Ok(bytes.to_vec())),
+                        Ok(bytes) => break Ok(Answer::Err(status, error_body(&bytes))),
                         Err(e) => error_chain(&e),
                     }
                 }
-                Err(e) if e.is_builder() => return Err(RegistryError::Client(error_chain(&e))),
+                Err(e) if e.is_builder() => break Err(RegistryError::Client(error_chain(&e))),
                 Err(e) => error_chain(&e),
             };
             attempt += 1;
             if attempt >= attempts {
-                return Err(RegistryError::Unavailable {
+                break Err(RegistryError::Unavailable {
                     url: self.shown.clone(),
                     what: what.to_owned(),
                     attempts,
                     reason: failure,
                 });
+            }
+            if attempt == 1 {
+                if let Some(c) = &self.connector {
+                    crate::observe::metrics().set_retrying(c, "registry", true);
+                }
             }
             let wait = self.retry.backoff(attempt - 1);
             tracing::warn!(
@@ -477,7 +488,13 @@ impl RegistryClient {
                 "schema registry request failed, retrying: {failure}"
             );
             tokio::time::sleep(wait).await;
+        };
+        if attempt > 0 {
+            if let Some(c) = &self.connector {
+                crate::observe::metrics().set_retrying(c, "registry", false);
+            }
         }
+        result
     }
 
     async fn register_error(

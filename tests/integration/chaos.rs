@@ -1662,11 +1662,13 @@ table public.orders: DELETE: id[integer]:2";
     assert_eq!(truncated, ["logs"]);
 }
 
+/// A change of public.orders whose only value is `n`.
+fn change(key: i64, op: &str, n: &str) -> Change {
+    Change::new("orders", key, op, [("n".to_owned(), n.to_owned())].into())
+}
+
 #[test]
 fn the_comparison_names_losses_repeats_and_reorders() {
-    let change = |key, op: &str, n: &str| {
-        Change::new("orders", key, op, [("n".to_owned(), n.to_owned())].into())
-    };
     let expected = [
         change(1, "c", "1"),
         change(1, "u", "2"),
@@ -1699,9 +1701,6 @@ fn the_comparison_names_losses_repeats_and_reorders() {
 
 #[test]
 fn the_at_least_once_comparison_allows_repeats_and_names_losses() {
-    let change = |key, op: &str, n: &str| {
-        Change::new("orders", key, op, [("n".to_owned(), n.to_owned())].into())
-    };
     let expected = [
         change(1, "c", "1"),
         change(1, "u", "2"),

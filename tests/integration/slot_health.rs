@@ -76,14 +76,9 @@ async fn slot_health_is_exported_warned_about_and_a_lost_slot_stops_the_connecto
             &format!("[metrics]\nlisten = \"127.0.0.1:{port}\""),
         );
     std::fs::write(&file, text).unwrap();
-    assert_eq!(
-        crate::common::walcast(&["setup", file.to_str().unwrap()], &[]).code,
-        Some(0)
-    );
+    let mut walcast = crate::pipeline::start_streaming(&db, &file, name);
     let log = db.dir.path().join("walcast.log");
-    let mut walcast = start_walcast(&file, &log);
     let slot = format!("walcast_{name}");
-    db.wait_for_slot(&slot, true);
     db.psql("INSERT INTO big VALUES (1, 'x')");
     let http = reqwest::Client::builder()
         .timeout(Duration::from_secs(2))

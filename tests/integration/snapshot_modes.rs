@@ -361,13 +361,8 @@ async fn role_output_settings_change_no_snapshot_value() {
         "[tables.\"public.vals\"]",
         &registry.url(),
     );
-    assert_eq!(
-        crate::common::walcast(&["setup", file.to_str().unwrap()], &[]).code,
-        Some(0)
-    );
+    let mut walcast = crate::pipeline::start_streaming(&db, &file, "rolesettings");
     let log = db.dir.path().join("walcast.log");
-    let mut walcast = start_walcast(&file, &log);
-    db.wait_for_slot("walcast_rolesettings", true);
     db.psql(&format!("INSERT INTO vals VALUES (2, {row})"));
     let topic = format!("{}.public.vals", db.name);
     let records =

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use crate::common::proxy::Proxy;
 use crate::common::{stack, start_registry, stop_with_sigterm, TestDb};
-use crate::pipeline::{consume_records, start_walcast};
+use crate::pipeline::{consume_records, start_streaming, start_walcast};
 
 const ROWS: usize = 12_000;
 
@@ -31,14 +31,26 @@ async fn a_registry_stall_longer_than_wal_sender_timeout_keeps_the_connection() 
         "[tables.\"public.items\"]",
         &format!("http://{}", proxy.addr),
     );
-    assert_eq!(
-        crate::common::walcast(&["setup", file.to_str().unwrap()], &[]).code,
-        Some(0)
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let text = std::fs::read_to_string(&file).unwrap().replace(
+        "[metrics]\nenabled = false",
+        &format!("[metrics]\nlisten = \"127.0.0.1:{port}\""),
     );
+    std::fs::write(&file, text).unwrap();
+    let readyz = format!("http://127.0.0.1:{port}/readyz");
+    let ready = || async {
+        reqwest::get(&readyz)
+            .await
+            .map(|r| r.status().as_u16())
+            .unwrap_or(0)
+    };
+    let mut walcast = start_streaming(&db, &file, name);
     let log = db.dir.path().join("walcast.log");
-    let mut walcast = start_walcast(&file, &log);
     let slot = format!("walcast_{name}");
-    db.wait_for_slot(&slot, true);
     let walsender = db.psql(&format!(
         "SELECT active_pid FROM pg_replication_slots WHERE slot_name = '{slot}'"
     ));
@@ -49,15 +61,22 @@ async fn a_registry_stall_longer_than_wal_sender_timeout_keeps_the_connection() 
     db.psql(&format!(
         "INSERT INTO items SELECT g, repeat('x', 100) FROM generate_series(1, {ROWS}) g"
     ));
-    // Three times wal_sender_timeout with the reader blocked on a full channel.
+    // Three times wal_sender_timeout with the reader blocked on a full channel; not
+    // ready while the registry calls are retried.
     let stalled = Instant::now();
+    let mut unready_seen = false;
     while stalled.elapsed() < Duration::from_secs(7) {
         assert!(
             walcast.try_wait().unwrap().is_none(),
             "walcast exited during the stall"
         );
-        std::thread::sleep(Duration::from_millis(200));
+        unready_seen |= ready().await == 503;
+        tokio::time::sleep(Duration::from_millis(200)).await;
     }
+    assert!(
+        unready_seen,
+        "/readyz answered 503 while the registry was retried"
+    );
     proxy.refuse(false);
 
     let topic = format!("{}.public.items", db.name);
@@ -68,6 +87,7 @@ async fn a_registry_stall_longer_than_wal_sender_timeout_keeps_the_connection() 
         ROWS,
     )
     .await;
+    assert_eq!(ready().await, 200, "ready again once the registry answers");
     let now = db.psql(&format!(
         "SELECT active_pid FROM pg_replication_slots WHERE slot_name = '{slot}'"
     ));
@@ -113,14 +133,9 @@ async fn a_streamed_transaction_over_the_spool_budget_stops_the_connector() {
         "[tables.\"public.big\"]",
         &registry.url(),
     );
-    assert_eq!(
-        crate::common::walcast(&["setup", file.to_str().unwrap()], &[]).code,
-        Some(0)
-    );
+    let mut walcast = start_streaming(&db, &file, name);
     let log = db.dir.path().join("walcast.log");
-    let mut walcast = start_walcast(&file, &log);
     let slot = format!("walcast_{name}");
-    db.wait_for_slot(&slot, true);
     let before = db.psql("SELECT pg_current_wal_insert_lsn()");
     db.psql("INSERT INTO big SELECT g, repeat('x', 200) FROM generate_series(1, 5000) g");
     let deadline = Instant::now() + Duration::from_secs(60);

@@ -107,15 +107,7 @@ impl ReplicationConnection {
                     self.channel_bound = mechanism == SCRAM_SHA_256_PLUS;
                 }
                 Backend::Message(backend::Message::ErrorResponse(body)) => {
-                    let (code, message) = error_fields(&body);
-                    return Err(explain_server_error(
-                        &SqlState::from_code(&code),
-                        &message,
-                        source,
-                        &source.user,
-                        &self.target,
-                    )
-                    .into());
+                    return Err(self.login_refused(source, &body))
                 }
                 Backend::Message(backend::Message::NoticeResponse(_)) => {}
                 _ => {
@@ -138,15 +130,7 @@ impl ReplicationConnection {
                     }
                 }
                 Backend::Message(backend::Message::ErrorResponse(body)) => {
-                    let (code, message) = error_fields(&body);
-                    return Err(explain_server_error(
-                        &SqlState::from_code(&code),
-                        &message,
-                        source,
-                        &source.user,
-                        &self.target,
-                    )
-                    .into());
+                    return Err(self.login_refused(source, &body))
                 }
                 Backend::Message(_) => {}
                 Backend::CopyBothResponse => {
@@ -154,6 +138,23 @@ impl ReplicationConnection {
                 }
             }
         }
+    }
+
+    /// The server refused the login: the line that names the cause and the fix.
+    fn login_refused(
+        &self,
+        source: &Source,
+        body: &backend::ErrorResponseBody,
+    ) -> ReplicationError {
+        let (code, message) = error_fields(body);
+        explain_server_error(
+            &SqlState::from_code(&code),
+            &message,
+            source,
+            &source.user,
+            &self.target,
+        )
+        .into()
     }
 
     async fn send_startup(
