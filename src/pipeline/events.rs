@@ -281,7 +281,7 @@ pub struct EventStage {
     options: CodecOptions,
     /// `None` with a JSON format (no registry).
     registry: Option<RegistryClient>,
-    tables: HashMap<(u32, u32), TableState>,
+    tables: HashMap<(u32, u64), TableState>,
     /// Tables in the publication that no `[tables]` rule captures (someone changed the
     /// publication by hand): their changes are skipped, with one warning each.
     uncaptured: std::collections::HashSet<u32>,

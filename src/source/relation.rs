@@ -51,11 +51,33 @@ pub struct RelationInfo {
     pub table: String,
     pub replica_identity: ReplicaIdentity,
     pub columns: Vec<ColumnInfo>,
-    /// Starts at 1 and grows each time the table's shape changes.
-    pub version: u32,
+    /// The table's shape as a number ([`RelationInfo::shape_version`]): equal shapes
+    /// have equal versions whichever cache described them (a reader after a reconnect,
+    /// the initial or an incremental snapshot), so what is keyed by (oid, version)
+    /// stays right. A count per cache was not: after a reconnect a new reader's
+    /// version 1 could be another shape than the event stage's version 1.
+    pub version: u64,
 }
 
 impl RelationInfo {
+    /// A fingerprint of everything [`Self::same_shape`] compares (deterministic within
+    /// the process, which is all that keys on it).
+    pub fn shape_version(&self) -> u64 {
+        use std::hash::{Hash, Hasher};
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        format!(
+            "{:?}",
+            (
+                &self.schema,
+                &self.table,
+                &self.replica_identity,
+                &self.columns
+            )
+        )
+        .hash(&mut h);
+        h.finish()
+    }
+
     pub fn qualified(&self) -> String {
         format!("{}.{}", self.schema, self.table)
     }
@@ -154,14 +176,12 @@ impl RelationCache {
                 _ => ReplicaIdentity::Default,
             },
             columns,
-            version: 1,
+            version: 0,
         };
+        info.version = info.shape_version();
         let changed = match self.relations.get(&message.oid) {
             Some(old) if old.same_shape(&info) => return Ok((old.clone(), false)),
-            Some(old) => {
-                info.version = old.version + 1;
-                true
-            }
+            Some(_) => true,
             None => false,
         };
         let info = Arc::new(info);

@@ -173,3 +173,60 @@ async fn a_streamed_transaction_over_the_spool_budget_stops_the_connector() {
     assert_eq!(records.len(), 5000);
     registry.shutdown().await.unwrap();
 }
+
+/// A table that changed shape, then a reconnect: the new reader describes the table
+/// afresh, and its events must still be encoded with the right table version (each
+/// reader counted versions from 1, so after the reconnect "version 1" named the new
+/// shape in the reader and the old one in the event stage, and walcast stopped).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reconnect_after_a_table_changed_shape_keeps_encoding() {
+    let (_registry_dir, registry) = start_registry().await;
+    let db = TestDb::new(stack());
+    db.psql("CREATE TABLE public.shapes (id int PRIMARY KEY, v int)");
+    let name = "reshape";
+    let file = db.connector_with_registry(
+        name,
+        "snapshot_mode = \"never\"",
+        "[tables.\"public.shapes\"]",
+        &registry.url(),
+    );
+    let mut walcast = start_streaming(&db, &file, name);
+    let log = db.dir.path().join("walcast.log");
+    let topic = format!("{}.public.shapes", db.name);
+    db.psql("INSERT INTO shapes VALUES (1, 1)");
+    db.psql("ALTER TABLE shapes ADD COLUMN extra int; INSERT INTO shapes VALUES (2, 2, 2)");
+    consume_records(stack().kafka_bootstrap(), &topic, Some(&registry.url()), 2).await;
+    let slot = format!("walcast_{name}");
+    let end = db.psql("SELECT pg_current_wal_insert_lsn()");
+    let started = Instant::now();
+    while db.psql(&format!(
+        "SELECT confirmed_flush_lsn >= '{end}' FROM pg_replication_slots WHERE slot_name = '{slot}'"
+    )) != "t"
+    {
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "never confirmed"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    db.psql(&format!(
+        "SELECT pg_terminate_backend(active_pid) FROM pg_replication_slots WHERE slot_name = '{slot}'"
+    ));
+    db.wait_for_slot(&slot, true);
+    db.psql("INSERT INTO shapes VALUES (3, 3, 3)");
+    let records =
+        consume_records(stack().kafka_bootstrap(), &topic, Some(&registry.url()), 3).await;
+    let alive = walcast.try_wait().unwrap().is_none();
+    stop_with_sigterm(&mut walcast);
+    let logs = std::fs::read_to_string(&log).unwrap_or_default();
+    assert!(alive, "walcast stopped: {logs}");
+    let rows: Vec<(i64, Option<i64>)> = records
+        .iter()
+        .map(|r| {
+            let after = &r.value.as_ref().unwrap()["after"];
+            (after["id"].as_i64().unwrap(), after["extra"].as_i64())
+        })
+        .collect();
+    assert_eq!(rows, [(1, None), (2, Some(2)), (3, Some(3))], "{logs}");
+    registry.shutdown().await.unwrap();
+}

@@ -339,3 +339,19 @@ fn record_names_come_from_the_schema() {
     assert_eq!(record_full_name(r#"{"type":"record","name":"Key"}"#), "Key");
     assert_eq!(record_full_name("not json"), "");
 }
+
+#[test]
+fn table_versions_name_shapes_whichever_cache_described_them() {
+    // Two caches (a reader before and after a reconnect, or a snapshot) describing the
+    // same shape agree on its version; another shape gets another one.
+    let before = relation("a");
+    let again = relation("a");
+    assert_eq!(before.shape_version(), again.shape_version());
+    let mut wider = (*before).clone();
+    wider.columns.push(wider.columns[1].clone());
+    wider.columns[2].name = "extra".into();
+    assert_ne!(before.shape_version(), wider.shape_version());
+    let mut keyed = (*before).clone();
+    keyed.columns[1].is_key = true;
+    assert_ne!(before.shape_version(), keyed.shape_version());
+}

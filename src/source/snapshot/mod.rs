@@ -96,14 +96,16 @@ pub async fn relation_for(
             default_expr,
         });
     }
-    Ok(Arc::new(RelationInfo {
+    let mut info = RelationInfo {
         oid: table.oid,
         schema: table.schema.clone(),
         table: table.name.clone(),
         replica_identity: table.replica_identity,
         columns,
-        version: 1,
-    }))
+        version: 0,
+    };
+    info.version = info.shape_version();
+    Ok(Arc::new(info))
 }
 
 /// Where each snapshot row sits in the snapshot (Debezium's `source.snapshot` values).
