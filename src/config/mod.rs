@@ -10,6 +10,7 @@ mod error;
 mod interpolate;
 mod model;
 mod selector;
+mod sql_expression;
 mod validate;
 mod values;
 

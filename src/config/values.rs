@@ -288,4 +288,63 @@ mod tests {
         std::fs::write(&path, "s3cret\n").unwrap();
         assert_eq!(Secret::from_file(&path).unwrap().expose(), "s3cret");
     }
+
+    /// Every secret a connector file can hold stays out of the `{:?}` of every config type
+    /// it reaches (logs print them with `?` fields).
+    #[test]
+    fn no_secret_appears_in_debug_output() {
+        std::env::set_var("WALCAST_TEST_DEBUG_SECRET", "env-s3cret-value");
+        let c = crate::config::parse_connector(
+            std::path::Path::new("connectors/shop.toml"),
+            r#"
+    name = "shop"
+    [source]
+    dbname = "shop"
+    user = "walcast"
+    password = "${WALCAST_TEST_DEBUG_SECRET}"
+    [kafka]
+    bootstrap_servers = "k:9092"
+    [kafka.producer]
+    "sasl.password" = "kafka-s3cret-value"
+    "ssl.key.password" = "key-s3cret-value"
+    [registry]
+    url = "https://registry:8081"
+    username = "svc"
+    password = "registry-s3cret-value"
+    [tables."public.customers"]
+    mask.email = { hash = "sha256", salt = "salt-s3cret-value" }
+    "#,
+        )
+        .unwrap();
+        let secrets = [
+            "env-s3cret-value",
+            "kafka-s3cret-value",
+            "key-s3cret-value",
+            "registry-s3cret-value",
+            "salt-s3cret-value",
+        ];
+        let shown = [
+            format!("{c:?}"),
+            format!("{c:#?}"),
+            format!("{:?}", c.source),
+            format!("{:?}", c.kafka),
+            format!("{:?}", c.registry),
+            format!("{:?}", c.tables),
+            format!("{:?}", c.tables[0].masks),
+        ];
+        for text in &shown {
+            for secret in secrets {
+                assert!(!text.contains(secret), "{secret} in {text}");
+            }
+        }
+        // They are there, just not shown.
+        assert_eq!(
+            c.source.password.as_ref().unwrap().expose(),
+            "env-s3cret-value"
+        );
+        assert_eq!(
+            c.registry.password.as_ref().unwrap().expose(),
+            "registry-s3cret-value"
+        );
+    }
 }
