@@ -17,6 +17,7 @@ use rdkafka::producer::{BaseRecord, Producer, ProducerContext, ThreadedProducer}
 use tokio::sync::mpsc;
 
 use super::partition::partition_for_key;
+use super::position_header::{push_decimal, push_position};
 use crate::checkpoint::{Position, Ticket};
 use crate::config::{DeliveryMode, Kafka};
 use crate::source::lsn::Lsn;
@@ -138,39 +139,6 @@ impl ProducerContext for Reporter {
             error,
         });
     }
-}
-
-/// Appends `position` as its `Display` form (`X/Y#index`, the LSN's halves in upper-case
-/// hex) without the formatting machinery, which cost more than the rest of a record's
-/// headers.
-fn push_position(out: &mut String, position: Position) {
-    let lsn = position.commit_lsn.0;
-    push_hex(out, (lsn >> 32) as u32);
-    out.push('/');
-    push_hex(out, (lsn & 0xFFFF_FFFF) as u32);
-    out.push('#');
-    push_decimal(out, position.index);
-}
-
-fn push_hex(out: &mut String, value: u32) {
-    const DIGITS: &[u8; 16] = b"0123456789ABCDEF";
-    let mut buf = [0u8; 8];
-    let mut at = buf.len();
-    let mut v = value;
-    loop {
-        at -= 1;
-        buf[at] = DIGITS[(v & 0xF) as usize];
-        v >>= 4;
-        if v == 0 {
-            break;
-        }
-    }
-    buf[at..].iter().for_each(|&b| out.push(char::from(b)));
-}
-
-fn push_decimal(out: &mut String, value: u64) {
-    // Writing into a String cannot fail.
-    let _ = crate::codec::temporal::write_padded(out, value, 1);
 }
 
 /// The producer and what it knows about its topics.
@@ -704,34 +672,4 @@ pub(super) fn base_config(settings: &Kafka, client_id: &str) -> ClientConfig {
         }
     }
     config
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn position_headers_read_as_positions_display() {
-        let cases = [
-            (0u64, 0u64),
-            (0x1_6B37_4D48, 7),
-            (u64::MAX, u64::from(u32::MAX)),
-            (0x20, u64::from(u32::MAX) + 1),
-            (u64::MAX, u64::MAX),
-            (0xABCD_0000_0000, 10),
-            (0x10, 1_000_000),
-        ];
-        for (lsn, index) in cases {
-            let position = Position {
-                commit_lsn: Lsn(lsn),
-                index,
-            };
-            let mut out = String::new();
-            push_position(&mut out, position);
-            assert_eq!(out, position.to_string());
-            let mut txid = String::new();
-            push_decimal(&mut txid, index);
-            assert_eq!(txid, index.to_string());
-        }
-    }
 }

@@ -2,5 +2,6 @@
 
 pub mod kafka;
 pub mod partition;
+mod position_header;
 pub mod reconcile;
 pub mod topic_map;
