@@ -79,7 +79,7 @@ impl Ticket {
 
 /// What may be confirmed: everything up to and including `position` is in Kafka, and
 /// PostgreSQL may release WAL up to `flush_lsn`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Checkpoint {
     pub position: Position,
     pub flush_lsn: Lsn,

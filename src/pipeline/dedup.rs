@@ -10,8 +10,9 @@ use tracing::{info, warn};
 use super::PipelineError;
 use crate::checkpoint::Position;
 use crate::config::{Connector, DeliveryMode, SinkKind};
-use crate::sink::reconcile::{last_positions, Origin};
+use crate::sink::reconcile::Origin;
 use crate::sink::topic_map::TopicMap;
+use crate::sink::RecordSink;
 use crate::source::lsn::Lsn;
 
 /// The exactly-once reconciliation state: what Kafka already holds.
@@ -43,17 +44,11 @@ impl Dedup {
         let mode = connector.delivery.mode;
         let origin = Origin::new(&connector.name, &system_id(connector).await?);
         if connector.sink == SinkKind::Discard {
-            return Ok(Self {
-                mode: DeliveryMode::AtLeastOnce,
+            return Ok(Self::starting(
+                DeliveryMode::AtLeastOnce,
                 origin,
-                wal_now: Lsn(u64::MAX),
-                recorded_incremental: serde_json::Value::Null,
-                recorded_flush_lsn: None,
-                floor: None,
-                present: TopicMap::default(),
-                skipped: 0,
-                sent_counters: TopicMap::default(),
-            });
+                Lsn(u64::MAX),
+            ));
         }
         let record = {
             let settings = connector.kafka.clone();
@@ -66,10 +61,7 @@ impl Dedup {
             .await
             .map_err(|e| PipelineError::Setup(e.to_string()))??
         };
-        let recorded: Option<Position> = record
-            .as_ref()
-            .and_then(|r| r["position"].as_str())
-            .and_then(|p| p.parse().ok());
+        let recorded: Option<Position> = record.as_ref().map(|r| r.position);
         // Positions are LSNs of one PostgreSQL history: a recorded position beyond the
         // server's WAL comes from another cluster (a re-created database, a restore)
         // and must not hide new events.
@@ -79,35 +71,42 @@ impl Dedup {
             warn!(recorded = %p, server_wal = %wal_now, "the offsets topic records a position beyond this server's WAL (another database history under the same connector name?); ignoring it");
         }
         let recorded_incremental = match &record {
-            Some(r) if !foreign => r["incremental_snapshot"].clone(),
+            Some(r) if !foreign => r.incremental_snapshot.clone().unwrap_or_default(),
             _ => serde_json::Value::Null,
         };
-        let recorded_flush_lsn = record
-            .as_ref()
-            .and_then(|r| r["flush_lsn"].as_str())
-            .and_then(|l| l.parse::<Lsn>().ok())
-            .filter(|_| !foreign);
+        let recorded_flush_lsn = record.as_ref().map(|r| r.flush_lsn).filter(|_| !foreign);
         let floor = recorded.filter(|_| !foreign && mode != DeliveryMode::AtLeastOnce);
         if let Some(floor) = floor {
             info!(position = %floor, "resuming: events at or below the recorded position are already in Kafka and are skipped");
         }
         Ok(Self {
-            mode,
-            origin,
-            wal_now,
             recorded_incremental,
             recorded_flush_lsn,
             floor,
-            present: TopicMap::default(),
-            skipped: 0,
-            sent_counters: TopicMap::default(),
+            ..Self::starting(mode, origin, wal_now)
         })
     }
 
+    /// Nothing recorded in the offsets topic: an event is skipped only when its
+    /// partition's last record (read on first use) is at or past it.
+    pub(super) fn starting(mode: DeliveryMode, origin: Origin, wal_now: Lsn) -> Self {
+        Self {
+            mode,
+            origin,
+            wal_now,
+            recorded_incremental: serde_json::Value::Null,
+            recorded_flush_lsn: None,
+            floor: None,
+            present: TopicMap::default(),
+            skipped: 0,
+            sent_counters: TopicMap::default(),
+        }
+    }
+
     /// Whether the event at `position` for `partition` of `topic` is already in Kafka.
-    pub(super) async fn already_present(
+    pub(super) async fn already_present<S: RecordSink>(
         &mut self,
-        connector: &Connector,
+        sink: &S,
         topic: &Arc<str>,
         partition: i32,
         position: Position,
@@ -119,13 +118,7 @@ impl Dedup {
             return Ok(true);
         }
         if !self.present.contains_key(topic) {
-            let settings = connector.kafka.clone();
-            let name = topic.to_string();
-            let origin = self.origin.clone();
-            let mut last =
-                tokio::task::spawn_blocking(move || last_positions(&settings, &name, &origin))
-                    .await
-                    .map_err(|e| PipelineError::Setup(e.to_string()))??;
+            let mut last = sink.last_positions(topic, &self.origin).await?;
             let wal_now = self.wal_now;
             last.retain(|partition, p| {
                 let ours = p.commit_lsn <= wal_now;
@@ -146,11 +139,26 @@ impl Dedup {
 
     /// What this process sent also counts as present: after a reconnect the server
     /// resends from the confirmed position, which may lag behind it (a sent record is
-    /// acknowledged eventually or stops the connector).
-    pub(super) fn sent(&mut self, topic: &str, partition: i32, position: Position) {
+    /// acknowledged eventually or stops the connector). Also counts it in
+    /// `walcast_records_sent_total`.
+    pub(super) fn count_sent(
+        &mut self,
+        connector: &str,
+        topic: &Arc<str>,
+        partition: i32,
+        position: Position,
+    ) {
         if let Some(partitions) = self.present.get_mut(topic) {
             partitions.insert(partition, position);
         }
+        self.sent_counters
+            .entry(topic.clone())
+            .or_insert_with(|| {
+                crate::observe::metrics()
+                    .records_sent
+                    .with_label_values(&[connector, topic])
+            })
+            .inc();
     }
 }
 

@@ -12,15 +12,12 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use sha2::{Digest, Sha256, Sha512};
-
 use crate::codec::connect::ConnectSchema;
 use crate::codec::{
     ChangeEvent, CodecOptions, ColumnSpec, ConnectorMeta, EventFormat, JsonRecord, MessageCodec,
-    MessageEvent, SourceInfo, TableCodec, TableSpec, TransactionBlock, TransactionCodec,
-    TransactionMetadataEvent, TransactionStatus,
+    MessageEvent, SourceInfo, TableCodec, TableSpec, TransactionCodec, TransactionStatus,
 };
-use crate::config::{ColumnSelection, Connector, HashAlgorithm, Mask, TableRule};
+use crate::config::{ColumnSelection, Connector, Mask, TableRule};
 use crate::postgres::ReplicaIdentity;
 use crate::registry::client::RegistryClient;
 use crate::registry::SubjectKind;
@@ -174,104 +171,6 @@ impl TableState {
         crate::codec::json::key_header_value(&self.codec, row)
             .map(String::into_bytes)
             .map_err(|e| self.encode_error(e))
-    }
-}
-
-/// The transaction topic's codec and serializers.
-struct TransactionTopic {
-    codec: TransactionCodec,
-    key: Serializer,
-    value: Serializer,
-    topic: Arc<str>,
-}
-
-impl TransactionTopic {
-    fn record(&self, event: &TransactionMetadataEvent) -> Result<Encoded, EventError> {
-        let mut key = Vec::with_capacity(32);
-        self.codec.encode_key(event, self.key.id(), &mut key);
-        let mut value = Vec::with_capacity(128);
-        self.codec.encode_value(event, self.value.id(), &mut value);
-        Ok(Encoded::new(
-            self.topic.clone(),
-            Some(self.key.finish(key, &self.topic)?),
-            Some(self.value.finish(value, &self.topic)?),
-        ))
-    }
-}
-
-/// Transaction metadata of the transaction being built (Debezium's
-/// `TransactionContext`): whether its BEGIN record went out, and its event counts.
-#[derive(Debug, Default)]
-struct TxMeta {
-    xid: u32,
-    commit_time_us: i64,
-    /// The LSN of the commit record: BEGIN's id when nothing came before the commit.
-    commit_lsn: Lsn,
-    begun: bool,
-    total: i64,
-    /// Events per data collection (`schema.table`), in order of first appearance.
-    collections: Vec<(String, i64)>,
-}
-
-impl TxMeta {
-    /// BEGIN's or END's record.
-    fn boundary(&self, status: TransactionStatus, lsn: Lsn) -> TransactionMetadataEvent {
-        let end = status == TransactionStatus::End;
-        TransactionMetadataEvent {
-            status,
-            xid: i64::from(self.xid),
-            lsn,
-            ts_ms: self.commit_time_us.div_euclid(1000),
-            event_count: end.then_some(self.total),
-            data_collections: end.then(|| {
-                // Debezium keeps the counts in a java.util.HashMap and lists them in its
-                // iteration order.
-                let names: Vec<&str> = self.collections.iter().map(|(n, _)| n.as_str()).collect();
-                crate::codec::java::hash_map_order(&names)
-                    .into_iter()
-                    .map(|i| self.collections[i].clone())
-                    .collect()
-            }),
-        }
-    }
-
-    /// Counts an event of `collection` at `lsn`, emitting BEGIN before the first one,
-    /// and returns the event's `transaction` block (Debezium's `TransactionMonitor`).
-    ///
-    /// Debezium writes BEGIN when PostgreSQL's BEGIN message arrives, with the id
-    /// `<xid>:<LSN of that message>`. Since PostgreSQL 15 pgoutput sends BEGIN just
-    /// before the transaction's first change, so that LSN is the first event's: walcast
-    /// writes BEGIN just before the first event with that LSN, which is the same record
-    /// (before 15 the message carries the transaction's first WAL position, which the
-    /// replication stream does not expose; walcast's id then differs in the LSN part).
-    fn event(
-        &mut self,
-        topic: &TransactionTopic,
-        collection: &str,
-        lsn: Lsn,
-        out: &mut Vec<Encoded>,
-    ) -> Result<TransactionBlock, EventError> {
-        if !self.begun {
-            out.push(topic.record(&self.boundary(TransactionStatus::Begin, lsn))?);
-            self.begun = true;
-        }
-        self.total += 1;
-        let order = match self.collections.iter_mut().find(|(n, _)| n == collection) {
-            Some((_, n)) => {
-                *n += 1;
-                *n
-            }
-            None => {
-                self.collections.push((collection.to_string(), 1));
-                1
-            }
-        };
-        Ok(TransactionBlock {
-            xid: i64::from(self.xid),
-            lsn,
-            total_order: self.total,
-            data_collection_order: order,
-        })
     }
 }
 
@@ -761,37 +660,11 @@ fn now_ns() -> i64 {
         .map_or(0, |d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX))
 }
 
-/// Masks text values: a salted hash (hex), a fixed text, or the first N characters.
-/// Masks only apply to text columns (the config check rejects others); NULLs stay NULL.
-pub fn apply_masks(mut row: Vec<Value>, masks: &[Option<Mask>]) -> Vec<Value> {
-    for (value, mask) in row.iter_mut().zip(masks) {
-        let (Some(mask), Value::Text(text)) = (mask, &*value) else {
-            continue;
-        };
-        let masked = match mask {
-            Mask::Hash { algorithm, salt } => {
-                let bytes: Vec<u8> = match algorithm {
-                    HashAlgorithm::Sha256 => Sha256::new()
-                        .chain_update(salt.expose())
-                        .chain_update(text)
-                        .finalize()
-                        .to_vec(),
-                    HashAlgorithm::Sha512 => Sha512::new()
-                        .chain_update(salt.expose())
-                        .chain_update(text)
-                        .finalize()
-                        .to_vec(),
-                };
-                bytes.iter().map(|b| format!("{b:02x}")).collect()
-            }
-            Mask::Fixed(fixed) => fixed.clone(),
-            Mask::Truncate(n) => text.chars().take(*n).collect(),
-        };
-        *value = Value::Text(masked);
-    }
-    row
-}
-
+mod masks;
 mod snapshot;
 #[cfg(test)]
 mod tests;
+mod transaction_metadata;
+
+pub use masks::apply_masks;
+use transaction_metadata::{TransactionTopic, TxMeta};

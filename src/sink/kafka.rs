@@ -3,6 +3,7 @@
 //! back to the checkpoint. Idempotent with librdkafka's gapless guarantee, so a record
 //! that finally fails is a fatal error, never a silent hole.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -16,8 +17,11 @@ use rdkafka::producer::{BaseRecord, Producer, ProducerContext, ThreadedProducer}
 
 use tokio::sync::mpsc;
 
+use super::checkpoint_record::CheckpointRecord;
 use super::partition::partition_for_key;
 use super::position_header::{push_decimal, push_position};
+use super::reconcile::Origin;
+use super::{DeliveryReport, OutRecord, RecordSink, SinkError};
 use crate::checkpoint::{Position, Ticket};
 use crate::config::{DeliveryMode, Kafka};
 use crate::source::lsn::Lsn;
@@ -39,53 +43,6 @@ pub const HEADER_SOURCE: &str = "walcast.source";
 /// On initial-snapshot records: the row's primary key as a JSON array of its text
 /// values, so a snapshot interrupted by a crash resumes after what Kafka holds.
 pub const HEADER_SNAPSHOT_KEY: &str = "walcast.snapshot.key";
-
-/// One record to produce.
-#[derive(Debug, Clone)]
-pub struct OutRecord {
-    pub topic: Arc<str>,
-    pub key: Option<Vec<u8>>,
-    /// `None` is a tombstone.
-    pub value: Option<Vec<u8>>,
-    /// Headers written after walcast's position headers (e.g. Debezium's
-    /// `__debezium.oldkey` / `__debezium.newkey`).
-    pub headers: Vec<(&'static str, Vec<u8>)>,
-    pub position: Position,
-    pub txid: u32,
-    /// The acknowledgement tracker's entry this record counts in; its delivery report
-    /// carries it back.
-    pub ticket: Ticket,
-}
-
-/// A delivery report: the ticket of the record (see [`OutRecord::ticket`];
-/// [`Ticket::NONE`] for a checkpoint record), and whether Kafka took it.
-#[derive(Debug)]
-pub struct DeliveryReport {
-    pub ticket: Ticket,
-    pub error: Option<String>,
-}
-
-#[derive(Debug, thiserror::Error)]
-pub enum SinkError {
-    #[error("Kafka producer setup failed: {0}")]
-    Config(String),
-    #[error(
-        "cannot create topic {topic}: {message}; create it yourself or grant walcast CreateTopics"
-    )]
-    CreateTopic { topic: String, message: String },
-    #[error("cannot reach Kafka at {servers} to read topic {topic}'s metadata: {message}; check [kafka] bootstrap_servers and, for TLS/SASL clusters, the security.*, sasl.* and ssl.* settings in [kafka.producer] (librdkafka logs the exact cause, e.g. an authentication failure, just before this)")]
-    Metadata {
-        servers: String,
-        topic: String,
-        message: String,
-    },
-    #[error("cannot connect to Kafka at {servers}: {message}; check [kafka] bootstrap_servers and, for TLS/SASL clusters, the security.*, sasl.* and ssl.* settings in [kafka.producer] (librdkafka logs the exact cause, e.g. an authentication failure, just before this)")]
-    Connection { servers: String, message: String },
-    #[error("{0}")]
-    Transaction(String),
-    #[error("Kafka rejected a record of transaction at {commit_lsn}: {message}")]
-    Delivery { commit_lsn: Lsn, message: String },
-}
 
 struct Reporter {
     reports: mpsc::UnboundedSender<DeliveryReport>,
@@ -154,12 +111,6 @@ pub struct KafkaSink {
     in_transaction: bool,
     /// Also the transactional id.
     client_id: String,
-    /// The open Kafka transaction: records in it, when it began, its last position.
-    txn_records: usize,
-    txn_started: std::time::Instant,
-    txn_last: Position,
-    /// `[sink] kind = "discard"`: records are acknowledged at once and never produced.
-    discard: Option<mpsc::UnboundedSender<DeliveryReport>>,
     /// Where each record's position headers are formatted.
     scratch: String,
     /// The connector's identity, stamped on every record ([`HEADER_SOURCE`]) and in
@@ -178,26 +129,7 @@ impl KafkaSink {
         mode: DeliveryMode,
         client_id: &str,
     ) -> Result<(Self, mpsc::UnboundedReceiver<DeliveryReport>), SinkError> {
-        Self::build(settings, mode, client_id, false)
-    }
-
-    /// A sink that drops every record and acknowledges it at once (`[sink] kind =
-    /// "discard"`, for benchmarks): nothing is produced, no topic is created.
-    pub fn discarding(
-        settings: &Kafka,
-        client_id: &str,
-    ) -> Result<(Self, mpsc::UnboundedReceiver<DeliveryReport>), SinkError> {
-        Self::build(settings, DeliveryMode::AtLeastOnce, client_id, true)
-    }
-
-    fn build(
-        settings: &Kafka,
-        mode: DeliveryMode,
-        client_id: &str,
-        discard: bool,
-    ) -> Result<(Self, mpsc::UnboundedReceiver<DeliveryReport>), SinkError> {
         let (tx, rx) = mpsc::unbounded_channel();
-        let discard = discard.then(|| tx.clone());
         let mut config = base_config(settings, client_id);
         // Defaults tuned for throughput; the user's [kafka.producer] wins.
         for (k, v) in [
@@ -260,10 +192,6 @@ impl KafkaSink {
                 transactional: mode == DeliveryMode::Transactional,
                 in_transaction: false,
                 client_id: client_id.to_owned(),
-                txn_records: 0,
-                txn_started: std::time::Instant::now(),
-                txn_last: Position::default(),
-                discard,
                 scratch: String::with_capacity(48),
                 identity: String::new(),
             },
@@ -274,9 +202,6 @@ impl KafkaSink {
     /// Fails fast, before any slot or snapshot work, when the cluster can't be reached or
     /// refuses the credentials.
     pub fn check_connection(&self) -> Result<(), SinkError> {
-        if self.discard.is_some() {
-            return Ok(());
-        }
         let client = self.producer.client();
         // Up to 15 s for a slow or starting cluster, but a refusal (wrong password,
         // untrusted certificate) ends the wait at once: retrying cannot fix it.
@@ -315,129 +240,6 @@ impl KafkaSink {
     /// Sets the identity stamped on every record from now on (see `reconcile::Origin`).
     pub fn stamp(&mut self, identity: &str) {
         identity.clone_into(&mut self.identity);
-    }
-
-    /// Whether records are produced inside Kafka transactions.
-    pub fn is_transactional(&self) -> bool {
-        self.transactional
-    }
-
-    /// Whether a Kafka transaction is open (records sent, not yet committed).
-    pub fn in_transaction(&self) -> bool {
-        self.in_transaction
-    }
-
-    /// Opens a Kafka transaction when none is open (transactional mode only).
-    pub fn ensure_transaction(&mut self) -> Result<(), SinkError> {
-        if !self.transactional || self.in_transaction {
-            return Ok(());
-        }
-        self.producer.begin_transaction().map_err(|e| {
-            SinkError::Transaction(format!(
-                "cannot begin a Kafka transaction: {}",
-                describe_txn_error(&e)
-            ))
-        })?;
-        self.in_transaction = true;
-        self.txn_records = 0;
-        self.txn_started = std::time::Instant::now();
-        Ok(())
-    }
-
-    /// Records sent in the open Kafka transaction, and how long it has been open.
-    pub fn transaction_size(&self) -> (usize, Duration) {
-        (self.txn_records, self.txn_started.elapsed())
-    }
-
-    /// The position of the last record sent in the open Kafka transaction.
-    pub fn transaction_last_position(&self) -> Position {
-        self.txn_last
-    }
-
-    /// Commits the open Kafka transaction: every record sent since it began becomes
-    /// visible to read_committed consumers at once. Retriable failures are retried; an
-    /// abortable one aborts the transaction and is returned (nothing it held is
-    /// confirmed, so the source sends it again after a restart). Blocking.
-    pub fn commit_transaction(&mut self) -> Result<(), SinkError> {
-        if !self.in_transaction {
-            return Ok(());
-        }
-        let mut attempt = 0u32;
-        loop {
-            let result = tokio::task::block_in_place(|| {
-                self.producer.commit_transaction(TRANSACTION_CALL_TIMEOUT)
-            });
-            match result {
-                Ok(()) => {
-                    self.in_transaction = false;
-                    return Ok(());
-                }
-                Err(KafkaError::Transaction(e)) if e.is_retriable() && attempt < 20 => {
-                    attempt += 1;
-                    tracing::warn!(error = %e, attempt, "committing the Kafka transaction failed; retrying");
-                    std::thread::sleep(Duration::from_millis(200 * u64::from(attempt.min(10))));
-                }
-                Err(e) => {
-                    let message = describe_txn_error(&e);
-                    if matches!(&e, KafkaError::Transaction(t) if t.txn_requires_abort()) {
-                        let _ = self.abort_transaction();
-                    }
-                    return Err(SinkError::Transaction(format!(
-                        "Kafka did not commit the transaction: {message}; nothing in it was confirmed to PostgreSQL, so it is sent again after a restart"
-                    )));
-                }
-            }
-        }
-    }
-
-    /// Aborts the open Kafka transaction (read_committed consumers never see its
-    /// records). Blocking.
-    pub fn abort_transaction(&mut self) -> Result<(), SinkError> {
-        if !self.in_transaction {
-            return Ok(());
-        }
-        let result = tokio::task::block_in_place(|| {
-            self.producer.abort_transaction(TRANSACTION_CALL_TIMEOUT)
-        });
-        self.in_transaction = false;
-        result.map_err(|e| {
-            SinkError::Transaction(format!(
-                "cannot abort the Kafka transaction: {}",
-                describe_txn_error(&e)
-            ))
-        })
-    }
-
-    /// The partition count of `topic`, creating the topic first when it is missing.
-    pub async fn ensure_topic(&mut self, topic: &Arc<str>) -> Result<i32, SinkError> {
-        if let Some(n) = self.partitions.get(topic) {
-            return Ok(*n);
-        }
-        if self.discard.is_some() {
-            let n = self.settings.partitions.unwrap_or(1).max(1);
-            self.partitions.insert(topic.clone(), n);
-            return Ok(n);
-        }
-        let n = match self.fetch_partitions(topic).await? {
-            Some(n) => n,
-            None => {
-                self.create_topic(topic).await?;
-                let mut found = None;
-                for _ in 0..50 {
-                    if let Some(n) = self.fetch_partitions(topic).await? {
-                        found = Some(n);
-                        break;
-                    }
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                }
-                found.ok_or_else(|| SinkError::CreateTopic {
-                    topic: topic.to_string(),
-                    message: "created, but its metadata never appeared".into(),
-                })?
-            }
-        };
-        self.partitions.insert(topic.clone(), n);
-        Ok(n)
     }
 
     async fn fetch_partitions(&self, topic: &str) -> Result<Option<i32>, SinkError> {
@@ -509,22 +311,113 @@ impl KafkaSink {
         }
         Ok(())
     }
+}
 
-    /// The partition the record goes to (the Java client's choice for its key).
-    pub fn partition_of(&self, topic: &str, key: Option<&[u8]>) -> i32 {
+impl RecordSink for KafkaSink {
+    fn is_transactional(&self) -> bool {
+        self.transactional
+    }
+
+    fn begin_transaction(&mut self) -> Result<(), SinkError> {
+        if !self.transactional || self.in_transaction {
+            return Ok(());
+        }
+        self.producer.begin_transaction().map_err(|e| {
+            SinkError::Transaction(format!(
+                "cannot begin a Kafka transaction: {}",
+                describe_txn_error(&e)
+            ))
+        })?;
+        self.in_transaction = true;
+        Ok(())
+    }
+
+    /// Commits the open Kafka transaction: every record sent since it began becomes
+    /// visible to read_committed consumers at once. Retriable failures are retried; an
+    /// abortable one aborts the transaction and is returned (nothing it held is
+    /// confirmed, so the source sends it again after a restart). Blocking.
+    fn commit_transaction(&mut self) -> Result<(), SinkError> {
+        if !self.in_transaction {
+            return Ok(());
+        }
+        let mut attempt = 0u32;
+        loop {
+            let result = tokio::task::block_in_place(|| {
+                self.producer.commit_transaction(TRANSACTION_CALL_TIMEOUT)
+            });
+            match result {
+                Ok(()) => {
+                    self.in_transaction = false;
+                    return Ok(());
+                }
+                Err(KafkaError::Transaction(e)) if e.is_retriable() && attempt < 20 => {
+                    attempt += 1;
+                    tracing::warn!(error = %e, attempt, "committing the Kafka transaction failed; retrying");
+                    std::thread::sleep(Duration::from_millis(200 * u64::from(attempt.min(10))));
+                }
+                Err(e) => {
+                    let message = describe_txn_error(&e);
+                    if matches!(&e, KafkaError::Transaction(t) if t.txn_requires_abort()) {
+                        let _ = self.abort_transaction();
+                    }
+                    return Err(SinkError::Transaction(format!(
+                        "Kafka did not commit the transaction: {message}; nothing in it was confirmed to PostgreSQL, so it is sent again after a restart"
+                    )));
+                }
+            }
+        }
+    }
+
+    /// Aborts the open Kafka transaction (read_committed consumers never see its
+    /// records). Blocking.
+    fn abort_transaction(&mut self) -> Result<(), SinkError> {
+        if !self.in_transaction {
+            return Ok(());
+        }
+        let result = tokio::task::block_in_place(|| {
+            self.producer.abort_transaction(TRANSACTION_CALL_TIMEOUT)
+        });
+        self.in_transaction = false;
+        result.map_err(|e| {
+            SinkError::Transaction(format!(
+                "cannot abort the Kafka transaction: {}",
+                describe_txn_error(&e)
+            ))
+        })
+    }
+
+    async fn ensure_topic(&mut self, topic: &Arc<str>) -> Result<i32, SinkError> {
+        if let Some(n) = self.partitions.get(topic) {
+            return Ok(*n);
+        }
+        let n = match self.fetch_partitions(topic).await? {
+            Some(n) => n,
+            None => {
+                self.create_topic(topic).await?;
+                let mut found = None;
+                for _ in 0..50 {
+                    if let Some(n) = self.fetch_partitions(topic).await? {
+                        found = Some(n);
+                        break;
+                    }
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                found.ok_or_else(|| SinkError::CreateTopic {
+                    topic: topic.to_string(),
+                    message: "created, but its metadata never appeared".into(),
+                })?
+            }
+        };
+        self.partitions.insert(topic.clone(), n);
+        Ok(n)
+    }
+
+    fn partition_of(&self, topic: &str, key: Option<&[u8]>) -> i32 {
         let n = self.partitions.get(topic).copied().unwrap_or(1);
         key.map_or(0, |k| partition_for_key(k, n))
     }
 
-    /// Hands a record to the producer, waiting while its queue is full.
-    pub async fn send(&mut self, record: &OutRecord, partition: i32) -> Result<(), SinkError> {
-        if let Some(reports) = &self.discard {
-            let _ = reports.send(DeliveryReport {
-                ticket: record.ticket,
-                error: None,
-            });
-            return Ok(());
-        }
+    async fn send(&mut self, record: &OutRecord, partition: i32) -> Result<(), SinkError> {
         // Both header values are formatted into one reused buffer (no allocation per
         // record).
         self.scratch.clear();
@@ -563,13 +456,7 @@ impl KafkaSink {
                 base = base.payload(value.as_slice());
             }
             match self.producer.send(base) {
-                Ok(()) => {
-                    if self.in_transaction {
-                        self.txn_records += 1;
-                        self.txn_last = record.position;
-                    }
-                    return Ok(());
-                }
+                Ok(()) => return Ok(()),
                 Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _)) => {
                     tokio::time::sleep(Duration::from_millis(2)).await;
                 }
@@ -583,32 +470,14 @@ impl KafkaSink {
         }
     }
 
-    /// Records the connector's checkpoint in [`OFFSETS_TOPIC`] (best effort: its delivery
-    /// report carries [`Ticket::NONE`], which credits nothing).
-    pub async fn write_checkpoint(
-        &mut self,
-        connector: &str,
-        slot: &str,
-        checkpoint: &crate::checkpoint::Checkpoint,
-        incremental: &serde_json::Value,
-    ) -> Result<(), SinkError> {
-        if self.discard.is_some() {
-            return Ok(());
-        }
+    async fn write_checkpoint(&mut self, record: &CheckpointRecord) -> Result<(), SinkError> {
         let topic: Arc<str> = OFFSETS_TOPIC.into();
         let partitions = self.ensure_topic(&topic).await?;
-        let mut value = serde_json::json!({
-            "connector": connector,
-            "slot": slot,
-            "source": self.identity,
-            "position": checkpoint.position.to_string(),
-            "flush_lsn": checkpoint.flush_lsn.to_string(),
-            "ts_ms": std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64),
-        });
-        if !incremental.is_null() {
-            value["incremental_snapshot"] = incremental.clone();
-        }
-        let value = value.to_string();
+        let connector = record.connector.as_str();
+        let value = serde_json::to_string(record).map_err(|e| SinkError::Delivery {
+            commit_lsn: Lsn::ZERO,
+            message: format!("checkpoint record: {e}"),
+        })?;
         let base: BaseRecord<'_, [u8], [u8], usize> =
             BaseRecord::with_opaque_to(OFFSETS_TOPIC, Ticket::NONE.0 as usize)
                 .partition(partition_for_key(connector.as_bytes(), partitions))
@@ -622,8 +491,7 @@ impl KafkaSink {
             })
     }
 
-    /// Waits until every record handed over is acknowledged (or `timeout`).
-    pub fn flush(&self, timeout: Duration) -> Result<(), SinkError> {
+    fn flush(&self, timeout: Duration) -> Result<(), SinkError> {
         self.producer
             .flush(timeout)
             .map_err(|e| SinkError::Delivery {
@@ -632,12 +500,25 @@ impl KafkaSink {
             })
     }
 
-    /// A fatal producer error (e.g. the gapless guarantee broken), if any.
-    pub fn fatal_error(&self) -> Option<String> {
+    fn fatal_error(&self) -> Option<String> {
         self.producer
             .client()
             .fatal_error()
             .map(|(code, text)| format!("{code}: {text}"))
+    }
+
+    async fn last_positions(
+        &self,
+        topic: &str,
+        origin: &Origin,
+    ) -> Result<HashMap<i32, Position>, SinkError> {
+        let (settings, topic, origin) = (self.settings.clone(), topic.to_owned(), origin.clone());
+        // librdkafka's consumer blocks; keep the runtime's other tasks running.
+        tokio::task::spawn_blocking(move || {
+            super::reconcile::last_positions(&settings, &topic, &origin)
+        })
+        .await
+        .map_err(|e| SinkError::Config(format!("reading the topic's last positions: {e}")))?
     }
 }
 

@@ -12,8 +12,10 @@ use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{BorrowedMessage, Headers};
 use rdkafka::Message;
 
+use super::checkpoint_record::CheckpointRecord;
+use super::error::SinkError;
 use super::kafka::{
-    base_config, SinkError, HEADER_POSITION, HEADER_SNAPSHOT_KEY, HEADER_SOURCE, OFFSETS_TOPIC,
+    base_config, HEADER_POSITION, HEADER_SNAPSHOT_KEY, HEADER_SOURCE, OFFSETS_TOPIC,
 };
 use super::partition::partition_for_key;
 use crate::checkpoint::Position;
@@ -108,7 +110,7 @@ pub fn committed_position(
     connector: &str,
     slot: &str,
     origin: &Origin,
-) -> Result<Option<serde_json::Value>, SinkError> {
+) -> Result<Option<CheckpointRecord>, SinkError> {
     let consumer = reading_consumer(settings, &origin.client_id)?;
     let metadata_err = |e: KafkaError| SinkError::Metadata {
         servers: settings.bootstrap_servers.clone(),
@@ -145,8 +147,8 @@ pub fn committed_position(
                 if m.key() == Some(connector.as_bytes()) {
                     found = m
                         .payload()
-                        .and_then(|p| serde_json::from_slice::<serde_json::Value>(p).ok())
-                        .filter(|v| v["slot"] == slot && v["source"] == origin.identity.as_str());
+                        .and_then(|p| serde_json::from_slice::<CheckpointRecord>(p).ok())
+                        .filter(|r| r.slot == slot && r.source == origin.identity);
                 }
             },
         )

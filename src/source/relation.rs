@@ -26,6 +26,18 @@ pub struct TypeInfo {
     pub enum_labels: Option<Vec<String>>,
 }
 
+impl TypeInfo {
+    /// A built-in type, known by its OID without asking the catalog.
+    pub fn builtin(oid: u32) -> Option<Self> {
+        builtin(oid).map(|pg_type| TypeInfo {
+            oid,
+            name: pg_type.name().to_owned(),
+            pg_type,
+            enum_labels: None,
+        })
+    }
+}
+
 /// One column of a relation.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ColumnInfo {
@@ -41,6 +53,21 @@ pub struct ColumnInfo {
     /// The column default as the catalog prints it (`pg_get_expr`), for the schema's
     /// field default, as Debezium derives it.
     pub default_expr: Option<String>,
+}
+
+impl ColumnInfo {
+    /// A nullable, non-key column of built-in type `oid` without modifier or default
+    /// (what tests and fixtures start from).
+    pub fn of_builtin(name: &str, oid: u32) -> Option<Self> {
+        Some(ColumnInfo {
+            name: name.to_owned(),
+            type_info: Arc::new(TypeInfo::builtin(oid)?),
+            type_modifier: -1,
+            is_key: false,
+            not_null: false,
+            default_expr: None,
+        })
+    }
 }
 
 /// A table as the stream describes it now.
@@ -198,13 +225,8 @@ impl RelationCache {
         if let Some(t) = self.types.get(&oid) {
             return Ok(t.clone());
         }
-        let info = match builtin(oid) {
-            Some(pg_type) => TypeInfo {
-                oid,
-                name: pg_type.name().to_owned(),
-                pg_type,
-                enum_labels: None,
-            },
+        let info = match TypeInfo::builtin(oid) {
+            Some(info) => info,
             None => Box::pin(self.lookup(oid, catalog)).await?,
         };
         let info = Arc::new(info);

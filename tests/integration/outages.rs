@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use walcast::registry::RegistryServer;
 
 use crate::common::proxy::Proxy;
-use crate::common::{stack, start_registry, Stack, TestDb};
+use crate::common::{log_excerpt, stack, start_registry, Stack, TestDb};
 use crate::pipeline::{consume, settled_oracle, start_walcast};
 
 /// Transactions `from..to` on public.orders: insert, update, and every third one a delete.
@@ -88,7 +88,7 @@ pub(crate) fn wait_for_confirmed(db: &TestDb, slot: &str, log: &std::path::Path)
         assert!(
             started.elapsed() < Duration::from_secs(60),
             "{slot} did not confirm {now} within 60 s\n{}",
-            std::fs::read_to_string(log).unwrap_or_default()
+            log_excerpt(log)
         );
         std::thread::sleep(Duration::from_millis(100));
     }
@@ -206,11 +206,15 @@ async fn a_registry_outage_mid_stream_loses_and_repeats_nothing() {
             break;
         }
         if let Some(status) = walcast.child().try_wait().unwrap() {
-            panic!("walcast exited ({status}) before retrying the registry\n{logs}");
+            panic!(
+                "walcast exited ({status}) before retrying the registry\n{}",
+                log_excerpt(&log)
+            );
         }
         assert!(
             waiting_since.elapsed() < Duration::from_secs(30),
-            "walcast never tried to register the new schema with the stopped registry within 30 s\n{logs}"
+            "walcast never tried to register the new schema with the stopped registry within 30 s\n{}",
+            log_excerpt(&log)
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
@@ -236,7 +240,6 @@ async fn a_registry_outage_mid_stream_loses_and_repeats_nothing() {
     let topic = format!("{}.public.orders", db.name);
     let (got, tombstones) = consume(stack.kafka_bootstrap(), &topic, &url, expected.len()).await;
     let stopped = stop(walcast.child());
-    let logs = std::fs::read_to_string(&log).unwrap_or_default();
     let versions = reqwest::get(format!("{url}/subjects/{topic}-value/versions"))
         .await
         .unwrap()
@@ -252,8 +255,9 @@ async fn a_registry_outage_mid_stream_loses_and_repeats_nothing() {
     );
     assert!(
         got == expected,
-        "exactly once across the registry outage: {}\nlog:\n{logs}",
-        first_difference(&got, &expected)
+        "exactly once across the registry outage: {}\n{}",
+        first_difference(&got, &expected),
+        log_excerpt(&log)
     );
     assert_eq!(
         tombstones,
@@ -266,7 +270,8 @@ async fn a_registry_outage_mid_stream_loses_and_repeats_nothing() {
     );
     assert!(
         stopped.success(),
-        "clean stop on SIGTERM: {stopped}\n{logs}"
+        "clean stop on SIGTERM: {stopped}\n{}",
+        log_excerpt(&log)
     );
     eprintln!(
         "registry outage of {outage:?}: {} changes in {:?}",
@@ -315,16 +320,17 @@ async fn a_column_added_to_a_table_with_a_numeric_column_is_registered() {
     let running = walcast.child().try_wait().unwrap().is_none();
     let stopped = stop(walcast.child());
     registry.shutdown().await.unwrap();
-    let logs = std::fs::read_to_string(&log).unwrap_or_default();
-    assert!(running, "walcast stopped\n{logs}");
+    assert!(running, "walcast stopped\n{}", log_excerpt(&log));
     assert!(
         got == expected,
-        "every change, before and after the new column: {}\nlog:\n{logs}",
-        first_difference(&got, &expected)
+        "every change, before and after the new column: {}\n{}",
+        first_difference(&got, &expected),
+        log_excerpt(&log)
     );
     assert!(
         stopped.success(),
-        "clean stop on SIGTERM: {stopped}\n{logs}"
+        "clean stop on SIGTERM: {stopped}\n{}",
+        log_excerpt(&log)
     );
 }
 
@@ -338,7 +344,13 @@ impl Drop for StopOnDrop {
 }
 
 /// The walsender streaming `slot` of `db`: its pid, once it is not `previous`.
-fn wait_for_new_walsender(db: &TestDb, slot: &str, previous: &str, walcast: &mut Child) -> String {
+fn wait_for_new_walsender(
+    db: &TestDb,
+    slot: &str,
+    previous: &str,
+    walcast: &mut Child,
+    log: &std::path::Path,
+) -> String {
     let query = format!(
         "SELECT coalesce(active_pid, 0) FROM pg_replication_slots WHERE slot_name = '{slot}' AND database = '{}'",
         db.name
@@ -350,11 +362,15 @@ fn wait_for_new_walsender(db: &TestDb, slot: &str, previous: &str, walcast: &mut
             return pid;
         }
         if let Some(status) = walcast.try_wait().unwrap() {
-            panic!("walcast exited ({status}) instead of reconnecting");
+            panic!(
+                "walcast exited ({status}) instead of reconnecting\n{}",
+                log_excerpt(log)
+            );
         }
         assert!(
             started.elapsed() < Duration::from_secs(30),
-            "walcast did not stream again within 30 s (walsender {pid}, before {previous})"
+            "walcast did not stream again within 30 s (walsender {pid}, before {previous})\n{}",
+            log_excerpt(log)
         );
         std::thread::sleep(Duration::from_millis(50));
     }
@@ -381,7 +397,7 @@ async fn a_tcp_proxy_cutting_connections_loses_and_repeats_nothing() {
     let log = db.dir.path().join("walcast.log");
     let mut walcast = Guard(Some(start_walcast(&file, &log)));
     let slot = "walcast_proxied";
-    let mut walsender = wait_for_new_walsender(&db, slot, "", walcast.child());
+    let mut walsender = wait_for_new_walsender(&db, slot, "", walcast.child(), &log);
 
     // A first part, acknowledged by Kafka (the slot confirms past it) before any cut.
     run_script(stack, &db.name, &workload(1, 100));
@@ -408,7 +424,7 @@ async fn a_tcp_proxy_cutting_connections_loses_and_repeats_nothing() {
     for _ in 0..3 {
         std::thread::sleep(Duration::from_millis(700));
         cuts.push(proxy.cut());
-        walsender = wait_for_new_walsender(&db, slot, &walsender, walcast.child());
+        walsender = wait_for_new_walsender(&db, slot, &walsender, walcast.child(), &log);
     }
     let wrote_through_the_cuts = !writer.is_finished();
     writing.store(false, Ordering::SeqCst);
@@ -437,23 +453,27 @@ async fn a_tcp_proxy_cutting_connections_loses_and_repeats_nothing() {
     );
     assert!(
         wrote_through_the_cuts,
-        "the workload ran until the last cut (it ended at {written_to})"
+        "the workload ran until the last cut (it ended at {written_to})\n{}",
+        log_excerpt(&log)
     );
     assert!(
         cuts.iter().all(|&n| n >= 2),
-        "each cut hit walcast's connections (replication and catalog): {cuts:?}"
+        "each cut hit walcast's connections (replication and catalog): {cuts:?}\n{}",
+        log_excerpt(&log)
     );
     let reconnects = logs
         .matches("replication interrupted; reconnecting from the slot's confirmed position")
         .count();
     assert!(
         reconnects >= 3,
-        "walcast noticed each cut ({reconnects} reconnects)\n{logs}"
+        "walcast noticed each cut ({reconnects} reconnects)\n{}",
+        log_excerpt(&log)
     );
     assert!(
         got == expected,
-        "exactly once across the cut connections: {}\nlog:\n{logs}",
-        first_difference(&got, &expected)
+        "exactly once across the cut connections: {}\n{}",
+        first_difference(&got, &expected),
+        log_excerpt(&log)
     );
     assert_eq!(
         tombstones,
@@ -462,7 +482,8 @@ async fn a_tcp_proxy_cutting_connections_loses_and_repeats_nothing() {
     );
     assert!(
         stopped.success(),
-        "clean stop on SIGTERM: {stopped}\n{logs}"
+        "clean stop on SIGTERM: {stopped}\n{}",
+        log_excerpt(&log)
     );
     eprintln!(
         "3 cuts ({cuts:?} connections), {reconnects} reconnects, {} transactions: {} changes in {:?}",
@@ -535,14 +556,15 @@ async fn the_slot_advances_while_captured_tables_are_idle() {
     let confirmed = slot_query("confirmed_flush_lsn");
     let stopped = stop(walcast.child());
     registry.shutdown().await.unwrap();
-    let logs = std::fs::read_to_string(&log).unwrap_or_default();
     assert!(
         advanced,
-        "confirmed_flush_lsn is {confirmed} (was {confirmed_at_start}) 30 s after writes from {before} to {after} in uncaptured tables only\n{logs}"
+        "confirmed_flush_lsn is {confirmed} (was {confirmed_at_start}) 30 s after writes from {before} to {after} in uncaptured tables only\n{}",
+        log_excerpt(&log)
     );
     assert!(
         stopped.success(),
-        "clean stop on SIGTERM: {stopped}\n{logs}"
+        "clean stop on SIGTERM: {stopped}\n{}",
+        log_excerpt(&log)
     );
     eprintln!(
         "slot confirmed {confirmed} ≥ {after} (from {confirmed_at_start}, WAL before the writes {before}) {took:?} after the writes; test took {:?}",

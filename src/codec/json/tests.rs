@@ -101,24 +101,16 @@ use crate::codec::records::{MessageCodec, TransactionCodec};
 use crate::codec::table::TableSpec;
 use crate::postgres::ReplicaIdentity;
 use crate::source::lsn::Lsn;
-use crate::source::relation::{ColumnInfo, RelationInfo, TypeInfo};
-use crate::source::types::{builtin, PgType};
+use crate::source::relation::{ColumnInfo, RelationInfo};
+use crate::source::types::PgType;
 use crate::source::value::parse_text;
 
 fn column(name: &str, oid: u32, typmod: i32, key: bool, not_null: bool) -> ColumnInfo {
-    let pg_type = builtin(oid).unwrap();
     ColumnInfo {
-        name: name.into(),
-        type_info: Arc::new(TypeInfo {
-            oid,
-            name: pg_type.name().to_string(),
-            pg_type,
-            enum_labels: None,
-        }),
         type_modifier: typmod,
         is_key: key,
         not_null,
-        default_expr: None,
+        ..ColumnInfo::of_builtin(name, oid).unwrap()
     }
 }
 

@@ -1,7 +1,8 @@
 //! Tests of `events`.
 
 use super::*;
-use crate::config::Secret;
+use crate::config::{HashAlgorithm, Secret};
+use sha2::{Digest, Sha256};
 
 #[test]
 fn masks_hash_fix_and_truncate_text_only() {
@@ -37,8 +38,7 @@ fn masks_hash_fix_and_truncate_text_only() {
 
 // --- The stage end to end, in the JSON format (no registry, no I/O) ---
 
-use crate::source::relation::{ColumnInfo, TypeInfo};
-use crate::source::types::builtin;
+use crate::source::relation::ColumnInfo;
 
 fn stage(events: &str) -> EventStage {
     let text = format!(
@@ -60,21 +60,10 @@ format = "json"
 }
 
 fn relation(table: &str) -> Arc<RelationInfo> {
-    let column = |name: &str, oid: u32, key: bool| {
-        let pg_type = builtin(oid).unwrap();
-        ColumnInfo {
-            name: name.into(),
-            type_info: Arc::new(TypeInfo {
-                oid,
-                name: pg_type.name().to_string(),
-                pg_type,
-                enum_labels: None,
-            }),
-            type_modifier: -1,
-            is_key: key,
-            not_null: key,
-            default_expr: None,
-        }
+    let column = |name: &str, oid: u32, key: bool| ColumnInfo {
+        is_key: key,
+        not_null: key,
+        ..ColumnInfo::of_builtin(name, oid).unwrap()
     };
     Arc::new(RelationInfo {
         oid: if table == "a" { 16_600 } else { 16_601 },

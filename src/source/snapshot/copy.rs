@@ -334,27 +334,10 @@ fn unescape(field: &[u8]) -> std::borrow::Cow<'_, [u8]> {
 
 #[cfg(test)]
 mod tests {
-    use std::sync::Arc;
-
     use super::*;
-    use crate::source::relation::TypeInfo;
-    use crate::source::types::builtin;
 
     fn column(name: &str, oid: u32) -> ColumnInfo {
-        let pg_type = builtin(oid).unwrap();
-        ColumnInfo {
-            name: name.into(),
-            type_info: Arc::new(TypeInfo {
-                oid,
-                name: pg_type.name().into(),
-                pg_type,
-                enum_labels: None,
-            }),
-            type_modifier: -1,
-            is_key: false,
-            not_null: false,
-            default_expr: None,
-        }
+        ColumnInfo::of_builtin(name, oid).unwrap()
     }
 
     #[test]

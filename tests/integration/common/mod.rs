@@ -477,6 +477,28 @@ pub fn stop_with_sigterm(child: &mut std::process::Child) -> std::process::ExitS
     child.wait().expect("wait for walcast")
 }
 
+/// For a failure message: walcast's log kept beside the other temporary files (the
+/// test's own folder is removed when it ends) and its last lines. A whole log in a
+/// panic message drowns the message itself when CI shortens its output.
+pub fn log_excerpt(log: &Path) -> String {
+    let text = std::fs::read_to_string(log).unwrap_or_default();
+    let kept = std::env::temp_dir().join(format!(
+        "walcast-failed-{}-{}.log",
+        std::process::id(),
+        log.parent()
+            .and_then(|d| d.file_name())
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default()
+    ));
+    let _ = std::fs::write(&kept, &text);
+    let lines: Vec<&str> = text.lines().collect();
+    let tail = lines[lines.len().saturating_sub(30)..].join("\n");
+    format!(
+        "walcast's log kept at {}; its last lines:\n{tail}",
+        kept.display()
+    )
+}
+
 /// Runs the walcast binary with `args` and waits for it.
 pub fn walcast(args: &[&str], env: &[(&str, &str)]) -> Run {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_walcast"));

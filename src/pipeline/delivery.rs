@@ -1,0 +1,184 @@
+//! The run loop's sending and acknowledging side: records get their positions and go
+//! to the sink (skipping, in the exactly-once modes, what Kafka already holds); delivery
+//! reports and Kafka transaction commits acknowledge them; the checkpoint moves and is
+//! confirmed to PostgreSQL.
+
+use tokio::time::Instant;
+use tracing::warn;
+
+use super::run_loop::{
+    Batch, Pipeline, CHECKPOINT_RECORD_INTERVAL, MAX_TRANSACTION_AGE, MAX_TRANSACTION_RECORDS,
+};
+use super::PipelineError;
+use crate::checkpoint::{Checkpoint, Ticket};
+use crate::sink::{DeliveryReport, OutRecord, RecordSink, SinkError};
+use crate::source::lsn::Lsn;
+
+impl<S: RecordSink> Pipeline<S> {
+    /// Assigns positions to the records in `self.records` and hands them to the sink,
+    /// skipping (exactly-once) those already in their partition.
+    pub(super) async fn send_records(&mut self, txid: u32) -> Result<(), PipelineError> {
+        let mut records = std::mem::take(&mut self.records);
+        for encoded in records.drain(..) {
+            let position = crate::checkpoint::next_position(self.commit_lsn, &mut self.index)?;
+            self.sink.ensure_topic(&encoded.topic).await?;
+            let partition = self
+                .sink
+                .partition_of(&encoded.topic, encoded.key.as_deref());
+            if self
+                .dedup
+                .already_present(&self.sink, &encoded.topic, partition, position)
+                .await?
+            {
+                self.dedup.skipped += 1;
+                crate::observe::metrics()
+                    .records_skipped
+                    .with_label_values(&[&self.connector.name])
+                    .inc();
+                continue;
+            }
+            if self.sink.is_transactional() && self.batch.is_none() {
+                self.sink.begin_transaction()?;
+                self.batch = Some(Batch {
+                    records: 0,
+                    started: Instant::now(),
+                    last: position,
+                });
+            }
+            let record = OutRecord {
+                topic: encoded.topic,
+                key: encoded.key,
+                value: encoded.value,
+                headers: encoded.headers,
+                position,
+                txid,
+                ticket: self.tracker.sent(position.index),
+            };
+            self.sink.send(&record, partition).await?;
+            crate::failpoint::hit("after_send");
+            if let Some(batch) = &mut self.batch {
+                batch.records += 1;
+                batch.last = position;
+            }
+            self.dedup
+                .count_sent(&self.connector.name, &record.topic, partition, position);
+        }
+        // The buffer goes back, empty, for the next change.
+        self.records = records;
+        Ok(())
+    }
+
+    /// Delivery reports: each credits the tracker entry its ticket names (outside
+    /// transactions); a rejected record stops the connector.
+    pub(super) async fn on_reports(
+        &mut self,
+        reports: impl Iterator<Item = DeliveryReport>,
+    ) -> Result<(), PipelineError> {
+        for report in reports {
+            if report.ticket == Ticket::NONE {
+                // A checkpoint record: informative, never part of the guarantee.
+                if let Some(error) = report.error {
+                    warn!(error = %error, "could not record the checkpoint in {}", crate::sink::kafka::OFFSETS_TOPIC);
+                }
+                continue;
+            }
+            if let Some(error) = report.error {
+                let commit_lsn = self
+                    .tracker
+                    .commit_lsn_of(report.ticket)
+                    .unwrap_or_default();
+                return Err(SinkError::Delivery {
+                    commit_lsn,
+                    message: error,
+                }
+                .into());
+            }
+            // Transactional: acknowledged is not yet committed; the Kafka transaction's
+            // commit acknowledges its records.
+            if !self.sink.is_transactional() {
+                self.tracker.acked(report.ticket);
+                self.last_ack = Instant::now();
+            }
+        }
+        if self.sink.is_transactional() {
+            return Ok(());
+        }
+        if let Some(checkpoint) = self.tracker.advance() {
+            crate::failpoint::hit("before_confirm");
+            self.confirm(&checkpoint);
+            if self.last_recorded.elapsed() >= CHECKPOINT_RECORD_INTERVAL {
+                self.last_recorded = Instant::now();
+                let record = self.checkpoint_record(&checkpoint);
+                if let Err(e) = self.sink.write_checkpoint(&record).await {
+                    warn!(error = %e, "could not record the checkpoint");
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Transactional mode: commits the open Kafka transaction, with the connector's
+    /// checkpoint record inside it, when it is due: at a source-transaction boundary
+    /// (`boundary`) once nothing more is queued (`queue_empty`), it is old or large, or —
+    /// for a snapshot, which is no source transaction — whenever it is large. Its commit
+    /// acknowledges every record in it at once.
+    pub(super) async fn commit_batch(
+        &mut self,
+        queue_empty: bool,
+        snapshot_row: bool,
+    ) -> Result<(), PipelineError> {
+        let Some(batch) = self.batch else {
+            return Ok(());
+        };
+        let large = batch.records >= MAX_TRANSACTION_RECORDS;
+        let due = if snapshot_row {
+            large
+        } else {
+            queue_empty || large || batch.started.elapsed() >= MAX_TRANSACTION_AGE
+        };
+        if !due {
+            return Ok(());
+        }
+        let recorded = Checkpoint {
+            position: batch.last,
+            flush_lsn: self.tracker.checkpoint().map_or(Lsn::ZERO, |c| c.flush_lsn),
+        };
+        let record = self.checkpoint_record(&recorded);
+        self.sink.write_checkpoint(&record).await?;
+        crate::failpoint::hit("before_kafka_commit");
+        self.batch = None;
+        self.sink.commit_transaction()?;
+        crate::observe::metrics()
+            .kafka_transactions
+            .with_label_values(&[&self.connector.name])
+            .inc();
+        self.tracker.acked_all_sent();
+        if let Some(checkpoint) = self.tracker.advance() {
+            self.confirm(&checkpoint);
+        }
+        Ok(())
+    }
+
+    /// The checkpoint moved: PostgreSQL may release WAL up to it, and a snapshot it
+    /// covers is complete.
+    pub(super) fn confirm(&mut self, checkpoint: &Checkpoint) {
+        let _ = self.out.flushed.send(checkpoint.flush_lsn);
+        crate::observe::metrics()
+            .confirmed_lsn
+            .with_label_values(&[&self.connector.name])
+            .set(checkpoint.flush_lsn.0 as i64);
+        self.settle_snapshot(checkpoint);
+    }
+
+    /// A snapshot waiting for its acknowledgements is complete once the checkpoint
+    /// covers its consistent point.
+    pub(super) fn settle_snapshot(&mut self, checkpoint: &Checkpoint) {
+        if self
+            .snapshot_pending
+            .is_some_and(|cp| checkpoint.flush_lsn >= cp)
+        {
+            self.snapshot_pending = None;
+            let _ = self.out.snapshot_done.send(());
+        }
+    }
+}

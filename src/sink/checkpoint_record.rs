@@ -1,0 +1,127 @@
+//! The record a connector keeps in the offsets topic (`walcast.offsets`, keyed by the
+//! connector's name): where it stands, whose it is, and the incremental snapshot's
+//! progress. Written by the run loop, read back on start (exactly-once reconciliation,
+//! the lost-slot check) and by operators.
+
+use serde::{Deserialize, Serialize};
+
+use crate::checkpoint::{Checkpoint, Position};
+use crate::source::lsn::Lsn;
+
+/// One checkpoint of one connector, as JSON in the offsets topic.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CheckpointRecord {
+    pub connector: String,
+    pub slot: String,
+    /// The writer's identity (`reconcile::Origin::identity`): a restart trusts only its
+    /// own records.
+    pub source: String,
+    /// Every event at or below this position is in Kafka.
+    #[serde(with = "as_text")]
+    pub position: Position,
+    /// The LSN confirmed to PostgreSQL with it.
+    #[serde(with = "as_text")]
+    pub flush_lsn: Lsn,
+    /// When it was written (milliseconds since the epoch).
+    pub ts_ms: u64,
+    /// The incremental snapshot's progress, when one runs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub incremental_snapshot: Option<serde_json::Value>,
+}
+
+impl CheckpointRecord {
+    /// The record of `checkpoint` for connector `connector` reading `slot`, written now.
+    pub fn new(
+        connector: &str,
+        slot: &str,
+        source: &str,
+        checkpoint: &Checkpoint,
+        incremental_snapshot: serde_json::Value,
+    ) -> Self {
+        Self {
+            connector: connector.to_owned(),
+            slot: slot.to_owned(),
+            source: source.to_owned(),
+            position: checkpoint.position,
+            flush_lsn: checkpoint.flush_lsn,
+            ts_ms: std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_millis() as u64),
+            incremental_snapshot: Some(incremental_snapshot).filter(|v| !v.is_null()),
+        }
+    }
+}
+
+/// Positions and LSNs as their text forms (`0/16B3748#3`, `0/16B3748`), as operators read
+/// them.
+mod as_text {
+    use std::fmt::Display;
+    use std::str::FromStr;
+
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<T: Display, S: Serializer>(value: &T, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(value)
+    }
+
+    pub fn deserialize<'de, T, D>(d: D) -> Result<T, D::Error>
+    where
+        T: FromStr,
+        T::Err: Display,
+        D: Deserializer<'de>,
+    {
+        let text = String::deserialize(d)?;
+        text.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trips_through_the_json_operators_read() {
+        let checkpoint = Checkpoint {
+            position: Position {
+                commit_lsn: Lsn(0x16B_3748),
+                index: 3,
+            },
+            flush_lsn: Lsn(0x16B_3790),
+        };
+        let record = CheckpointRecord::new(
+            "shop",
+            "walcast_shop",
+            "shop@7301",
+            &checkpoint,
+            serde_json::json!({"table": "public.orders"}),
+        );
+        let text = serde_json::to_string(&record).unwrap();
+        let json: serde_json::Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(json["position"], "0/16B3748#3");
+        assert_eq!(json["flush_lsn"], "0/16B3790");
+        assert_eq!(json["source"], "shop@7301");
+        assert_eq!(
+            serde_json::from_str::<CheckpointRecord>(&text).unwrap(),
+            record
+        );
+    }
+
+    #[test]
+    fn no_incremental_snapshot_writes_no_field() {
+        let record = CheckpointRecord::new(
+            "shop",
+            "s",
+            "shop@1",
+            &Checkpoint::default(),
+            serde_json::Value::Null,
+        );
+        let json = serde_json::to_value(&record).unwrap();
+        assert!(json.get("incremental_snapshot").is_none());
+    }
+
+    #[test]
+    fn a_malformed_position_is_an_error_not_a_zero() {
+        let text = r#"{"connector":"a","slot":"s","source":"a@1","position":"garbage","flush_lsn":"0/1","ts_ms":0}"#;
+        assert!(serde_json::from_str::<CheckpointRecord>(text).is_err());
+    }
+}
