@@ -170,7 +170,9 @@ impl<S: RecordSink> Pipeline<S> {
                         self.on_event(event, more_queued).await?;
                     }
                 }
-                _ = watchdog.tick() => self.check_stall(),
+                _ = watchdog.tick() => {
+                    self.check_stall();
+                }
             }
         }
     }
@@ -238,12 +240,12 @@ impl<S: RecordSink> Pipeline<S> {
 
     /// Records in flight and no acknowledgement for [`ACK_STALL_WARNING`]: says so (the
     /// broker is unreachable or overloaded; nothing past the checkpoint is confirmed
-    /// meanwhile).
-    fn check_stall(&mut self) {
+    /// meanwhile). Returns whether it warned.
+    pub(super) fn check_stall(&mut self) -> bool {
         let in_flight = self.tracker.in_flight();
         if in_flight == 0 || self.sink.is_transactional() {
             self.last_ack = Instant::now();
-            return;
+            return false;
         }
         let waited = self.last_ack.elapsed();
         let due = self
@@ -258,6 +260,8 @@ impl<S: RecordSink> Pipeline<S> {
                 "Kafka has acknowledged none of the records in flight for {} s; the checkpoint waits (check the brokers' health and walcast's connection to them)",
                 waited.as_secs()
             );
+            return true;
         }
+        false
     }
 }

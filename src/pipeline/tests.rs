@@ -9,7 +9,9 @@ use tokio::sync::{mpsc, watch};
 use super::dedup::Dedup;
 use super::events::EventStage;
 use super::incremental::Incremental;
-use super::run_loop::{Inputs, Outputs, Pipeline, MAX_TRANSACTION_AGE, MAX_TRANSACTION_RECORDS};
+use super::run_loop::{
+    Inputs, Outputs, Pipeline, ACK_STALL_WARNING, MAX_TRANSACTION_AGE, MAX_TRANSACTION_RECORDS,
+};
 use super::PipelineError;
 use crate::checkpoint::Position;
 use crate::postgres::ReplicaIdentity;
@@ -530,4 +532,22 @@ async fn shutdown_mid_transaction_aborts_the_kafka_transaction_and_confirms_noth
     );
     assert_eq!(h.flushed(), Lsn::ZERO);
     assert!(h.sink.lock().commits == 0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn records_unacknowledged_for_30_s_are_reported_every_30_s() {
+    let mut h = harness("exactly_once");
+    h.sink.hold_reports();
+    h.feed(transaction(1, 1_000, &[1])).await.unwrap();
+    assert!(!h.pipeline.check_stall(), "just sent");
+    tokio::time::advance(ACK_STALL_WARNING).await;
+    assert!(h.pipeline.check_stall(), "30 s without an acknowledgement");
+    tokio::time::advance(ACK_STALL_WARNING / 6).await;
+    assert!(!h.pipeline.check_stall(), "not again at once");
+    tokio::time::advance(ACK_STALL_WARNING).await;
+    assert!(h.pipeline.check_stall(), "again 30 s later");
+    h.sink.release_all();
+    h.deliver_reports().await.unwrap();
+    tokio::time::advance(ACK_STALL_WARNING * 2).await;
+    assert!(!h.pipeline.check_stall(), "nothing in flight");
 }
