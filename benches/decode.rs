@@ -10,15 +10,15 @@ use std::time::Duration;
 use bytes::{Bytes, BytesMut};
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use walcast::codec::{ChangeEvent, CodecOptions, ConnectorMeta, SourceInfo, TableCodec, TableSpec};
-use walcast::postgres::ReplicaIdentity;
-use walcast::source::change::{RowChange, RowOp};
-use walcast::source::lsn::Lsn;
+use walcast::model::change::{RowChange, RowOp};
+use walcast::model::lsn::Lsn;
+use walcast::model::relation::ReplicaIdentity;
+use walcast::model::relation::{ColumnInfo, RelationInfo, TypeInfo};
+use walcast::model::types::builtin;
 use walcast::source::pgoutput::{
     decode, encode, Column, DecodeContext, Insert, Message, TupleData,
 };
 use walcast::source::reader::to_row;
-use walcast::source::relation::{ColumnInfo, RelationInfo, TypeInfo};
-use walcast::source::types::builtin;
 
 /// (column, type name, type OID, atttypmod, text as pgoutput sends it).
 const COLUMNS: [(&str, &str, u32, i32, &str); 10] = [

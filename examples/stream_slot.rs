@@ -7,8 +7,8 @@
 use std::time::{Duration, Instant};
 
 use tokio::sync::{mpsc, watch};
-use walcast::source::change::TxEvent;
-use walcast::source::lsn::Lsn;
+use walcast::model::change::TxEvent;
+use walcast::model::lsn::Lsn;
 use walcast::source::reader::{stream_with_reconnect, ReaderConfig};
 use walcast::source::spool::SpoolConfig;
 

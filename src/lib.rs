@@ -14,6 +14,7 @@ pub mod codec;
 pub mod config;
 pub mod failpoint;
 pub mod logging;
+pub mod model;
 pub mod observe;
 pub mod pipeline;
 pub mod postgres;

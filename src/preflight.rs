@@ -6,9 +6,8 @@ use std::fmt;
 use tokio_postgres::Client;
 
 use crate::config::{Connector, PublicationMode};
-use crate::postgres::{
-    connect, quote_ident, quote_table, resolve_tables, CapturedTable, Catalog, ReplicaIdentity,
-};
+use crate::model::relation::ReplicaIdentity;
+use crate::postgres::{connect, quote_ident, quote_table, resolve_tables, CapturedTable, Catalog};
 
 /// The oldest PostgreSQL walcast supports (pgoutput protocol 1, `relispartition`…).
 pub const MIN_SERVER_VERSION: i32 = 120000;

@@ -6,8 +6,8 @@
 use std::sync::LazyLock;
 
 use libfuzzer_sys::fuzz_target;
-use walcast::source::types::{builtin, from_type_name, PgType};
-use walcast::source::value::parse_text;
+use walcast::model::types::{builtin, from_type_name, PgType};
+use walcast::model::value::parse_text;
 
 /// Every type `builtin` knows (scanned once over the OID range of built-in types),
 /// then the ones resolved by name or from the catalog.

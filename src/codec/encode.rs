@@ -20,7 +20,7 @@ use super::temporal::{
     DATE_NEGATIVE_INFINITY_DAYS, DATE_POSITIVE_INFINITY_DAYS, TIMESTAMP_NEGATIVE_INFINITY_MICROS,
     TIMESTAMP_POSITIVE_INFINITY_MICROS,
 };
-use crate::source::value::{DateValue, Decimal, Numeric, TimestampValue, Value};
+use crate::model::value::{DateValue, Decimal, Numeric, TimestampValue, Value};
 
 /// A value Debezium cannot convert for its column (its default
 /// `event.converting.failure.handling.mode=warn` leaves the field null).

@@ -20,10 +20,10 @@
 
 use std::sync::Arc;
 
-use crate::source::change::{RowChange, RowOp};
-use crate::source::lsn::Lsn;
-use crate::source::relation::RelationInfo;
-use crate::source::value::Value;
+use crate::model::change::{RowChange, RowOp};
+use crate::model::lsn::Lsn;
+use crate::model::relation::RelationInfo;
+use crate::model::value::Value;
 
 /// Debezium's `op` codes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -248,7 +248,7 @@ impl ChangeEvent {
             RowOp::Delete => Op::Delete,
         };
         let before = change.old.map(|old| match old {
-            crate::source::change::OldRow::Key(r) | crate::source::change::OldRow::Full(r) => r,
+            crate::model::change::OldRow::Key(r) | crate::model::change::OldRow::Full(r) => r,
         });
         ChangeEvent {
             op,

@@ -36,7 +36,7 @@ use super::connect::{
 use super::event::ChangeEvent;
 use super::table::{EncodeError, EncodeStats, TableCodec};
 use super::wire;
-use crate::source::value::Value;
+use crate::model::value::Value;
 
 /// An Avro datum that does not match the schema it is read with (never happens for
 /// walcast's own data; reported rather than panicking).

@@ -21,9 +21,9 @@ use super::connect::{ConnectSchema, Json, DECIMAL_NAME, DECIMAL_PRECISION_PARAM}
 use super::options::{
     BinaryHandling, CodecOptions, DecimalHandling, HstoreHandling, IntervalHandling, TimePrecision,
 };
-use crate::source::relation::ColumnInfo;
-use crate::source::types::PgType;
-use crate::source::value::{parse_text, Value};
+use crate::model::relation::ColumnInfo;
+use crate::model::types::PgType;
+use crate::model::value::{parse_text, Value};
 
 /// Debezium's length for numeric without a modifier (pgjdbc's display size).
 pub const VARIABLE_SCALE_DECIMAL_LENGTH: i32 = 131_089;

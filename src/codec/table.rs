@@ -12,9 +12,9 @@ use super::mapping::{avro_full_name, map_column, ColumnSpec, Kind};
 use super::options::CodecOptions;
 use super::schemas;
 use super::wire;
-use crate::postgres::ReplicaIdentity;
-use crate::source::relation::RelationInfo;
-use crate::source::value::Value;
+use crate::model::relation::RelationInfo;
+use crate::model::relation::ReplicaIdentity;
+use crate::model::value::Value;
 
 /// What the catalog knows about a table that pgoutput's Relation message does not.
 #[derive(Debug, Clone, PartialEq, Default)]

@@ -5,7 +5,7 @@
 
 use std::fmt::{self, Write};
 
-use crate::source::value::civil_from_days;
+use crate::model::value::civil_from_days;
 
 const MICROS_PER_SECOND: i64 = 1_000_000;
 const MICROS_PER_DAY: i64 = 86_400 * MICROS_PER_SECOND;
@@ -222,8 +222,8 @@ pub fn interval_iso(months: i32, days: i32, micros: i64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::source::types::PgType;
-    use crate::source::value::{parse_text, TimestampValue, Value};
+    use crate::model::types::PgType;
+    use crate::model::value::{parse_text, TimestampValue, Value};
 
     fn zts(text: &str, fraction: i32) -> String {
         let Ok(Value::TimestampTz(TimestampValue::Finite(us))) =

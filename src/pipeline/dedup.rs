@@ -10,10 +10,10 @@ use tracing::{info, warn};
 use super::PipelineError;
 use crate::checkpoint::Position;
 use crate::config::{Connector, DeliveryMode, SinkKind};
+use crate::model::lsn::Lsn;
 use crate::sink::reconcile::Origin;
 use crate::sink::topic_map::TopicMap;
 use crate::sink::RecordSink;
-use crate::source::lsn::Lsn;
 
 /// The exactly-once reconciliation state: what Kafka already holds.
 pub(super) struct Dedup {

@@ -11,8 +11,8 @@ use super::run_loop::{
 };
 use super::PipelineError;
 use crate::checkpoint::{Checkpoint, Ticket};
+use crate::model::lsn::Lsn;
 use crate::sink::{DeliveryReport, OutRecord, RecordSink, SinkError};
-use crate::source::lsn::Lsn;
 
 impl<S: RecordSink> Pipeline<S> {
     /// Assigns positions to the records in `self.records` and hands them to the sink,

@@ -18,13 +18,13 @@ use crate::codec::{
     MessageEvent, SourceInfo, TableCodec, TableSpec, TransactionCodec, TransactionStatus,
 };
 use crate::config::{ColumnSelection, Connector, Mask, TableRule};
-use crate::postgres::ReplicaIdentity;
+use crate::model::change::{OldRow, RowChange, RowOp};
+use crate::model::lsn::Lsn;
+use crate::model::relation::RelationInfo;
+use crate::model::relation::ReplicaIdentity;
+use crate::model::value::Value;
 use crate::registry::client::RegistryClient;
 use crate::registry::SubjectKind;
-use crate::source::change::{OldRow, RowChange, RowOp};
-use crate::source::lsn::Lsn;
-use crate::source::relation::RelationInfo;
-use crate::source::value::Value;
 
 /// Debezium's header on the delete (and its tombstone) of a key change: the new key.
 pub const HEADER_NEW_KEY: &str = "__debezium.newkey";

@@ -24,11 +24,12 @@ use tracing::{info, warn};
 use super::PipelineError;
 use crate::checkpoint::Position;
 use crate::config::Connector;
+use crate::model::change::{RowChange, RowOp};
+use crate::model::relation::RelationInfo;
+use crate::model::value::Value;
 use crate::postgres::{connect, resolve_tables, Catalog};
-use crate::source::change::{RowChange, RowOp};
-use crate::source::relation::{RelationCache, RelationInfo};
+use crate::source::relation::RelationCache;
 use crate::source::snapshot::{read_chunk, relation_for};
-use crate::source::value::Value;
 
 /// Signal types walcast acts on (Debezium's names, and its watermark rows).
 const EXECUTE: &str = "execute-snapshot";
@@ -105,7 +106,7 @@ impl ChunkRows {
 /// Finishing an interrupted initial snapshot: what identifies its records in Kafka.
 struct ResumeInitial {
     /// The position LSN of the interrupted snapshot's records.
-    snapshot_lsn: crate::source::lsn::Lsn,
+    snapshot_lsn: crate::model::lsn::Lsn,
     origin: crate::sink::reconcile::Origin,
 }
 
@@ -180,11 +181,11 @@ impl Incremental {
     /// far a previous resume got ([`Incremental::resume`]).
     pub async fn resume_initial(
         &mut self,
-        consistent_point: crate::source::lsn::Lsn,
+        consistent_point: crate::model::lsn::Lsn,
         origin: &crate::sink::reconcile::Origin,
     ) -> Result<(), PipelineError> {
         self.resume_initial = Some(ResumeInitial {
-            snapshot_lsn: crate::source::lsn::Lsn(consistent_point.0.saturating_sub(1)),
+            snapshot_lsn: crate::model::lsn::Lsn(consistent_point.0.saturating_sub(1)),
             origin: origin.clone(),
         });
         if self.active() {

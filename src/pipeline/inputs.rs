@@ -8,11 +8,11 @@ use super::incremental::Incremental;
 use super::run_loop::Pipeline;
 use super::PipelineError;
 use crate::checkpoint::Position;
+use crate::model::change::RowMarker;
+use crate::model::change::{RowChange, TxEvent};
+use crate::model::lsn::Lsn;
+use crate::model::relation::RelationInfo;
 use crate::sink::{RecordSink, SinkError};
-use crate::source::change::{RowChange, TxEvent};
-use crate::source::lsn::Lsn;
-use crate::source::relation::RelationInfo;
-use crate::source::snapshot::RowMarker;
 
 impl<S: RecordSink> Pipeline<S> {
     /// Handles one source event; `more_queued`: more events wait behind it (a Kafka
@@ -219,7 +219,7 @@ impl<S: RecordSink> Pipeline<S> {
     async fn on_snapshot_rows(
         &mut self,
         relation: std::sync::Arc<RelationInfo>,
-        rows: Vec<crate::source::change::SnapshotRead>,
+        rows: Vec<crate::model::change::SnapshotRead>,
     ) -> Result<(), PipelineError> {
         let at = self.snapshot_point.unwrap_or_default();
         for read in rows {

@@ -32,12 +32,12 @@ use tokio::sync::{mpsc, watch};
 use tracing::warn;
 
 use crate::config::{Connector, SinkKind};
+use crate::model::change::TxEvent;
+use crate::model::lsn::Lsn;
 use crate::registry::client::{RegistryClient, RegistryClientConfig};
 use crate::sink::discard::DiscardSink;
 use crate::sink::kafka::KafkaSink;
 use crate::sink::{DeliveryReport, RecordSink};
-use crate::source::change::TxEvent;
-use crate::source::lsn::Lsn;
 use crate::source::reader::{stream_with_reconnect, ReaderConfig};
 use crate::source::spool::{SpoolConfig, SpoolMetrics};
 use dedup::Dedup;

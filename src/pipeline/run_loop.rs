@@ -19,10 +19,10 @@ use super::incremental::Incremental;
 use super::PipelineError;
 use crate::checkpoint::{AckTracker, Position};
 use crate::config::Connector;
+use crate::model::change::TxEvent;
+use crate::model::lsn::Lsn;
 use crate::sink::checkpoint_record::CheckpointRecord;
 use crate::sink::{DeliveryReport, RecordSink, SinkError};
-use crate::source::change::TxEvent;
-use crate::source::lsn::Lsn;
 
 /// Events handled back to back before the loop looks at acks, timers and shutdown.
 const EVENT_DRAIN_BUDGET: usize = 256;

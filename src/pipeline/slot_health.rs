@@ -15,7 +15,7 @@ use tracing::{debug, warn};
 
 use super::PipelineError;
 use crate::config::Connector;
-use crate::source::lsn::Lsn;
+use crate::model::lsn::Lsn;
 
 /// How often the slot is read.
 pub const SLOT_CHECK_INTERVAL: Duration = Duration::from_secs(10);

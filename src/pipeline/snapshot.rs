@@ -15,9 +15,9 @@ use tracing::{info, warn};
 
 use super::PipelineError;
 use crate::config::{Connector, SnapshotMode};
+use crate::model::change::TxEvent;
+use crate::model::lsn::Lsn;
 use crate::postgres::{connect, resolve_tables, Catalog};
-use crate::source::change::TxEvent;
-use crate::source::lsn::Lsn;
 use crate::source::relation::RelationCache;
 use crate::source::replication::{CreatedSlot, ReplicationConnection};
 use crate::source::snapshot;
@@ -76,7 +76,7 @@ async fn resumable(connector: &Connector, client: &Client) -> Result<bool, Pipel
     let resolution = resolve_tables(connector, &catalog);
     Ok(resolution.captured.iter().all(|c| {
         !c.table.primary_key.is_empty()
-            && c.table.replica_identity != crate::postgres::ReplicaIdentity::Full
+            && c.table.replica_identity != crate::model::relation::ReplicaIdentity::Full
             && c.rule.snapshot_condition().is_none()
     }))
 }

@@ -14,15 +14,15 @@ use super::run_loop::{
 };
 use super::PipelineError;
 use crate::checkpoint::Position;
-use crate::postgres::ReplicaIdentity;
+use crate::model::change::RowMarker;
+use crate::model::change::{RowChange, RowOp, SnapshotRead, TxEvent};
+use crate::model::lsn::Lsn;
+use crate::model::relation::ReplicaIdentity;
+use crate::model::relation::{ColumnInfo, RelationInfo};
+use crate::model::value::Value;
 use crate::sink::memory::{MemoryHandle, MemorySink};
 use crate::sink::reconcile::Origin;
 use crate::sink::{DeliveryReport, SinkError};
-use crate::source::change::{RowChange, RowOp, SnapshotRead, TxEvent};
-use crate::source::lsn::Lsn;
-use crate::source::relation::{ColumnInfo, RelationInfo};
-use crate::source::snapshot::RowMarker;
-use crate::source::value::Value;
 
 /// A loop over an in-memory sink, with everything the test watches.
 struct Harness {

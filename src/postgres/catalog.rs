@@ -1,33 +1,10 @@
 //! What the database holds that a connector refers to: tables, their columns, keys,
 //! replica identity and privileges; and which configured rule captures which table.
 
+use crate::model::relation::ReplicaIdentity;
 use tokio_postgres::Client;
 
 use crate::config::{Connector, TableRule};
-
-/// `pg_class.relreplident`: what PostgreSQL writes to the WAL as the old row.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ReplicaIdentity {
-    /// The primary key's columns (nothing if there is no primary key).
-    Default,
-    /// No old row: updates and deletes on a published table fail.
-    Nothing,
-    /// The whole old row.
-    Full,
-    /// The columns of a chosen unique index.
-    Index,
-}
-
-impl ReplicaIdentity {
-    fn from_code(code: &str) -> Self {
-        match code {
-            "n" => Self::Nothing,
-            "f" => Self::Full,
-            "i" => Self::Index,
-            _ => Self::Default,
-        }
-    }
-}
 
 /// One table as the catalog describes it.
 #[derive(Debug, Clone)]
@@ -85,7 +62,7 @@ impl Catalog {
                     oid: r.try_get(0)?,
                     schema: r.try_get(1)?,
                     name: r.try_get(2)?,
-                    replica_identity: ReplicaIdentity::from_code(r.try_get(3)?),
+                    replica_identity: ReplicaIdentity::from_relreplident(r.try_get(3)?),
                     is_partition: r.try_get(4)?,
                     owned: r.try_get(5)?,
                     can_select: r.try_get(6)?,

@@ -6,9 +6,7 @@ mod connect;
 mod session;
 mod sql;
 
-pub use catalog::{
-    resolve_tables, CapturedTable, Catalog, CatalogTable, ReplicaIdentity, Resolution,
-};
+pub use catalog::{resolve_tables, CapturedTable, Catalog, CatalogTable, Resolution};
 pub use connect::{connect, ConnectError};
 pub(crate) use connect::{explain_client_error, explain_server_error, ssl_connector};
 pub use session::{startup_options, SESSION_SETTINGS};

@@ -5,9 +5,8 @@ use tokio_postgres::Client;
 
 use crate::config::ColumnSelection;
 use crate::config::{Connector, PublicationMode};
-use crate::postgres::{
-    quote_ident, quote_table, resolve_tables, CapturedTable, Catalog, ReplicaIdentity,
-};
+use crate::model::relation::ReplicaIdentity;
+use crate::postgres::{quote_ident, quote_table, resolve_tables, CapturedTable, Catalog};
 
 /// What the sync did.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -6,7 +6,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::checkpoint::{Checkpoint, Position};
-use crate::source::lsn::Lsn;
+use crate::model::lsn::Lsn;
 
 /// One checkpoint of one connector, as JSON in the offsets topic.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -1,6 +1,6 @@
 //! Why a sink call failed, with what to do about it.
 
-use crate::source::lsn::Lsn;
+use crate::model::lsn::Lsn;
 
 #[derive(Debug, thiserror::Error)]
 pub enum SinkError {

@@ -24,7 +24,7 @@ use super::reconcile::Origin;
 use super::{DeliveryReport, OutRecord, RecordSink, SinkError};
 use crate::checkpoint::{Position, Ticket};
 use crate::config::{DeliveryMode, Kafka};
-use crate::source::lsn::Lsn;
+use crate::model::lsn::Lsn;
 
 /// The compacted topic holding each connector's latest checkpoint, keyed by connector
 /// name: what an operator (or a later snapshot) reads to see where a connector stands.

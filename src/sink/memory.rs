@@ -270,7 +270,7 @@ impl RecordSink for MemorySink {
             Ok(())
         } else {
             Err(SinkError::Delivery {
-                commit_lsn: crate::source::lsn::Lsn::ZERO,
+                commit_lsn: crate::model::lsn::Lsn::ZERO,
                 message: "Local: Timed out".into(),
             })
         }

@@ -39,7 +39,7 @@ pub(super) fn push_decimal(out: &mut String, value: u64) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::source::lsn::Lsn;
+    use crate::model::lsn::Lsn;
 
     #[test]
     fn position_headers_read_as_positions_display() {

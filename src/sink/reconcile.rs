@@ -20,7 +20,7 @@ use super::kafka::{
 use super::partition::partition_for_key;
 use crate::checkpoint::Position;
 use crate::config::Kafka;
-use crate::source::lsn::Lsn;
+use crate::model::lsn::Lsn;
 
 /// Whose records a read-back may use. Every record a connector writes carries its
 /// identity (connector name and the database's system identifier) in the

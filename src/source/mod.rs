@@ -1,17 +1,16 @@
 //! The PostgreSQL side of walcast: the logical-replication stream and what it carries.
 //!
-//! - [`lsn`]: WAL positions and wire timestamps.
 //! - [`pgoutput`]: the pure pgoutput decoder (bytes → messages).
-//! - [`types`]: how a column's type is parsed.
-//! - [`value`]: PostgreSQL text datums → typed values.
+//! - [`relation`]: the relation cache (Relation messages and the catalog → tables).
+//! - [`replication`], [`reader`], [`spool`]: the replication connection and the reader
+//!   that turns its messages into transactions (spilling large ones to disk).
+//! - [`snapshot`]: reading tables inside an exported snapshot.
+//!
+//! The values and types it produces live in `crate::model`.
 
-pub mod change;
-pub mod lsn;
 pub mod pgoutput;
 pub mod reader;
 pub mod relation;
 pub mod replication;
 pub mod snapshot;
 pub mod spool;
-pub mod types;
-pub mod value;

@@ -15,14 +15,15 @@ use tokio::sync::{mpsc, watch};
 use tokio_postgres::Client;
 use tracing::{debug, warn};
 
-use super::change::{OldRow, Row, RowChange, RowOp, TxEvent};
-use super::lsn::{pg_micros_to_unix_micros, Lsn};
 use super::pgoutput::{self, Column, DecodeContext, DecodeError, Message, OldTuple, TupleData};
-use super::relation::{RelationCache, RelationError, RelationInfo};
+use super::relation::{RelationCache, RelationError};
 use super::replication::{ReplicationConnection, ReplicationError, WalMessage};
 use super::spool::{Spool, SpoolConfig};
-use super::value::{parse_text, ValueError};
 use crate::config::Source;
+use crate::model::change::{OldRow, Row, RowChange, RowOp, TxEvent};
+use crate::model::lsn::{pg_micros_to_unix_micros, Lsn};
+use crate::model::relation::RelationInfo;
+use crate::model::value::{parse_text, ValueError};
 
 /// Messages handled back to back before the reader looks at its timers and shutdown.
 const DRAIN_BUDGET: usize = 256;
@@ -519,8 +520,8 @@ pub fn to_row(relation: &RelationInfo, tuple: &TupleData) -> Result<Row, ReaderE
     let mut row = Vec::with_capacity(tuple.columns.len());
     for (column, info) in tuple.columns.iter().zip(&relation.columns) {
         let value = match column {
-            Column::Null => super::value::Value::Null,
-            Column::UnchangedToast => super::value::Value::UnchangedToast,
+            Column::Null => crate::model::value::Value::Null,
+            Column::UnchangedToast => crate::model::value::Value::UnchangedToast,
             Column::Text(bytes) => {
                 let text = std::str::from_utf8(bytes).map_err(|_| ReaderError::Value {
                     table: relation.qualified(),

@@ -6,12 +6,12 @@ use std::time::Duration;
 
 use tokio::sync::{mpsc, watch};
 use walcast::config::{load_file, Source};
-use walcast::source::change::{OldRow, RowOp, TxEvent};
-use walcast::source::lsn::Lsn;
+use walcast::model::change::{OldRow, RowOp, TxEvent};
+use walcast::model::lsn::Lsn;
+use walcast::model::value::{Array, DateValue, Decimal, Numeric, TimestampValue, Value};
 use walcast::source::reader::{Reader, ReaderConfig};
 use walcast::source::replication::ReplicationConnection;
 use walcast::source::spool::{SpoolConfig, SpoolMetrics};
-use walcast::source::value::{Array, DateValue, Decimal, Numeric, TimestampValue, Value};
 
 use crate::common::{stack, TestDb};
 
@@ -98,7 +98,7 @@ fn source_for(db: &TestDb, name: &str) -> Source {
     load_file(&file).unwrap().source
 }
 
-fn changes(events: &[TxEvent]) -> Vec<&walcast::source::change::RowChange> {
+fn changes(events: &[TxEvent]) -> Vec<&walcast::model::change::RowChange> {
     events
         .iter()
         .filter_map(|e| match e {

@@ -16,7 +16,7 @@ use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::Headers;
 use rdkafka::{Message, Offset, TopicPartitionList};
 use walcast::checkpoint::Position;
-use walcast::source::lsn::Lsn;
+use walcast::model::lsn::Lsn;
 
 use crate::common::{stack, start_registry, stop_with_sigterm, Stack, TestDb};
 use crate::pipeline::{field, start_walcast, text};

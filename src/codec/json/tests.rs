@@ -99,11 +99,11 @@ use crate::codec::event::{
 use crate::codec::options::CodecOptions;
 use crate::codec::records::{MessageCodec, TransactionCodec};
 use crate::codec::table::TableSpec;
-use crate::postgres::ReplicaIdentity;
-use crate::source::lsn::Lsn;
-use crate::source::relation::{ColumnInfo, RelationInfo};
-use crate::source::types::PgType;
-use crate::source::value::parse_text;
+use crate::model::lsn::Lsn;
+use crate::model::relation::ReplicaIdentity;
+use crate::model::relation::{ColumnInfo, RelationInfo};
+use crate::model::types::PgType;
+use crate::model::value::parse_text;
 
 fn column(name: &str, oid: u32, typmod: i32, key: bool, not_null: bool) -> ColumnInfo {
     ColumnInfo {

@@ -16,11 +16,11 @@ use super::records::{MessageCodec, TransactionCodec};
 use super::table::{EncodeError, TableCodec, TableSpec};
 use super::temporal::{interval_micros, TIMESTAMP_POSITIVE_INFINITY_MICROS};
 use super::wire;
-use crate::postgres::ReplicaIdentity;
-use crate::source::lsn::Lsn;
-use crate::source::relation::{ColumnInfo, RelationInfo, TypeInfo};
-use crate::source::types::{builtin, PgType};
-use crate::source::value::{parse_text, Decimal, Value};
+use crate::model::lsn::Lsn;
+use crate::model::relation::ReplicaIdentity;
+use crate::model::relation::{ColumnInfo, RelationInfo, TypeInfo};
+use crate::model::types::{builtin, PgType};
+use crate::model::value::{parse_text, Decimal, Value};
 
 const MOODS: [&str; 3] = ["sad", "ok", "happy"];
 
@@ -674,7 +674,7 @@ fn nan_in_a_not_null_decimal_is_an_error_and_nulls_an_optional_one() {
         relation: rel.clone(),
         before: None,
         after: Some(vec![
-            Value::Numeric(crate::source::value::Numeric::NaN),
+            Value::Numeric(crate::model::value::Numeric::NaN),
             nan.clone(),
         ]),
         source: SourceInfo::streaming(meta(), 0, None, Lsn(3), 3),

@@ -4,7 +4,7 @@
 use sha2::{Digest, Sha256, Sha512};
 
 use crate::config::{HashAlgorithm, Mask};
-use crate::source::value::Value;
+use crate::model::value::Value;
 
 /// Masks text values: a salted hash (hex), a fixed text, or the first N characters.
 /// Masks only apply to text columns (the config check rejects others); NULLs stay NULL.

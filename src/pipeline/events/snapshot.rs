@@ -12,12 +12,12 @@ impl EventStage {
         &mut self,
         relation: Arc<RelationInfo>,
         row: Vec<Value>,
-        marker: crate::source::snapshot::RowMarker,
+        marker: crate::model::change::RowMarker,
         consistent_point: Lsn,
         out: &mut Vec<Encoded>,
     ) -> Result<(), EventError> {
         use crate::codec::{Op, SnapshotRecord};
-        use crate::source::snapshot::RowMarker;
+        use crate::model::change::RowMarker;
         let meta = self.meta.clone();
         let state = self.table(&relation).await?;
         let row = match &state.projection {

@@ -8,7 +8,7 @@ use super::{Encoded, EventError, Serializer};
 use crate::codec::{
     TransactionBlock, TransactionCodec, TransactionMetadataEvent, TransactionStatus,
 };
-use crate::source::lsn::Lsn;
+use crate::model::lsn::Lsn;
 
 /// The transaction topic's codec and serializers.
 pub(super) struct TransactionTopic {

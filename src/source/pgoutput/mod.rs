@@ -2,7 +2,7 @@
 //! from bytes into typed messages; no I/O.
 //!
 //! Column data stays as [`Bytes`] slices of the received buffer, so decoding a row
-//! copies no values; [`crate::source::value`] parses them when an event is built.
+//! copies no values; [`crate::model::value`] parses them when an event is built.
 //! Malformed input is an [`DecodeError`], never a panic (see the fuzz target in `fuzz/`).
 
 mod decode;
@@ -15,7 +15,7 @@ use bytes::Bytes;
 pub use decode::{decode, DecodeError};
 pub use encode::encode;
 
-use super::lsn::Lsn;
+use crate::model::lsn::Lsn;
 
 /// Decoder state the wire format depends on.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]

@@ -14,8 +14,8 @@ use tokio::net::TcpStream;
 use super::login::negotiate_tls;
 use super::protocol::{parse_wal_message, standby_status_update, WalMessage};
 use crate::config::Source;
+use crate::model::lsn::{pg_now_micros, Lsn};
 use crate::postgres::{explain_client_error, ConnectError};
-use crate::source::lsn::{pg_now_micros, Lsn};
 
 pub(super) trait Stream: AsyncRead + AsyncWrite + Unpin + Send + Sync {}
 impl<T: AsyncRead + AsyncWrite + Unpin + Send + Sync> Stream for T {}

@@ -3,7 +3,7 @@
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 
-use crate::source::lsn::Lsn;
+use crate::model::lsn::Lsn;
 
 /// One message from the walsender.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -5,9 +5,10 @@ use futures_util::StreamExt;
 use tokio_postgres::Client;
 
 use super::SnapshotError;
-use crate::postgres::{quote_ident, quote_table, ReplicaIdentity};
-use crate::source::relation::{ColumnInfo, RelationInfo};
-use crate::source::value::{parse_text, Value};
+use crate::model::relation::ReplicaIdentity;
+use crate::model::relation::{ColumnInfo, RelationInfo};
+use crate::model::value::{parse_text, Value};
+use crate::postgres::{quote_ident, quote_table};
 
 /// A table's rows as COPY sends them, parsed one line at a time.
 pub struct Rows<'a> {

@@ -16,10 +16,13 @@ use tokio::sync::mpsc;
 use tokio_postgres::Client;
 use tracing::debug;
 
-use super::change::{Row, SnapshotRead, TxEvent};
-use super::lsn::Lsn;
-use super::relation::{ColumnInfo, RelationCache, RelationInfo};
-use crate::postgres::{CatalogTable, ReplicaIdentity};
+use super::relation::RelationCache;
+use crate::model::change::RowMarker;
+use crate::model::change::{Row, SnapshotRead, TxEvent};
+use crate::model::lsn::Lsn;
+use crate::model::relation::ReplicaIdentity;
+use crate::model::relation::{ColumnInfo, RelationInfo};
+use crate::postgres::CatalogTable;
 pub use copy::{ordered_key, parse_copy_line, read_chunk, ChunkRow, Range};
 use workers::{Job, RangeMessage, RangeReceiver};
 
@@ -106,23 +109,6 @@ pub async fn relation_for(
     };
     info.version = info.shape_version();
     Ok(Arc::new(info))
-}
-
-/// Where each snapshot row sits in the snapshot (Debezium's `source.snapshot` values).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum RowMarker {
-    /// The very first row of the snapshot.
-    First,
-    /// The first row of a later table.
-    FirstInTable,
-    /// The last row of a table (not the last table).
-    LastInTable,
-    /// The very last row of the snapshot.
-    Last,
-    /// A row of an incremental snapshot (read while streaming).
-    Incremental,
-    /// Any other row.
-    Middle,
 }
 
 /// Reads every table with `clients.len()` workers (each connection already inside the

@@ -10,8 +10,8 @@ use tokio_postgres::Client;
 
 use super::copy::Range;
 use super::SnapshotError;
+use crate::model::relation::RelationInfo;
 use crate::postgres::{quote_ident, quote_table};
-use crate::source::relation::RelationInfo;
 
 /// Rows one range aims at: large enough that a range's query cost is negligible, small
 /// enough that several workers share a table of a few hundred thousand rows.

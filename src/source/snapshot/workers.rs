@@ -13,8 +13,8 @@ use tokio_postgres::Client;
 
 use super::copy::{read_rows, Query, Range};
 use super::SnapshotError;
-use crate::source::change::Row;
-use crate::source::relation::RelationInfo;
+use crate::model::change::Row;
+use crate::model::relation::RelationInfo;
 
 /// Rows handed over at a time: one channel message per this many rows.
 pub const BATCH_ROWS: usize = 512;

@@ -14,7 +14,7 @@ pub type Row = Vec<Value>;
 #[derive(Debug, Clone, PartialEq)]
 pub struct SnapshotRead {
     pub row: Row,
-    pub marker: super::snapshot::RowMarker,
+    pub marker: RowMarker,
     /// The row's primary key texts as a JSON array, for tables read in key order:
     /// recorded with the record, so an interrupted snapshot can resume after it.
     pub key: Option<Vec<u8>>,
@@ -116,4 +116,21 @@ pub enum TxEvent {
         end_lsn: Lsn,
         commit_time_us: i64,
     },
+}
+
+/// Where each snapshot row sits in the snapshot (Debezium's `source.snapshot` values).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RowMarker {
+    /// The very first row of the snapshot.
+    First,
+    /// The first row of a later table.
+    FirstInTable,
+    /// The last row of a table (not the last table).
+    LastInTable,
+    /// The very last row of the snapshot.
+    Last,
+    /// A row of an incremental snapshot (read while streaming).
+    Incremental,
+    /// Any other row.
+    Middle,
 }

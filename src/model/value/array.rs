@@ -2,7 +2,7 @@
 //! `[0:1]={1,2}`, `{}`; elements parsed by their own type.
 
 use super::{parse_inner, Reason, Value};
-use crate::source::types::PgType;
+use crate::model::types::PgType;
 
 /// PostgreSQL's limit on array dimensions (MAXDIM).
 const MAX_DIMS: usize = 6;

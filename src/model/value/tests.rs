@@ -2,7 +2,7 @@
 //! deterministic fuzz check that no input panics for any type.
 
 use super::*;
-use crate::source::types::{builtin, PgType};
+use crate::model::types::{builtin, PgType};
 use datetime::civil_from_days;
 
 fn parse(ty: PgType, text: &str) -> Value {
