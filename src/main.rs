@@ -5,8 +5,9 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
 
+use walcast::cmd::{check as preflight, run, setup};
+use walcast::config;
 use walcast::logging::{self, LogFormat};
-use walcast::{config, preflight, run, setup};
 
 /// mimalloc instead of glibc's malloc, for Rust and (through its `override` feature)
 /// for librdkafka's C code too: rows are allocated on the threads that parse them and
@@ -126,7 +127,7 @@ enum Command {
         max_messages: Option<u64>,
         /// Stop after this long without a new record (e.g. 10s); also how long to wait
         /// for the broker [default: run until SIGINT/SIGTERM; broker wait 10s].
-        #[arg(long, value_name = "DURATION", value_parser = walcast::tail::parse_duration)]
+        #[arg(long, value_name = "DURATION", value_parser = walcast::cmd::tail::parse_duration)]
         timeout: Option<std::time::Duration>,
         /// Take the broker, the registry and their credentials from this connector file
         /// (flags win).
@@ -228,15 +229,15 @@ async fn execute(command: Command) -> Result<bool, String> {
         } => {
             let connector = config::load_file(&path).map_err(|e| e.to_string())?;
             let signal = if pause {
-                walcast::signal::Signal::Pause
+                walcast::cmd::snapshot_signal::Signal::Pause
             } else if resume {
-                walcast::signal::Signal::Resume
+                walcast::cmd::snapshot_signal::Signal::Resume
             } else if stop {
-                walcast::signal::Signal::Stop
+                walcast::cmd::snapshot_signal::Signal::Stop
             } else {
-                walcast::signal::Signal::Snapshot(tables)
+                walcast::cmd::snapshot_signal::Signal::Snapshot(tables)
             };
-            let id = walcast::signal::send(&connector, &signal).await?;
+            let id = walcast::cmd::snapshot_signal::send(&connector, &signal).await?;
             println!(
                 "signal {id} written to walcast.signal; connector {} acts on it when its stream reaches it",
                 connector.name
@@ -258,7 +259,7 @@ async fn execute(command: Command) -> Result<bool, String> {
             timeout,
             connector,
         } => {
-            walcast::tail::run(walcast::tail::TailArgs {
+            walcast::cmd::tail::run(walcast::cmd::tail::TailArgs {
                 topic,
                 bootstrap_servers,
                 registry,

@@ -59,7 +59,10 @@ impl Dedup {
                 crate::sink::reconcile::committed_position(&settings, &name, &slot, &origin)
             })
             .await
-            .map_err(|e| PipelineError::Setup(e.to_string()))??
+            .map_err(|source| PipelineError::Task {
+                what: "reading the recorded checkpoint",
+                source,
+            })??
         };
         let recorded: Option<Position> = record.as_ref().map(|r| r.position);
         // Positions are LSNs of one PostgreSQL history: a recorded position beyond the
@@ -165,32 +168,33 @@ impl Dedup {
 /// The database cluster's system identifier (`IDENTIFY_SYSTEM`, which the replication
 /// privilege walcast needs anyway allows).
 async fn system_id(connector: &Connector) -> Result<String, PipelineError> {
-    let why = |e: &dyn std::fmt::Display| {
-        PipelineError::Setup(format!("cannot identify the database system: {e}"))
+    let why = |source| PipelineError::Replication {
+        doing: "cannot identify the database system".into(),
+        source,
     };
     let mut conn = crate::source::replication::ReplicationConnection::connect(&connector.source)
         .await
-        .map_err(|e| why(&e))?;
-    let identity = conn.identify_system().await.map_err(|e| why(&e))?;
+        .map_err(why)?;
+    let identity = conn.identify_system().await.map_err(why)?;
     let _ = conn.stop().await;
     if identity.system_id.is_empty() {
-        return Err(why(&"IDENTIFY_SYSTEM returned no systemid"));
+        return Err(PipelineError::Setup(
+            "cannot identify the database system: IDENTIFY_SYSTEM returned no systemid".into(),
+        ));
     }
     Ok(identity.system_id)
 }
 
 /// The server's current WAL position (its replay position on a standby).
 pub(super) async fn current_wal_lsn(connector: &Connector) -> Result<Lsn, PipelineError> {
-    let client = crate::postgres::connect(&connector.source, None)
-        .await
-        .map_err(|e| PipelineError::Setup(e.to_string()))?;
+    let client = crate::postgres::connect(&connector.source, None).await?;
     let text: String = client
         .query_one(
             "SELECT COALESCE(CASE WHEN pg_is_in_recovery() THEN pg_last_wal_replay_lsn() ELSE pg_current_wal_lsn() END, '0/0')::text",
             &[],
         )
         .await
-        .map_err(|e| PipelineError::Setup(format!("cannot read the server's WAL position: {e}")))?
+        .map_err(PipelineError::sql("cannot read the server's WAL position"))?
         .get(0);
     text.parse()
         .map_err(|e: String| PipelineError::Setup(format!("unexpected WAL position {text}: {e}")))

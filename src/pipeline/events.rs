@@ -420,7 +420,7 @@ impl EventStage {
 
     /// A transaction begins (PostgreSQL's BEGIN): its metadata starts afresh. With
     /// `provide_transaction_metadata` its BEGIN record is written before its first event
-    /// (see [`TxMeta::event`]), or at its commit when it has none.
+    /// (see `TxMeta::event`), or at its commit when it has none.
     pub fn begin_transaction(&mut self, tx: &TxContext, commit_lsn: Lsn) {
         self.tx = TxMeta {
             xid: tx.xid,
@@ -661,7 +661,7 @@ fn now_ns() -> i64 {
 }
 
 mod masks;
-mod snapshot;
+mod snapshot_rows;
 #[cfg(test)]
 mod tests;
 mod transaction_metadata;

@@ -29,7 +29,7 @@ use crate::model::relation::RelationInfo;
 use crate::model::value::Value;
 use crate::postgres::{connect, resolve_tables, Catalog};
 use crate::source::relation::RelationCache;
-use crate::source::snapshot::{read_chunk, relation_for};
+use crate::source::table_read::{read_chunk, relation_for};
 
 /// Signal types walcast acts on (Debezium's names, and its watermark rows).
 const EXECUTE: &str = "execute-snapshot";

@@ -282,7 +282,7 @@ impl<S: RecordSink> Pipeline<S> {
 
 /// Gives a snapshot row's records the row's key (a JSON array of key texts) in the
 /// `walcast.snapshot.key` header: where an interrupted initial snapshot resumes (see
-/// `snapshot::prepare`).
+/// `initial_snapshot::prepare`).
 fn attach_snapshot_key(records: &mut [events::Encoded], key: Vec<u8>) {
     if let Some((last, others)) = records.split_last_mut() {
         for record in others {

@@ -18,10 +18,10 @@ mod dedup;
 mod delivery;
 pub mod events;
 pub mod incremental;
+pub mod initial_snapshot;
 mod inputs;
 mod run_loop;
 pub mod slot_health;
-pub mod snapshot;
 #[cfg(test)]
 mod tests;
 
@@ -45,11 +45,45 @@ use events::EventStage;
 use incremental::Incremental;
 use run_loop::{Inputs, Outputs, Pipeline};
 
-/// Why a connector stopped.
+/// Why a connector stopped. Each variant keeps its cause (`source()`), so a log or a
+/// caller can tell a connection failure from a refused command from a policy stop.
 #[derive(Debug, thiserror::Error)]
 pub enum PipelineError {
+    /// A setting or state the connector cannot go on with (the message names the fix).
     #[error("{0}")]
     Setup(String),
+    /// The slot can no longer give the changes since the last checkpoint, and nothing
+    /// allowed the gap (`snapshot_mode = "when_needed"`, `--accept-slot-loss`).
+    #[error("{0}")]
+    SlotLost(String),
+    /// A PostgreSQL connection could not be made.
+    #[error("{0}")]
+    Connect(#[from] crate::postgres::ConnectError),
+    /// A SQL command failed.
+    #[error("{doing}: {source}")]
+    Sql {
+        doing: &'static str,
+        #[source]
+        source: tokio_postgres::Error,
+    },
+    /// A replication-protocol command failed (creating the slot, identifying the
+    /// system).
+    #[error("{doing}: {source}")]
+    Replication {
+        doing: String,
+        #[source]
+        source: crate::source::replication::ReplicationError,
+    },
+    /// Reading the initial snapshot failed.
+    #[error("{0}")]
+    Snapshot(#[from] crate::source::table_read::SnapshotError),
+    /// One of the connector's tasks panicked or was cancelled.
+    #[error("{what} ended abnormally: {source}")]
+    Task {
+        what: &'static str,
+        #[source]
+        source: tokio::task::JoinError,
+    },
     #[error("{0}")]
     Source(#[from] crate::source::reader::ReaderError),
     #[error("{0}")]
@@ -58,6 +92,13 @@ pub enum PipelineError {
     Sink(#[from] crate::sink::SinkError),
     #[error("{0}")]
     Position(#[from] crate::checkpoint::PositionOverflow),
+}
+
+impl PipelineError {
+    /// Wraps a failed SQL command with what walcast was doing.
+    pub(crate) fn sql(doing: &'static str) -> impl FnOnce(tokio_postgres::Error) -> Self {
+        move |source| Self::Sql { doing, source }
+    }
 }
 
 /// Runs `connector` until `shutdown` turns true or a fatal error.
@@ -118,7 +159,7 @@ async fn run_started<S: RecordSink>(
             connector.source.snapshot_mode == crate::config::SnapshotMode::InitialOnly;
         tokio::spawn(async move {
             if let Some(plan) = plan {
-                snapshot::run(&connector, plan, &events_tx).await?;
+                initial_snapshot::run(&connector, plan, &events_tx).await?;
                 if snapshot_only {
                     return Ok(());
                 }
@@ -147,7 +188,7 @@ async fn run_started<S: RecordSink>(
         let connector = connector.clone();
         tokio::spawn(async move {
             while done_rx.recv().await.is_some() {
-                snapshot::mark_completed(connector.clone()).await;
+                initial_snapshot::mark_completed(connector.clone()).await;
             }
         })
     };
@@ -187,18 +228,18 @@ async fn run_started<S: RecordSink>(
 async fn prepare_snapshots(
     connector: &Arc<Connector>,
     dedup: &Dedup,
-) -> Result<(Incremental, Option<snapshot::SnapshotPlan>), PipelineError> {
+) -> Result<(Incremental, Option<initial_snapshot::SnapshotPlan>), PipelineError> {
     let mut incremental = Incremental::new(connector.clone());
     incremental.resume(&dedup.recorded_incremental);
-    let plan = match snapshot::prepare(connector, dedup.recorded_flush_lsn).await? {
-        snapshot::Prepared::Snapshot(plan) => Some(plan),
-        snapshot::Prepared::Resume { consistent_point } => {
+    let plan = match initial_snapshot::prepare(connector, dedup.recorded_flush_lsn).await? {
+        initial_snapshot::Prepared::Snapshot(plan) => Some(plan),
+        initial_snapshot::Prepared::Resume { consistent_point } => {
             incremental
                 .resume_initial(consistent_point, &dedup.origin)
                 .await?;
             None
         }
-        snapshot::Prepared::Stream => None,
+        initial_snapshot::Prepared::Stream => None,
     };
     // After the slot exists: the watermarks must come through its stream.
     if incremental.active() {
@@ -206,7 +247,7 @@ async fn prepare_snapshots(
     }
     if incremental.take_initial_finished() {
         // Nothing was left to read: Kafka held the whole snapshot.
-        snapshot::mark_completed(connector.clone()).await;
+        initial_snapshot::mark_completed(connector.clone()).await;
     }
     Ok((incremental, plan))
 }
@@ -224,10 +265,11 @@ async fn wait_for_source(
             _ = events.recv() => {}
         }
     };
-    result.unwrap_or_else(|e| {
-        Err(PipelineError::Setup(format!(
-            "the reader task ended abnormally: {e}"
-        )))
+    result.unwrap_or_else(|source| {
+        Err(PipelineError::Task {
+            what: "the reader task",
+            source,
+        })
     })
 }
 

@@ -191,7 +191,7 @@ pub async fn watch(connector: Arc<Connector>, fatal: mpsc::Sender<PipelineError>
                 }
             }
             Err(lost) => {
-                let _ = fatal.send(PipelineError::Setup(lost)).await;
+                let _ = fatal.send(PipelineError::SlotLost(lost)).await;
                 return;
             }
         }

@@ -220,14 +220,14 @@ pub(crate) fn explain_server_error(
                 message: format!(
                     "PostgreSQL at {target} has no free connections: {server_message}"
                 ),
-                transient: true,
+                transient: super::sqlstate::is_transient(code.code()),
             };
         } else if *code == SqlState::CANNOT_CONNECT_NOW {
             return ConnectError {
                 message: format!(
                     "PostgreSQL at {target} is starting up or shutting down; retry shortly"
                 ),
-                transient: true,
+                transient: super::sqlstate::is_transient(code.code()),
             };
         } else {
             format!(

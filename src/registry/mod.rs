@@ -2,22 +2,20 @@
 //!
 //! - [`client`]: registers schemas and fetches them by id, cached, with retries.
 //! - [`subject`]: subject naming strategies (`<topic>-key` / `<topic>-value`, ...).
-//! - [`server`]: `walcast registry`, a small Confluent-REST-compatible registry (AVRO only)
-//!   for tests and the quickstart, stored in an fsynced append-only log ([`store`]).
+//! - [`dev`]: `walcast registry`, a small Confluent-REST-compatible registry (AVRO only)
+//!   for tests and the quickstart, stored in an fsynced append-only log, with the
+//!   canonical schema text (Avro Java's `Schema.toString()`) that decides "the same
+//!   schema". The pipeline never uses it; it talks to any registry through [`client`].
 //! - [`compat`]: compatibility levels and the Avro compatibility check.
-//! - [`canonical`]: the canonical schema text (Avro Java's `Schema.toString()`), which is
-//!   what "the same schema" means for ids.
 //! - [`api`]: the REST API's shared wire shapes and error codes.
 
 pub mod api;
-pub mod canonical;
 pub mod client;
 pub mod compat;
-pub mod server;
-pub mod store;
+pub mod dev;
 pub mod subject;
 
 pub use client::{RegistryClient, RegistryClientConfig, RegistryError, RetryPolicy};
 pub use compat::CompatibilityLevel;
-pub use server::{serve, RegistryServer, ServerError};
+pub use dev::{serve, RegistryServer, ServerError};
 pub use subject::{subject_name, SubjectKind, SubjectNameStrategy};

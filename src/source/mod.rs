@@ -4,7 +4,8 @@
 //! - [`relation`]: the relation cache (Relation messages and the catalog → tables).
 //! - [`replication`], [`reader`], [`spool`]: the replication connection and the reader
 //!   that turns its messages into transactions (spilling large ones to disk).
-//! - [`snapshot`]: reading tables inside an exported snapshot.
+//! - [`table_read`]: reading tables inside an exported snapshot (the initial snapshot's
+//!   rows, and incremental snapshot chunks).
 //!
 //! The values and types it produces live in `crate::model`.
 
@@ -12,5 +13,5 @@ pub mod pgoutput;
 pub mod reader;
 pub mod relation;
 pub mod replication;
-pub mod snapshot;
 pub mod spool;
+pub mod table_read;

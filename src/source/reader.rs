@@ -558,15 +558,17 @@ pub fn to_row(relation: &RelationInfo, tuple: &TupleData) -> Result<Row, ReaderE
 /// A slot or publication that does not exist (42704) is not transient: say which and
 /// what to do.
 fn explain_missing(e: ReplicationError, config: &ReaderConfig) -> ReaderError {
+    use crate::postgres::sqlstate::{is_missing_object, is_wrong_state};
     match e.code() {
-        Some("42704") => ReaderError::Missing(format!(
+        Some(code) if is_missing_object(code) => ReaderError::Missing(format!(
             "{e}; the slot ({}) or publication ({}) does not exist: run walcast setup, or check that nobody dropped them",
             config.slot, config.publication
         )),
         // An invalidated slot: "cannot read from logical replication slot" (PostgreSQL
         // 13-16), "can no longer get changes from replication slot" (17+).
-        Some("55000")
-            if ["cannot read from logical replication slot", "can no longer get changes"]
+        Some(code)
+            if is_wrong_state(code)
+                && ["cannot read from logical replication slot", "can no longer get changes"]
                 .iter()
                 .any(|m| e.to_string().contains(m)) =>
         {
@@ -589,7 +591,7 @@ pub async fn stream_with_reconnect(
     flushed: watch::Receiver<Lsn>,
     mut shutdown: watch::Receiver<bool>,
 ) -> Result<(), ReaderError> {
-    let mut backoff = Duration::from_millis(500);
+    let mut backoff = crate::shutdown::Backoff::reconnect();
     loop {
         let attempt = async {
             let catalog = crate::postgres::connect(source, None)
@@ -600,7 +602,7 @@ pub async fn stream_with_reconnect(
         let metrics = crate::observe::metrics();
         let result = match attempt.await {
             Ok(reader) => {
-                backoff = Duration::from_millis(500);
+                backoff.reset();
                 metrics.set_streaming(&config.connector, true);
                 reader.run(shutdown.clone()).await
             }
@@ -611,15 +613,15 @@ pub async fn stream_with_reconnect(
             Err(e) if e.is_transient() => {
                 // Not ready while the connection is being made again.
                 metrics.set_streaming(&config.connector, false);
-                warn!(error = %e, retry_in_ms = backoff.as_millis() as u64, "replication interrupted; reconnecting from the slot's confirmed position");
+                let wait = backoff.next_wait();
+                warn!(error = %e, retry_in_ms = wait.as_millis() as u64, "replication interrupted; reconnecting from the slot's confirmed position");
                 out.send(TxEvent::Restarted)
                     .await
                     .map_err(|_| ReaderError::Downstream)?;
                 tokio::select! {
-                    _ = tokio::time::sleep(backoff) => {}
+                    _ = tokio::time::sleep(wait) => {}
                     _ = shutdown.changed() => return Ok(()),
                 }
-                backoff = (backoff * 2).min(Duration::from_secs(30));
             }
             Err(e) => return Err(e),
         }

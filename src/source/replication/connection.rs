@@ -44,12 +44,7 @@ impl ReplicationError {
         match self {
             Self::Connect(e) => e.transient,
             Self::Io { .. } => true,
-            Self::Server { code, .. } => {
-                code.starts_with("08")
-                    || code.starts_with("57P")
-                    || code == "55006" // slot active elsewhere (a previous session not yet gone)
-                    || code == "53300"
-            }
+            Self::Server { code, .. } => crate::postgres::sqlstate::is_transient(code),
             Self::Protocol { .. } => false,
         }
     }

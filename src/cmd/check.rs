@@ -457,7 +457,7 @@ async fn probe_publication(
     let table = captured.table;
     let first = table.columns.first()?;
     let name = format!("walcast_probe_{}", std::process::id());
-    let entry = crate::setup::publication::publication_entry(captured, version);
+    let entry = crate::cmd::setup::publication::publication_entry(captured, version);
     let statements = [
         format!(
             "CREATE PUBLICATION {} FOR TABLE {entry} WITH (publish = 'update, delete')",

@@ -10,9 +10,9 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
-use super::api::{ApiError, SubjectVersion, VersionId};
 use super::canonical::canonical_form;
-use super::compat::{self, CompatibilityLevel};
+use crate::registry::api::{ApiError, SubjectVersion, VersionId};
+use crate::registry::compat::{self, CompatibilityLevel};
 
 /// The log's file name inside the data directory.
 pub const LOG_FILE: &str = "schemas.jsonl";
@@ -349,7 +349,7 @@ impl Store {
         let problems = self.problems(subject, &new, &previous)?;
         if !problems.is_empty() {
             return Err(ApiError::new(
-                super::api::codes::INCOMPATIBLE_SCHEMA,
+                crate::registry::api::codes::INCOMPATIBLE_SCHEMA,
                 format!(
                     "Schema being registered is incompatible with an earlier schema for \
                      subject \"{subject}\", details: [{}, {{compatibility: '{}'}}]",

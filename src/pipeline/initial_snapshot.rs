@@ -20,16 +20,12 @@ use crate::model::lsn::Lsn;
 use crate::postgres::{connect, resolve_tables, Catalog};
 use crate::source::relation::RelationCache;
 use crate::source::replication::{CreatedSlot, ReplicationConnection};
-use crate::source::snapshot;
+use crate::source::table_read;
 
 /// A snapshot to take: the connection that exported it must stay open until imported.
 pub struct SnapshotPlan {
     exporter: ReplicationConnection,
     slot: CreatedSlot,
-}
-
-fn setup_err(e: impl std::fmt::Display) -> PipelineError {
-    PipelineError::Setup(e.to_string())
 }
 
 async fn state(client: &Client, connector: &Connector) -> Result<Option<bool>, PipelineError> {
@@ -72,7 +68,9 @@ async fn resumable(connector: &Connector, client: &Client) -> Result<bool, Pipel
     {
         return Ok(false);
     }
-    let catalog = Catalog::load(client).await.map_err(setup_err)?;
+    let catalog = Catalog::load(client)
+        .await
+        .map_err(PipelineError::sql("reading the catalog"))?;
     let resolution = resolve_tables(connector, &catalog);
     Ok(resolution.captured.iter().all(|c| {
         !c.table.primary_key.is_empty()
@@ -109,7 +107,7 @@ async fn slot_state(client: &Client, slot: &str) -> Result<SlotState, PipelineEr
             &[&slot],
         )
         .await
-        .map_err(setup_err)?;
+        .map_err(PipelineError::sql("reading pg_replication_slots"))?;
     Ok(match row {
         None => SlotState::Missing,
         Some(r) if r.get::<_, Option<String>>(0).as_deref() == Some("lost") => SlotState::Lost,
@@ -131,7 +129,7 @@ async fn refuse_gap(
         warn!(slot = %slot, last_checkpoint = %checkpoint, server_wal = %wal_now, "SLOT LOST: slot {slot} {}; --accept-slot-loss: creating a new slot and streaming from it, so the changes between the last checkpoint {checkpoint} and the new slot's start are not captured", state.describe());
         return Ok(());
     }
-    Err(PipelineError::Setup(format!(
+    Err(PipelineError::SlotLost(format!(
         "slot {slot} {} after the checkpoint recorded in {}, so the changes between {checkpoint} (the last checkpoint) and {wal_now} (where a new slot would start) are no longer in the WAL; set [source] snapshot_mode = \"when_needed\" to take a new snapshot, or run once with walcast run --accept-slot-loss to accept the gap and stream from now on",
         state.describe(),
         crate::sink::kafka::OFFSETS_TOPIC,
@@ -145,7 +143,7 @@ pub async fn prepare(
     connector: &Connector,
     recorded: Option<Lsn>,
 ) -> Result<Prepared, PipelineError> {
-    let client = connect(&connector.source, None).await.map_err(setup_err)?;
+    let client = connect(&connector.source, None).await?;
     let slot = &connector.source.slot;
     let state_of_slot = slot_state(&client, slot).await?;
     let slot_exists = state_of_slot == SlotState::Usable;
@@ -163,9 +161,9 @@ pub async fn prepare(
                     &[slot],
                 )
                 .await
-                .map_err(setup_err)?
+                .map_err(PipelineError::sql("reading the slot's confirmed position"))?
                 .get(0);
-            let consistent_point: Lsn = lsn.parse().map_err(setup_err)?;
+            let consistent_point: Lsn = lsn.parse().map_err(PipelineError::Setup)?;
             warn!(slot = %slot, consistent_point = %consistent_point, "the initial snapshot was interrupted; resuming it while streaming: rows Kafka already holds are skipped, the rest are read in key-ordered chunks (op r, source.snapshot incremental)");
             return Ok(Prepared::Resume { consistent_point });
         }
@@ -183,7 +181,7 @@ pub async fn prepare(
         }
         (false, Some(true)) if wants_snapshot => {
             if !connector.accept_slot_loss {
-                return Err(PipelineError::Setup(format!(
+                return Err(PipelineError::SlotLost(format!(
                     "slot {slot} {} after a completed snapshot, so changes since then are no longer in the WAL; set [source] snapshot_mode = \"when_needed\" to snapshot again, or run once with walcast run --accept-slot-loss to stream from now on",
                     state_of_slot.describe()
                 )));
@@ -206,11 +204,17 @@ pub async fn prepare(
     }
     let mut exporter = ReplicationConnection::connect(&connector.source)
         .await
-        .map_err(setup_err)?;
+        .map_err(|source| PipelineError::Replication {
+            doing: format!("cannot connect to create replication slot {slot}"),
+            source,
+        })?;
     let created = exporter
         .create_slot(slot, false, wants_snapshot)
         .await
-        .map_err(|e| setup_err(format!("cannot create replication slot {slot}: {e}")))?;
+        .map_err(|source| PipelineError::Replication {
+            doing: format!("cannot create replication slot {slot}"),
+            source,
+        })?;
     info!(slot = %created.name, consistent_point = %created.consistent_point, "created the replication slot");
     if let (Some(checkpoint), true) = (recorded, connector.accept_slot_loss) {
         if !wants_snapshot {
@@ -228,7 +232,7 @@ pub async fn prepare(
             &[&connector.name, slot],
         )
         .await
-        .map_err(setup_err)?;
+        .map_err(PipelineError::sql("recording the snapshot in walcast.connector_state"))?;
     Ok(Prepared::Snapshot(SnapshotPlan {
         exporter,
         slot: created,
@@ -240,7 +244,7 @@ async fn drop_slot(client: &Client, slot: &str, why: &str) -> Result<(), Pipelin
         .execute("SELECT pg_drop_replication_slot($1)", &[&slot])
         .await
         .map(|_| ())
-        .map_err(|e| setup_err(format!("cannot drop slot {slot} to {why}: {e}")))
+        .map_err(|e| PipelineError::Setup(format!("cannot drop slot {slot} to {why}: {e}")))
 }
 
 /// Reads every captured table in the exported snapshot and sends its rows downstream.
@@ -249,35 +253,31 @@ pub async fn run(
     plan: SnapshotPlan,
     out: &mpsc::Sender<TxEvent>,
 ) -> Result<u64, PipelineError> {
-    let name = plan
-        .slot
-        .snapshot_name
-        .clone()
-        .ok_or_else(|| setup_err("the slot was created without an exported snapshot"))?;
+    let name = plan.slot.snapshot_name.clone().ok_or_else(|| {
+        PipelineError::Setup("the slot was created without an exported snapshot".into())
+    })?;
     // Every worker imports the snapshot while the exporting connection is open.
     let mut clients = Vec::with_capacity(connector.source.snapshot_workers);
     for _ in 0..connector.source.snapshot_workers {
-        let client = connect(&connector.source, None).await.map_err(setup_err)?;
-        snapshot::begin(&client, &name).await.map_err(setup_err)?;
+        let client = connect(&connector.source, None).await?;
+        table_read::begin(&client, &name).await?;
         clients.push(client);
     }
     // Imported: the exporting connection may go.
     let _ = plan.exporter.stop().await;
     let client = &clients[0];
-    let catalog = Catalog::load(client).await.map_err(setup_err)?;
+    let catalog = Catalog::load(client)
+        .await
+        .map_err(PipelineError::sql("reading the catalog"))?;
     let resolution = resolve_tables(connector, &catalog);
     let mut cache = RelationCache::default();
     let mut tables = Vec::with_capacity(resolution.captured.len());
     for captured in &resolution.captured {
-        let relation = snapshot::relation_for(captured.table, &mut cache, client)
-            .await
-            .map_err(setup_err)?;
+        let relation = table_read::relation_for(captured.table, &mut cache, client).await?;
         tables.push((relation, captured.rule.snapshot_condition()));
     }
     info!(tables = tables.len(), workers = clients.len(), consistent_point = %plan.slot.consistent_point, "initial snapshot started");
-    let rows = snapshot::run(clients, &tables, plan.slot.consistent_point, out)
-        .await
-        .map_err(setup_err)?;
+    let rows = table_read::run(clients, &tables, plan.slot.consistent_point, out).await?;
     info!(rows, "initial snapshot read; streaming follows");
     Ok(rows)
 }
@@ -285,14 +285,14 @@ pub async fn run(
 /// Records that the snapshot is in Kafka (all its records acknowledged).
 pub async fn mark_completed(connector: Arc<Connector>) {
     let result = async {
-        let client = connect(&connector.source, None).await.map_err(setup_err)?;
+        let client = connect(&connector.source, None).await?;
         client
             .execute(
                 "UPDATE walcast.connector_state SET snapshot_completed = true, updated_at = now() WHERE connector = $1",
                 &[&connector.name],
             )
             .await
-            .map_err(setup_err)
+            .map_err(PipelineError::sql("recording the snapshot complete"))
     }
     .await;
     match result {

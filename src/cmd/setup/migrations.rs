@@ -15,18 +15,18 @@ pub struct Migration {
 pub const SUPPORT: &[Migration] = &[
     Migration {
         id: "0001_walcast_schema.sql",
-        sql: include_str!("../../migrations/0001_walcast_schema.sql"),
+        sql: include_str!("../../../migrations/0001_walcast_schema.sql"),
     },
     Migration {
         id: "0002_connector_state.sql",
-        sql: include_str!("../../migrations/0002_connector_state.sql"),
+        sql: include_str!("../../../migrations/0002_connector_state.sql"),
     },
 ];
 
 /// The demo inventory schema (`walcast setup --demo`).
 pub const DEMO: &[Migration] = &[Migration {
     id: "demo/0001_inventory.sql",
-    sql: include_str!("../../migrations/demo/0001_inventory.sql"),
+    sql: include_str!("../../../migrations/demo/0001_inventory.sql"),
 }];
 
 /// What happened to one migration.

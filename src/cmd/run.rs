@@ -1,16 +1,14 @@
 //! `walcast run`: one task per connector, a shared shutdown signal (SIGINT/SIGTERM),
 //! and an exit status that says whether every connector ended cleanly.
 
-use std::time::Duration;
-
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 use tracing::{error, info, info_span, warn, Instrument};
 
+use crate::cmd::check;
+use crate::cmd::setup::publication::{self, PublicationSync};
 use crate::config::Connector;
 use crate::postgres::connect;
-use crate::preflight;
-use crate::setup::publication::{self, PublicationSync};
 
 /// Why one connector stopped with an error.
 #[derive(Debug, thiserror::Error)]
@@ -49,7 +47,7 @@ pub async fn run(connectors: Vec<Connector>) -> Vec<RunError> {
         tasks.spawn(run_connector(connector, rx).instrument(span));
     }
     let signal = tokio::spawn(async move {
-        wait_for_signal().await;
+        crate::shutdown::shutdown_signal().await;
         info!("shutdown requested; stopping connectors");
         let _ = shutdown_tx.send(true);
     });
@@ -74,28 +72,6 @@ pub async fn run(connectors: Vec<Connector>) -> Vec<RunError> {
     errors
 }
 
-async fn wait_for_signal() {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{signal, SignalKind};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => {
-                tokio::select! {
-                    _ = tokio::signal::ctrl_c() => {}
-                    _ = term.recv() => {}
-                }
-            }
-            Err(_) => {
-                let _ = tokio::signal::ctrl_c().await;
-            }
-        }
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = tokio::signal::ctrl_c().await;
-    }
-}
-
 /// Runs one connector: waits for its database (retrying transient failures with
 /// backoff until shutdown), runs the preflight, makes the publication current, then
 /// streams until shutdown.
@@ -108,22 +84,22 @@ async fn run_connector(
         message,
     };
     warn_if_unverified(&connector);
-    let mut backoff = Duration::from_millis(500);
+    let mut backoff = crate::shutdown::Backoff::reconnect();
     let client = loop {
         match connect(&connector.source, None).await {
             Ok(client) => break client,
             Err(e) if e.transient => {
-                error!(retry_in_ms = backoff.as_millis() as u64, "{e}");
+                let wait = backoff.next_wait();
+                error!(retry_in_ms = wait.as_millis() as u64, "{e}");
                 tokio::select! {
-                    _ = tokio::time::sleep(backoff) => {}
+                    _ = tokio::time::sleep(wait) => {}
                     _ = shutdown.changed() => return Ok(()),
                 }
-                backoff = (backoff * 2).min(Duration::from_secs(30));
             }
             Err(e) => return Err(failed(e.to_string())),
         }
     };
-    let problems: Vec<String> = preflight::check(&connector)
+    let problems: Vec<String> = check::check(&connector)
         .await
         .into_iter()
         .filter(|f| !f.ok)

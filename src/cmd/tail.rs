@@ -176,7 +176,7 @@ impl ConsumerContext for TailContext {}
 /// number of records printed.
 pub async fn run(args: TailArgs) -> Result<u64, TailError> {
     let options = TailOptions::resolve(args)?;
-    let stop = Box::pin(wait_for_signal());
+    let stop = Box::pin(crate::shutdown::shutdown_signal());
     tail(&options, &mut std::io::stdout(), stop).await
 }
 
@@ -554,28 +554,6 @@ fn hex_preview(bytes: &[u8]) -> String {
         text.push('…');
     }
     text
-}
-
-async fn wait_for_signal() {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{signal, SignalKind};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => {
-                tokio::select! {
-                    _ = tokio::signal::ctrl_c() => {}
-                    _ = term.recv() => {}
-                }
-            }
-            Err(_) => {
-                let _ = tokio::signal::ctrl_c().await;
-            }
-        }
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = tokio::signal::ctrl_c().await;
-    }
 }
 
 #[cfg(test)]

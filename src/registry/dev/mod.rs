@@ -1,5 +1,8 @@
 //! The dev schema registry: `walcast registry`, a Confluent-Schema-Registry-compatible REST
-//! server (AVRO only) over the append-only store in [`super::store`].
+//! server (AVRO only) over the append-only store in `store`.
+
+mod canonical;
+mod store;
 
 use std::collections::{BTreeSet, HashMap};
 use std::net::SocketAddr;
@@ -23,7 +26,7 @@ use tokio::task::JoinHandle;
 
 use super::api::{ApiError, SchemaRequest, VersionId, CONTENT_TYPE};
 use super::compat::CompatibilityLevel;
-use super::store::{Against, Deleted, Store, StoreError};
+use store::{Against, Deleted, Store, StoreError};
 
 /// Why the registry could not start or stopped with an error.
 #[derive(Debug, thiserror::Error)]
@@ -40,8 +43,6 @@ pub enum ServerError {
     },
     #[error("the schema registry stopped: {0}")]
     Serve(#[source] std::io::Error),
-    #[error("cannot install the SIGINT/SIGTERM handler: {0}")]
-    Signal(#[source] std::io::Error),
 }
 
 /// The largest request body accepted (schemas are JSON text; Confluent's default limit is
@@ -148,8 +149,7 @@ impl RegistryServer {
 pub async fn serve(listen: SocketAddr, data_dir: &Path) -> Result<(), ServerError> {
     let mut server = RegistryServer::start(listen, data_dir).await?;
     tokio::select! {
-        signal = shutdown_signal() => {
-            signal?;
+        () = crate::shutdown::shutdown_signal() => {
             tracing::info!("shutting down the schema registry");
             server.shutdown().await
         }
@@ -159,22 +159,6 @@ pub async fn serve(listen: SocketAddr, data_dir: &Path) -> Result<(), ServerErro
                 Err(e) => Err(ServerError::Serve(std::io::Error::other(e))),
             }
         }
-    }
-}
-
-async fn shutdown_signal() -> Result<(), ServerError> {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{signal, SignalKind};
-        let mut term = signal(SignalKind::terminate()).map_err(ServerError::Signal)?;
-        tokio::select! {
-            r = tokio::signal::ctrl_c() => r.map_err(ServerError::Signal),
-            _ = term.recv() => Ok(()),
-        }
-    }
-    #[cfg(not(unix))]
-    {
-        tokio::signal::ctrl_c().await.map_err(ServerError::Signal)
     }
 }
 

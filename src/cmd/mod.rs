@@ -1,0 +1,16 @@
+//! walcast's commands, one module each (`src/main.rs` only parses the command line):
+//!
+//! - [`run`]: streams every connector until SIGTERM (connector tasks, metrics server).
+//! - [`check`]: the preflight, what `run` also checks before it starts.
+//! - [`setup`]: migrations, the publication, grants.
+//! - [`snapshot_signal`]: `walcast snapshot` asks a running connector for an incremental
+//!   snapshot (or to pause, resume or stop one) through the signal table.
+//! - [`tail`]: prints a connector's topics as JSON lines.
+//!
+//! `walcast registry` is `crate::registry::dev::serve`.
+
+pub mod check;
+pub mod run;
+pub mod setup;
+pub mod snapshot_signal;
+pub mod tail;
