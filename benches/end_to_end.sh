@@ -15,38 +15,12 @@ per_tx=${2:-100}
 sink=${SINK:-kafka}
 mode=${MODE:-exactly_once}
 cd "$repo"
-cargo build --release --quiet --bin walcast
-bin=$repo/target/release/walcast
-state=$(mktemp -d /tmp/walcast-e2e-XXXXXX)
-walcast_pid=
-cleanup() {
-    [ -n "$walcast_pid" ] && kill "$walcast_pid" 2>/dev/null || true
-    "$repo/deploy/local/down" --state-dir "$state" --purge >/dev/null 2>&1 || true
-}
-trap cleanup EXIT
-"$repo/deploy/local/up" --services postgres,kafka --state-dir "$state" >/dev/null
-set -a; . "$state/stack.env"; set +a
-registry_port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-"$bin" registry --listen "127.0.0.1:$registry_port" --data-dir "$state/registry" >"$state/registry.log" 2>&1 &
-registry_pid=$!
-trap 'kill $registry_pid 2>/dev/null || true; cleanup' EXIT
-psql="$WALCAST_PG_BIN/psql -X -q -At -h $WALCAST_PG_HOST -p $WALCAST_PG_PORT -U postgres -d postgres"
+. "$repo/benches/lib.sh"
+bench_build
+bench_stack e2e
+bench_registry
 $psql -c "CREATE TABLE bench (id bigint PRIMARY KEY, customer int, sku text, qty int, price numeric(12,2), status text, created timestamptz, note text)"
-cat >"$state/bench.toml" <<TOML
-name = "bench"
-[source]
-host = "$WALCAST_PG_HOST"
-port = $WALCAST_PG_PORT
-dbname = "postgres"
-user = "postgres"
-sslmode = "disable"
-[kafka]
-bootstrap_servers = "$WALCAST_KAFKA_BOOTSTRAP"
-topic_prefix = "bench"
-[registry]
-url = "http://127.0.0.1:$registry_port"
-[metrics]
-enabled = false
+{ bench_connector bench bench; cat <<TOML; } >"$state/bench.toml"
 [sink]
 kind = "$sink"
 [delivery]

@@ -13,25 +13,10 @@ repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 rate=${1:-5000}
 seconds=${2:-30}
 cd "$repo"
-cargo build --release --quiet --bin walcast
-bin=$repo/target/release/walcast
-state=$(mktemp -d /tmp/walcast-lat-XXXXXX)
-walcast_pid=
-registry_pid=
-recvlogical_pid=
-cleanup() {
-    [ -n "$recvlogical_pid" ] && kill "$recvlogical_pid" 2>/dev/null || true
-    [ -n "$walcast_pid" ] && kill "$walcast_pid" 2>/dev/null || true
-    [ -n "$registry_pid" ] && kill "$registry_pid" 2>/dev/null || true
-    "$repo/deploy/local/down" --state-dir "$state" --purge >/dev/null 2>&1 || true
-}
-trap cleanup EXIT
-"$repo/deploy/local/up" --services postgres,kafka --state-dir "$state" >/dev/null
-set -a; . "$state/stack.env"; set +a
-registry_port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-"$bin" registry --listen "127.0.0.1:$registry_port" --data-dir "$state/registry" >"$state/registry.log" 2>&1 &
-registry_pid=$!
-psql="$WALCAST_PG_BIN/psql -X -q -At -h $WALCAST_PG_HOST -p $WALCAST_PG_PORT -U postgres -d postgres"
+. "$repo/benches/lib.sh"
+bench_build
+bench_stack lat
+bench_registry
 $psql -c "CREATE TABLE lat (id bigserial PRIMARY KEY, customer int, status text, note text)"
 topic=latbench.public.lat
 python3 - "$WALCAST_KAFKA_BOOTSTRAP" "$topic" <<'PY'
@@ -42,23 +27,8 @@ futures = admin.create_topics([NewTopic(sys.argv[2], 1, 1, config={"message.time
 for f in futures.values():
     f.result()
 PY
-cat >"$state/lat.toml" <<TOML
-name = "latbench"
-[source]
-host = "$WALCAST_PG_HOST"
-port = $WALCAST_PG_PORT
-dbname = "postgres"
-user = "postgres"
-sslmode = "disable"
 # Phase 1's rows are not the measurement: no initial snapshot of them.
-snapshot_mode = "never"
-[kafka]
-bootstrap_servers = "$WALCAST_KAFKA_BOOTSTRAP"
-topic_prefix = "latbench"
-[registry]
-url = "http://127.0.0.1:$registry_port"
-[metrics]
-enabled = false
+{ bench_connector latbench latbench 'snapshot_mode = "never"'; cat <<TOML; } >"$state/lat.toml"
 [tables."public.lat"]
 TOML
 "$bin" setup "$state/lat.toml" >/dev/null

@@ -13,11 +13,9 @@ set -euo pipefail
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 rows=${1:-1000000}
 per_tx=${2:-100}
-state=$(mktemp -d /tmp/walcast-bench-XXXXXX)
-trap '"$repo/deploy/local/down" --state-dir "$state" --purge >/dev/null 2>&1 || true' EXIT
-"$repo/deploy/local/up" --services postgres --state-dir "$state" >/dev/null
-set -a; . "$state/stack.env"; set +a
-psql="$WALCAST_PG_BIN/psql -X -q -At -h $WALCAST_PG_HOST -p $WALCAST_PG_PORT -U postgres -d postgres"
+cd "$repo"
+. "$repo/benches/lib.sh"
+bench_stack bench postgres
 
 $psql -c "CREATE TABLE bench (id bigint PRIMARY KEY, customer int, sku text, qty int, price numeric(12,2), status text, created timestamptz, note text)"
 $psql -c "CREATE PUBLICATION bench_pub FOR TABLE bench"

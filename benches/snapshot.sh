@@ -13,43 +13,15 @@ rows=${1:-1000000}
 sink=${SINK:-kafka}
 workers=${WORKERS:-2}
 cd "$repo"
-cargo build --release --quiet --bin walcast
-bin=$repo/target/release/walcast
-state=$(mktemp -d /tmp/walcast-snap-XXXXXX)
-walcast_pid=
-registry_pid=
-cleanup() {
-    [ -n "$walcast_pid" ] && kill "$walcast_pid" 2>/dev/null || true
-    [ -n "$registry_pid" ] && kill "$registry_pid" 2>/dev/null || true
-    "$repo/deploy/local/down" --state-dir "$state" --purge >/dev/null 2>&1 || true
-}
-trap cleanup EXIT
-"$repo/deploy/local/up" --services postgres,kafka --state-dir "$state" >/dev/null
-set -a; . "$state/stack.env"; set +a
-registry_port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-"$bin" registry --listen "127.0.0.1:$registry_port" --data-dir "$state/registry" >"$state/registry.log" 2>&1 &
-registry_pid=$!
-psql="$WALCAST_PG_BIN/psql -X -q -At -h $WALCAST_PG_HOST -p $WALCAST_PG_PORT -U postgres -d postgres"
+. "$repo/benches/lib.sh"
+bench_build
+bench_stack snap
+bench_registry
 $psql -c "CREATE TABLE snap (id bigint PRIMARY KEY, customer int, sku text, qty int, price numeric(12,2), status text, created timestamptz, note text, weight float8, active bool)"
 echo "loading $rows rows" >&2
 $psql -c "INSERT INTO snap SELECT i, i % 1000, 'sku-' || (i % 5000), 1 + i % 7, (i % 10000) / 100.0, 'paid', now(), 'note ' || i, i / 7.0, i % 2 = 0 FROM generate_series(1, $rows) i"
 $psql -c "VACUUM ANALYZE snap"
-cat >"$state/snap.toml" <<TOML
-name = "snapbench"
-[source]
-host = "$WALCAST_PG_HOST"
-port = $WALCAST_PG_PORT
-dbname = "postgres"
-user = "postgres"
-sslmode = "disable"
-snapshot_workers = $workers
-[kafka]
-bootstrap_servers = "$WALCAST_KAFKA_BOOTSTRAP"
-topic_prefix = "snapbench"
-[registry]
-url = "http://127.0.0.1:$registry_port"
-[metrics]
-enabled = false
+{ bench_connector snapbench snapbench "snapshot_workers = $workers"; cat <<TOML; } >"$state/snap.toml"
 [sink]
 kind = "$sink"
 [tables."public.snap"]

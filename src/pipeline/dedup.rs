@@ -11,6 +11,7 @@ use super::PipelineError;
 use crate::checkpoint::Position;
 use crate::config::{Connector, DeliveryMode, SinkKind};
 use crate::model::lsn::Lsn;
+use crate::sink::checkpoint_record::IncrementalProgress;
 use crate::sink::reconcile::Origin;
 use crate::sink::topic_map::TopicMap;
 use crate::sink::RecordSink;
@@ -23,7 +24,7 @@ pub(super) struct Dedup {
     /// The server's WAL position at start: recorded positions beyond it are foreign.
     pub(super) wal_now: Lsn,
     /// The incremental snapshot progress recorded with the checkpoint.
-    pub(super) recorded_incremental: serde_json::Value,
+    pub(super) recorded_incremental: Option<IncrementalProgress>,
     /// The flush LSN of the checkpoint recorded for this connector in the offsets topic
     /// (in every delivery mode; `None` when there is none, or it is foreign): a slot
     /// lost after it leaves a gap.
@@ -74,8 +75,8 @@ impl Dedup {
             warn!(recorded = %p, server_wal = %wal_now, "the offsets topic records a position beyond this server's WAL (another database history under the same connector name?); ignoring it");
         }
         let recorded_incremental = match &record {
-            Some(r) if !foreign => r.incremental_snapshot.clone().unwrap_or_default(),
-            _ => serde_json::Value::Null,
+            Some(r) if !foreign => r.incremental_snapshot.clone(),
+            _ => None,
         };
         let recorded_flush_lsn = record.as_ref().map(|r| r.flush_lsn).filter(|_| !foreign);
         let floor = recorded.filter(|_| !foreign && mode != DeliveryMode::AtLeastOnce);
@@ -97,7 +98,7 @@ impl Dedup {
             mode,
             origin,
             wal_now,
-            recorded_incremental: serde_json::Value::Null,
+            recorded_incremental: None,
             recorded_flush_lsn: None,
             floor: None,
             present: TopicMap::default(),

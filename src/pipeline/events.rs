@@ -17,11 +17,10 @@ use crate::codec::{
     ChangeEvent, CodecOptions, ColumnSpec, ConnectorMeta, EventFormat, JsonRecord, MessageCodec,
     MessageEvent, SourceInfo, TableCodec, TableSpec, TransactionCodec, TransactionStatus,
 };
-use crate::config::{ColumnSelection, Connector, Mask, TableRule};
+use crate::config::{Connector, Mask, TableRule};
 use crate::model::change::{OldRow, RowChange, RowOp};
 use crate::model::lsn::Lsn;
 use crate::model::relation::RelationInfo;
-use crate::model::relation::ReplicaIdentity;
 use crate::model::value::Value;
 use crate::registry::client::RegistryClient;
 use crate::registry::SubjectKind;
@@ -281,43 +280,8 @@ impl EventStage {
 
     async fn build_table(&self, relation: &Arc<RelationInfo>) -> Result<TableState, EventError> {
         let rule = self.rule_for(relation).cloned();
-        let table = relation.qualified();
-        // Projection: columns the rule leaves out (when the publication could not).
-        let keep: Vec<usize> = (0..relation.columns.len())
-            .filter(|&i| {
-                let c = &relation.columns[i];
-                let configured_key = rule
-                    .as_ref()
-                    .and_then(|r| r.key.as_ref())
-                    .is_some_and(|k| k.contains(&c.name));
-                c.is_key && relation.replica_identity != ReplicaIdentity::Full
-                    || configured_key
-                    || match rule.as_ref().map(|r| &r.columns) {
-                        Some(ColumnSelection::Include(list)) => list.contains(&c.name),
-                        Some(ColumnSelection::Exclude(list)) => !list.contains(&c.name),
-                        _ => true,
-                    }
-            })
-            .collect();
-        let (projection, projected) = if keep.len() == relation.columns.len() {
-            (None, relation.clone())
-        } else {
-            let mut p = (**relation).clone();
-            p.columns = keep.iter().map(|&i| relation.columns[i].clone()).collect();
-            (Some(keep), Arc::new(p))
-        };
-        let key_columns: Vec<usize> = match rule.as_ref().and_then(|r| r.key.as_ref()) {
-            Some(names) => names
-                .iter()
-                .map(|n| {
-                    projected.columns.iter().position(|c| &c.name == n).ok_or_else(|| {
-                        EventError::Schema(format!("table {table}: key column `{n}` is not in the stream; check its [tables] entry"))
-                    })
-                })
-                .collect::<Result<_, _>>()?,
-            None if projected.replica_identity == ReplicaIdentity::Full => Vec::new(),
-            None => (0..projected.columns.len()).filter(|&i| projected.columns[i].is_key).collect(),
-        };
+        let (projection, projected) = project(relation, rule.as_ref());
+        let key_columns = key_columns(&projected, rule.as_ref())?;
         let spec = TableSpec {
             columns: projected
                 .columns
@@ -504,57 +468,26 @@ impl EventStage {
             tx.xid,
         );
         let now_ns = now_ns();
-        let projected = state.projected.clone();
-        let collection = projected.qualified();
+        let collection = state.projected.qualified();
 
         // A key change: delete (+ tombstone) of the old key, then a create.
         let key_changed = change.op == RowOp::Update
             && !state.key_columns.is_empty()
             && matches!((&old, &new), (Some(o), Some(n)) if state.key_columns.iter().any(|&i| !o[i].is_null() && o[i] != n[i]));
-        let mut emit = |mut event: ChangeEvent,
+        let records = TableRecords {
+            state,
+            tx_topic,
+            collection: &collection,
+            lsn: change.lsn,
+        };
+        let mut emit = |event: ChangeEvent,
                         tombstone: bool,
                         headers: Vec<(&'static str, Vec<u8>)>,
-                        out: &mut Vec<Encoded>|
-         -> Result<(), EventError> {
-            if let Some(topic) = tx_topic {
-                event.transaction = Some(tx_meta.event(topic, &collection, change.lsn, out)?);
-            }
-            let key = match event.key_row() {
-                Some(row) => state.encode_key(row)?,
-                None => None,
-            };
-            let value = state.encode_value(&event)?;
-            out.push(Encoded {
-                topic: state.topic.clone(),
-                key: key.clone(),
-                value: Some(value),
-                headers: headers.clone(),
-            });
-            if tombstone && state.tombstones && key.is_some() {
-                // Debezium's tombstone is a copy of the delete record (its headers too)
-                // without the value.
-                out.push(Encoded {
-                    topic: state.topic.clone(),
-                    key,
-                    value: None,
-                    headers,
-                });
-            }
-            Ok(())
+                        out: &mut Vec<Encoded>| {
+            records.push(tx_meta, event, tombstone, headers, out)
         };
         let make = |op: RowOp, before: Option<Vec<Value>>, after: Option<Vec<Value>>| {
-            ChangeEvent::from_row_change(
-                RowChange {
-                    relation: projected.clone(),
-                    op,
-                    old: before.map(OldRow::Full),
-                    new: after,
-                    lsn: change.lsn,
-                },
-                source.clone(),
-                now_ns,
-                None,
-            )
+            records.event(op, before, after, &source, now_ns)
         };
         match change.op {
             RowOp::Update if key_changed => {
@@ -661,10 +594,14 @@ fn now_ns() -> i64 {
 }
 
 mod masks;
+mod projection;
 mod snapshot_rows;
+mod table_records;
 #[cfg(test)]
 mod tests;
 mod transaction_metadata;
 
 pub use masks::apply_masks;
+use projection::{key_columns, project};
+use table_records::TableRecords;
 use transaction_metadata::{TransactionTopic, TxMeta};

@@ -14,10 +14,9 @@
 //! `walcast.offsets`, recorded only once Kafka holds the chunk, so a restarted
 //! connector continues with the next chunk.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::sync::Arc;
 
-use serde_json::json;
 use tokio_postgres::Client;
 use tracing::{info, warn};
 
@@ -28,8 +27,15 @@ use crate::model::change::{RowChange, RowOp};
 use crate::model::relation::RelationInfo;
 use crate::model::value::Value;
 use crate::postgres::{connect, resolve_tables, Catalog};
+use crate::sink::checkpoint_record::IncrementalProgress;
 use crate::source::relation::RelationCache;
 use crate::source::table_read::{read_chunk, relation_for};
+
+mod watermark;
+mod window;
+
+use watermark::{insert_signal, wait_for_commits_in_flight};
+use window::{key_of, present_flags, Window};
 
 /// Signal types walcast acts on (Debezium's names, and its watermark rows).
 const EXECUTE: &str = "execute-snapshot";
@@ -61,15 +67,12 @@ struct Current {
     rows: u64,
 }
 
-/// A chunk between its watermarks.
-struct Window {
-    id: String,
-    /// The low watermark has come through the stream.
-    open: bool,
-    rows: Vec<Option<SnapshotRow>>,
-    by_key: HashMap<String, usize>,
-    /// The key text of the chunk's last row (where the next chunk starts).
-    last_key: Option<Vec<String>>,
+/// What taking the next queued table came to.
+enum NextTable {
+    Started,
+    /// No longer captured or gone: skipped.
+    Skipped,
+    NoneLeft,
 }
 
 /// Rows to emit when a window closes, and where they sit.
@@ -121,8 +124,8 @@ pub struct Incremental {
     sequence: u64,
     /// Progress after each emitted chunk, by the position of its last record: recorded
     /// with the checkpoint once the checkpoint reaches that position.
-    progress: VecDeque<(Position, serde_json::Value)>,
-    recorded: serde_json::Value,
+    progress: VecDeque<(Position, IncrementalProgress)>,
+    recorded: Option<IncrementalProgress>,
     /// The last key of a resumed table, used when its first chunk is read.
     pending_resume: Option<Vec<String>>,
     resume_initial: Option<ResumeInitial>,
@@ -141,7 +144,7 @@ impl Incremental {
             paused: false,
             sequence: 0,
             progress: VecDeque::new(),
-            recorded: serde_json::Value::Null,
+            recorded: None,
             pending_resume: None,
             resume_initial: None,
             initial_finished: false,
@@ -150,26 +153,18 @@ impl Incremental {
 
     /// Continues a snapshot recorded with the checkpoint (`state` from
     /// [`Incremental::recorded_state`]).
-    pub fn resume(&mut self, state: &serde_json::Value) {
-        let Some(tables) = state["tables"].as_array() else {
+    pub fn resume(&mut self, state: &Option<IncrementalProgress>) {
+        let Some(state) = state else {
             return;
         };
-        self.queue = tables
-            .iter()
-            .filter_map(|t| t.as_str().map(str::to_owned))
-            .collect();
-        self.recorded = state.clone();
-        if let Some(name) = state["table"].as_str() {
-            self.queue.push_front(name.to_owned());
-            let last_key = state["last_key"].as_array().map(|k| {
-                k.iter()
-                    .map(|v| v.as_str().unwrap_or_default().to_owned())
-                    .collect()
-            });
+        self.queue = state.tables.iter().cloned().collect();
+        self.recorded = Some(state.clone());
+        if let Some(name) = &state.table {
+            self.queue.push_front(name.clone());
             // Resolved (relation, key) on the first chunk.
-            self.pending_resume = last_key;
+            self.pending_resume = state.last_key.clone();
         }
-        self.paused = state["paused"].as_bool().unwrap_or(false);
+        self.paused = state.paused;
         if !self.queue.is_empty() {
             info!(tables = ?self.queue, "continuing the incremental snapshot recorded with the checkpoint");
         }
@@ -345,21 +340,19 @@ impl Incremental {
 
     async fn client(&mut self) -> Result<&Client, PipelineError> {
         if self.client.as_ref().is_none_or(Client::is_closed) {
-            self.client = Some(
-                connect(&self.connector.source, None)
-                    .await
-                    .map_err(setup_err)?,
-            );
+            self.client = Some(connect(&self.connector.source, None).await?);
         }
         self.client
             .as_ref()
-            .ok_or_else(|| setup_err("no connection"))
+            .ok_or_else(|| setup_err("no connection to the source database"))
     }
 
     async fn captured_tables(&mut self) -> Result<Vec<String>, PipelineError> {
         let connector = self.connector.clone();
         let client = self.client().await?;
-        let catalog = Catalog::load(client).await.map_err(setup_err)?;
+        let catalog = Catalog::load(client).await.map_err(PipelineError::sql(
+            "incremental snapshot: reading the catalog",
+        ))?;
         Ok(resolve_tables(&connector, &catalog)
             .captured
             .iter()
@@ -375,21 +368,10 @@ impl Incremental {
                 return Ok(());
             }
             if self.current.is_none() {
-                let Some(name) = self.queue.pop_front() else {
-                    if self.resume_initial.take().is_some() {
-                        info!("the interrupted initial snapshot is complete");
-                        self.initial_finished = true;
-                    }
-                    return Ok(());
-                };
-                let last_key = self.pending_resume.take();
-                match self.describe(&name).await? {
-                    Some(mut current) => {
-                        info!(table = %name, skipping_present = !current.present.is_empty(), "incremental snapshot of the table started");
-                        current.last_key = last_key;
-                        self.current = Some(current);
-                    }
-                    None => continue,
+                match self.next_table().await? {
+                    NextTable::Started => {}
+                    NextTable::Skipped => continue,
+                    NextTable::NoneLeft => return Ok(()),
                 }
             }
             self.sequence += 1;
@@ -422,8 +404,7 @@ impl Incremental {
                 limit,
                 extra.as_deref(),
             )
-            .await
-            .map_err(setup_err)?;
+            .await?;
             if rows.is_empty() {
                 let done = self.current.take();
                 if let Some(done) = done {
@@ -432,35 +413,36 @@ impl Incremental {
                 continue;
             }
             insert_signal(client, &format!("{id}-close"), WINDOW_CLOSE).await?;
-            let mut by_key = HashMap::with_capacity(rows.len());
             let key_names = self
                 .current
                 .as_ref()
                 .map(|c| c.key_names.clone())
                 .unwrap_or_default();
-            for (i, row) in rows.iter().enumerate() {
-                if let Some(k) = key_of(&relation, &row.values, &key_names) {
-                    by_key.insert(k, i);
-                }
-            }
-            self.window = Some(Window {
-                id,
-                open: false,
-                rows: rows
-                    .into_iter()
-                    .map(|row| {
-                        Some(SnapshotRow {
-                            values: row.values,
-                            present: row.extra.map(|f| parse_bool_array(&f)),
-                            key: row.key,
-                        })
-                    })
-                    .collect(),
-                by_key,
-                last_key,
-            });
+            self.window = Some(Window::of_chunk(id, &relation, &key_names, rows, last_key));
             return Ok(());
         }
+    }
+
+    /// Takes the next queued table (or says the queue is empty, finishing a resumed
+    /// initial snapshot).
+    async fn next_table(&mut self) -> Result<NextTable, PipelineError> {
+        let Some(name) = self.queue.pop_front() else {
+            if self.resume_initial.take().is_some() {
+                info!("the interrupted initial snapshot is complete");
+                self.initial_finished = true;
+            }
+            return Ok(NextTable::NoneLeft);
+        };
+        let last_key = self.pending_resume.take();
+        Ok(match self.describe(&name).await? {
+            Some(mut current) => {
+                info!(table = %name, skipping_present = !current.present.is_empty(), "incremental snapshot of the table started");
+                current.last_key = last_key;
+                self.current = Some(current);
+                NextTable::Started
+            }
+            None => NextTable::Skipped,
+        })
     }
 
     /// The high watermark: the chunk's rows still fresh are emitted, and the next
@@ -497,29 +479,29 @@ impl Incremental {
         self.progress.push_back((position, state));
     }
 
-    fn state(&self) -> serde_json::Value {
+    fn state(&self) -> IncrementalProgress {
         if !self.active() {
-            return json!({ "tables": [] });
+            return IncrementalProgress::default();
         }
-        json!({
-            "table": self.current.as_ref().map(|c| c.name.clone()),
-            "last_key": self.current.as_ref().and_then(|c| c.last_key.clone()),
-            "tables": self.queue,
-            "paused": self.paused,
-        })
+        IncrementalProgress {
+            table: self.current.as_ref().map(|c| c.name.clone()),
+            last_key: self.current.as_ref().and_then(|c| c.last_key.clone()),
+            tables: self.queue.iter().cloned().collect(),
+            paused: self.paused,
+        }
     }
 
     /// The progress to record with a checkpoint at `position`: the newest state whose
     /// chunk Kafka holds entirely (null when no snapshot ever ran).
-    pub fn recorded_state(&mut self, position: Position) -> serde_json::Value {
+    pub fn recorded_state(&mut self, position: Position) -> Option<IncrementalProgress> {
         while self.progress.front().is_some_and(|(p, _)| *p <= position) {
             if let Some((_, state)) = self.progress.pop_front() {
-                self.recorded = state;
+                self.recorded = Some(state);
             }
         }
-        if self.progress.is_empty() && self.window.is_none() && !self.recorded.is_null() {
+        if self.progress.is_empty() && self.window.is_none() && self.recorded.is_some() {
             // Requests and pauses that emitted nothing yet are still worth keeping.
-            self.recorded = self.state();
+            self.recorded = Some(self.state());
         }
         self.recorded.clone()
     }
@@ -527,7 +509,9 @@ impl Incremental {
     async fn describe(&mut self, name: &str) -> Result<Option<Current>, PipelineError> {
         let connector = self.connector.clone();
         let client = self.client().await?;
-        let catalog = Catalog::load(client).await.map_err(setup_err)?;
+        let catalog = Catalog::load(client).await.map_err(PipelineError::sql(
+            "incremental snapshot: reading the catalog",
+        ))?;
         let resolution = resolve_tables(&connector, &catalog);
         let Some(captured) = resolution
             .captured
@@ -542,9 +526,7 @@ impl Incremental {
             return Ok(None);
         }
         let mut cache = RelationCache::default();
-        let relation = relation_for(captured.table, &mut cache, client)
-            .await
-            .map_err(setup_err)?;
+        let relation = relation_for(captured.table, &mut cache, client).await?;
         let key_names = captured.table.primary_key.clone();
         let key = key_names
             .iter()
@@ -573,8 +555,10 @@ impl Incremental {
                     )
                 })
                 .await
-                .map_err(setup_err)?
-                .map_err(setup_err)?
+                .map_err(|source| PipelineError::Task {
+                    what: "reading the keys Kafka holds",
+                    source,
+                })??
                 .into_iter()
                 .collect();
                 keys.sort();
@@ -594,110 +578,4 @@ impl Incremental {
             rows: 0,
         }))
     }
-}
-
-/// The SQL that tells, for each (partition, key) of `present`, whether a row's key sorts
-/// at or below it (PostgreSQL's own ordering, the one the snapshot was read in).
-fn present_flags(
-    relation: &RelationInfo,
-    key: &[usize],
-    present: &[(i32, Vec<String>)],
-) -> Option<String> {
-    if present.is_empty() {
-        return None;
-    }
-    let columns = key
-        .iter()
-        .map(|&i| crate::postgres::quote_ident(&relation.columns[i].name))
-        .collect::<Vec<_>>()
-        .join(", ");
-    let tests = present
-        .iter()
-        .map(|(_, values)| {
-            let literals = values
-                .iter()
-                .map(|v| crate::postgres::quote_literal(v))
-                .collect::<Vec<_>>()
-                .join(", ");
-            format!("(({columns}) <= ({literals}))")
-        })
-        .collect::<Vec<_>>()
-        .join(", ");
-    Some(format!("ARRAY[{tests}]"))
-}
-
-/// A PostgreSQL boolean array's text (`{t,f,NULL}`); NULL counts as false.
-fn parse_bool_array(text: &str) -> Vec<bool> {
-    text.trim_matches(|c| c == '{' || c == '}')
-        .split(',')
-        .map(|v| v.trim() == "t")
-        .collect()
-}
-
-/// The key of `row` (columns named `names`) as a comparable string; `None` when a key
-/// column is missing or unchanged-TOAST.
-fn key_of(relation: &RelationInfo, row: &[Value], names: &[String]) -> Option<String> {
-    let mut out = String::new();
-    for name in names {
-        let i = relation.columns.iter().position(|c| &c.name == name)?;
-        let value = row.get(i)?;
-        if matches!(value, Value::UnchangedToast) {
-            return None;
-        }
-        out.push_str(&format!("{value:?}\u{1f}"));
-    }
-    Some(out)
-}
-
-/// PostgreSQL's commit order and visibility order differ: a transaction whose commit
-/// record precedes the low watermark in the WAL can stay invisible for a moment (until its
-/// WAL is flushed and it leaves the proc array). The chunk must see every such
-/// transaction, or a change streamed before the window opens would be followed by an
-/// older chunk row. So the read waits until the transactions running when the watermark
-/// committed have ended — at most 5 s: one still running then commits after the
-/// watermark, where the window catches its changes.
-async fn wait_for_commits_in_flight(client: &Client) -> Result<(), PipelineError> {
-    let running: Vec<i64> = client
-        .query_one(
-            "SELECT coalesce(array_agg(x::text::bigint), '{}') FROM txid_snapshot_xip(txid_current_snapshot()) x",
-            &[],
-        )
-        .await
-        .map_err(setup_err)?
-        .get(0);
-    if running.is_empty() {
-        return Ok(());
-    }
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
-    while std::time::Instant::now() < deadline {
-        let still: i64 = client
-            .query_one(
-                "SELECT count(*) FROM unnest($1::bigint[]) x WHERE txid_status(x) = 'in progress'",
-                &[&running],
-            )
-            .await
-            .map_err(setup_err)?
-            .get(0);
-        if still == 0 {
-            return Ok(());
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(2)).await;
-    }
-    Ok(())
-}
-
-async fn insert_signal(client: &Client, id: &str, kind: &str) -> Result<(), PipelineError> {
-    client
-        .execute(
-            "INSERT INTO walcast.signal (id, type, data) VALUES ($1, $2, NULL)",
-            &[&id, &kind],
-        )
-        .await
-        .map(|_| ())
-        .map_err(|e| {
-            setup_err(format!(
-                "cannot write a watermark into walcast.signal ({}); grant INSERT on it (walcast setup does)",
-                e.as_db_error().map_or_else(|| e.to_string(), |d| d.message().to_owned())
-            ))
-        })
 }

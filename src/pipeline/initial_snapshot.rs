@@ -199,8 +199,21 @@ pub async fn prepare(
             }
         }
     }
+    create_slot(connector, &client, state_of_slot, recorded, wants_snapshot).await
+}
+
+/// Creates the slot (replacing an invalidated one), with an exported snapshot when one
+/// is to be taken, and records the snapshot as begun.
+async fn create_slot(
+    connector: &Connector,
+    client: &Client,
+    state_of_slot: SlotState,
+    recorded: Option<Lsn>,
+    wants_snapshot: bool,
+) -> Result<Prepared, PipelineError> {
+    let slot = &connector.source.slot;
     if state_of_slot == SlotState::Lost {
-        drop_slot(&client, slot, "replace the invalidated slot").await?;
+        drop_slot(client, slot, "replace the invalidated slot").await?;
     }
     let mut exporter = ReplicationConnection::connect(&connector.source)
         .await

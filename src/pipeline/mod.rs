@@ -182,16 +182,7 @@ async fn run_started<S: RecordSink>(
         let connector = connector.clone();
         tokio::spawn(async move { heartbeat(connector, query).await })
     });
-    // Snapshots whose rows are all acknowledged are recorded complete, one at a time.
-    let (snapshot_done, mut done_rx) = mpsc::unbounded_channel::<()>();
-    let marker_task = {
-        let connector = connector.clone();
-        tokio::spawn(async move {
-            while done_rx.recv().await.is_some() {
-                initial_snapshot::mark_completed(connector.clone()).await;
-            }
-        })
-    };
+    let (snapshot_done, marker_task) = spawn_snapshot_marker(&connector);
 
     let out = Outputs {
         flushed,
@@ -221,6 +212,21 @@ async fn run_started<S: RecordSink>(
     }
     result?;
     source_result
+}
+
+/// Records snapshots complete as the loop reports them (every row acknowledged), one at
+/// a time; ends when the loop's sender is dropped.
+fn spawn_snapshot_marker(
+    connector: &Arc<Connector>,
+) -> (mpsc::UnboundedSender<()>, tokio::task::JoinHandle<()>) {
+    let (snapshot_done, mut done_rx) = mpsc::unbounded_channel::<()>();
+    let connector = connector.clone();
+    let task = tokio::spawn(async move {
+        while done_rx.recv().await.is_some() {
+            initial_snapshot::mark_completed(connector.clone()).await;
+        }
+    });
+    (snapshot_done, task)
 }
 
 /// The slot, an initial snapshot to take (its plan) or to finish, and the incremental

@@ -24,9 +24,26 @@ pub struct CheckpointRecord {
     pub flush_lsn: Lsn,
     /// When it was written (milliseconds since the epoch).
     pub ts_ms: u64,
-    /// The incremental snapshot's progress, when one runs.
+    /// The incremental snapshot's progress, once one ran.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub incremental_snapshot: Option<serde_json::Value>,
+    pub incremental_snapshot: Option<IncrementalProgress>,
+}
+
+/// How far the incremental snapshot got, as far as Kafka holds its rows: a restarted
+/// connector continues from here.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IncrementalProgress {
+    /// The table being read, and the text of the last key Kafka holds from it.
+    #[serde(default)]
+    pub table: Option<String>,
+    #[serde(default)]
+    pub last_key: Option<Vec<String>>,
+    /// Tables queued after it.
+    #[serde(default)]
+    pub tables: Vec<String>,
+    /// Paused by a `pause-snapshot` signal.
+    #[serde(default)]
+    pub paused: bool,
 }
 
 impl CheckpointRecord {
@@ -36,7 +53,7 @@ impl CheckpointRecord {
         slot: &str,
         source: &str,
         checkpoint: &Checkpoint,
-        incremental_snapshot: serde_json::Value,
+        incremental_snapshot: Option<IncrementalProgress>,
     ) -> Self {
         Self {
             connector: connector.to_owned(),
@@ -47,7 +64,7 @@ impl CheckpointRecord {
             ts_ms: std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
                 .map_or(0, |d| d.as_millis() as u64),
-            incremental_snapshot: Some(incremental_snapshot).filter(|v| !v.is_null()),
+            incremental_snapshot,
         }
     }
 }
@@ -93,7 +110,12 @@ mod tests {
             "walcast_shop",
             "shop@7301",
             &checkpoint,
-            serde_json::json!({"table": "public.orders"}),
+            Some(IncrementalProgress {
+                table: Some("public.orders".into()),
+                last_key: Some(vec!["42".into()]),
+                tables: vec!["public.items".into()],
+                paused: false,
+            }),
         );
         let text = serde_json::to_string(&record).unwrap();
         let json: serde_json::Value = serde_json::from_str(&text).unwrap();
@@ -108,13 +130,7 @@ mod tests {
 
     #[test]
     fn no_incremental_snapshot_writes_no_field() {
-        let record = CheckpointRecord::new(
-            "shop",
-            "s",
-            "shop@1",
-            &Checkpoint::default(),
-            serde_json::Value::Null,
-        );
+        let record = CheckpointRecord::new("shop", "s", "shop@1", &Checkpoint::default(), None);
         let json = serde_json::to_value(&record).unwrap();
         assert!(json.get("incremental_snapshot").is_none());
     }
@@ -123,5 +139,25 @@ mod tests {
     fn a_malformed_position_is_an_error_not_a_zero() {
         let text = r#"{"connector":"a","slot":"s","source":"a@1","position":"garbage","flush_lsn":"0/1","ts_ms":0}"#;
         assert!(serde_json::from_str::<CheckpointRecord>(text).is_err());
+    }
+
+    #[test]
+    fn progress_written_by_earlier_versions_reads_back() {
+        // json!-built records: the same keys, `tables` empty when nothing runs.
+        let text = r#"{"connector":"a","slot":"s","source":"a@1","position":"0/1#0","flush_lsn":"0/2","ts_ms":0,
+            "incremental_snapshot":{"table":"public.t","last_key":["7","x"],"tables":[],"paused":true}}"#;
+        let record: CheckpointRecord = serde_json::from_str(text).unwrap();
+        let progress = record.incremental_snapshot.unwrap();
+        assert_eq!(progress.table.as_deref(), Some("public.t"));
+        assert_eq!(
+            progress.last_key,
+            Some(vec!["7".to_owned(), "x".to_owned()])
+        );
+        assert!(progress.paused);
+        let idle = r#"{"tables":[]}"#;
+        assert_eq!(
+            serde_json::from_str::<IncrementalProgress>(idle).unwrap(),
+            IncrementalProgress::default()
+        );
     }
 }

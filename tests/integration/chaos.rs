@@ -23,8 +23,8 @@ use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::{Headers, Message};
 use walcast::checkpoint::Position;
 
+use crate::common::{field, int, text};
 use crate::common::{stack, start_registry, Stack, TestDb};
-use crate::pipeline::{field, int, text};
 
 /// The captured tables (`public.<name>`, topic `<db>.public.<name>`).
 const TABLES: [&str; 4] = ["orders", "items", "logs", "big"];
@@ -41,7 +41,7 @@ const COPY_ROWS: u64 = 20_000;
 const COPY_BASE: u64 = 100_000_000;
 
 /// Starts `walcast run <file>` with `env` added, its stderr appended to `log`. Unlike
-/// [`crate::pipeline::start_walcast`], a `WALCAST_FAILPOINT` of the test's own
+/// [`crate::common::start_walcast`], a `WALCAST_FAILPOINT` of the test's own
 /// environment is never passed on.
 pub(crate) fn start_walcast_with_env(file: &Path, log: &Path, env: &[(&str, &str)]) -> Child {
     let log = std::fs::OpenOptions::new()

@@ -9,8 +9,8 @@ use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{BaseRecord, Producer, ThreadedProducer};
 
+use crate::common::{consume_records, start_streaming};
 use crate::common::{stack, start_registry, stop_with_sigterm, TestDb};
-use crate::pipeline::{consume_records, start_streaming};
 
 /// Produces one record with `headers` to every partition of `topic`, or one placed by
 /// its key as the Java client would. Without a key and value (a null record) the test's
@@ -114,7 +114,7 @@ async fn forged_position_headers_do_not_hide_events() {
     );
 
     let log = db.dir.path().join("walcast.log");
-    let mut walcast = crate::pipeline::start_walcast(&file, &log);
+    let mut walcast = crate::common::start_walcast(&file, &log);
     db.wait_for_slot(&format!("walcast_{name}"), true);
     db.psql("INSERT INTO items VALUES (6, 'after')");
     let records =

@@ -5,8 +5,8 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
+use crate::common::{consume_records, start_streaming};
 use crate::common::{stack, start_registry, stop_with_sigterm, TestDb};
-use crate::pipeline::{consume_records, start_streaming};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_incremental_snapshot_during_writes_replays_to_the_table() {
@@ -118,7 +118,7 @@ async fn incremental_scenario(name: &str, rows: i64, chunk: usize, kill: bool) {
                 .contains("incremental snapshot of the table complete"),
             "the snapshot finished before the kill; make the table larger"
         );
-        walcast = crate::pipeline::start_walcast(&file, &log);
+        walcast = crate::common::start_walcast(&file, &log);
     }
     writer.join().unwrap();
 
@@ -226,7 +226,7 @@ async fn an_initial_snapshot_killed_five_times_resumes_without_repeats() {
         Some(0)
     );
     let log = db.dir.path().join("walcast.log");
-    let mut walcast = crate::pipeline::start_walcast(&file, &log);
+    let mut walcast = crate::common::start_walcast(&file, &log);
 
     // Writes throughout: version bumps, deletes and inserts of new keys.
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
@@ -293,7 +293,7 @@ async fn an_initial_snapshot_killed_five_times_resumes_without_repeats() {
             .args(["-9", &walcast.id().to_string()])
             .status();
         let _ = walcast.wait();
-        walcast = crate::pipeline::start_walcast(&file, &log);
+        walcast = crate::common::start_walcast(&file, &log);
     }
     let deadline = Instant::now() + Duration::from_secs(240);
     while completed() != "true" {

@@ -12,9 +12,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::common::{consume, settled_oracle, start_walcast};
 use crate::common::{proxied_kafka, stack, start_registry, TestDb};
 use crate::outages::{first_difference, run_script, stop, Guard, StopOnDrop};
-use crate::pipeline::{consume, settled_oracle, start_walcast};
 
 /// Transactions `from..to` on public.orders: each inserts a row and updates it, every
 /// third also deletes it; after every tenth, one transaction changes many rows at once

@@ -6,26 +6,18 @@
 //! credential stops the connector with one error line, before it creates its slot or
 //! without moving its checkpoint.
 
-use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::{Child, Command, ExitStatus};
 use std::time::{Duration, Instant};
 
-use rdkafka::config::ClientConfig;
-use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::Message;
-
+use crate::common::{consume_changes, settled_oracle, Change};
 use crate::common::{secured_kafka, stack, start_registry, stop_with_sigterm, KafkaAuth, TestDb};
-use crate::pipeline::{field, int, settled_oracle, text};
 
 /// The environment variable the connector file takes the SASL password from.
 const PASSWORD_VAR: &str = "WALCAST_TEST_KAFKA_PW";
 
 /// The environment variable the connector file takes the client key's password from.
 const KEY_PASSWORD_VAR: &str = "WALCAST_TEST_KAFKA_KEY_PW";
-
-/// (op, id, status) of one change of public.orders.
-type Change = (String, i64, Option<String>);
 
 /// The environment variable that holds `auth`'s secret.
 fn secret_var(auth: &KafkaAuth) -> &'static str {
@@ -91,77 +83,16 @@ fn setup(file: &Path, auth: &KafkaAuth) {
 }
 
 /// Reads `topic` from the start through the listener of `auth` until `expected`
-/// changes arrived and nothing more came for a moment (bounded); decodes them with the
-/// registry's schemas. Returns the changes and the number of tombstones.
+/// changes arrived: the changes and the number of tombstones.
 async fn consume(
     auth: &KafkaAuth,
     topic: &str,
     registry: &str,
     expected: usize,
 ) -> (Vec<Change>, usize) {
-    let mut config = ClientConfig::new();
-    for (k, v) in auth.client_config(&auth.secret) {
-        config.set(k, v);
-    }
-    let consumer: BaseConsumer = config
-        .set("group.id", format!("check-{topic}"))
-        .set("auto.offset.reset", "earliest")
-        .set("enable.auto.commit", "false")
-        .create()
-        .unwrap();
-    consumer.subscribe(&[topic]).unwrap();
-    let http = reqwest::Client::new();
-    let mut schemas: BTreeMap<u32, apache_avro::Schema> = BTreeMap::new();
-    let mut changes = Vec::new();
-    let mut tombstones = 0;
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let mut quiet_since = Instant::now();
-    while Instant::now() < deadline {
-        match consumer.poll(Duration::from_millis(200)) {
-            Some(Ok(m)) => {
-                quiet_since = Instant::now();
-                let Some(payload) = m.payload() else {
-                    tombstones += 1;
-                    continue;
-                };
-                assert_eq!(payload[0], 0, "Confluent magic byte");
-                let id = u32::from_be_bytes([payload[1], payload[2], payload[3], payload[4]]);
-                if let std::collections::btree_map::Entry::Vacant(slot) = schemas.entry(id) {
-                    let body: serde_json::Value = serde_json::from_str(
-                        &http
-                            .get(format!("{registry}/schemas/ids/{id}"))
-                            .send()
-                            .await
-                            .unwrap()
-                            .text()
-                            .await
-                            .unwrap(),
-                    )
-                    .unwrap();
-                    slot.insert(
-                        apache_avro::Schema::parse_str(body["schema"].as_str().unwrap()).unwrap(),
-                    );
-                }
-                let value = apache_avro::from_avro_datum(&schemas[&id], &mut &payload[5..], None)
-                    .expect("decodes with the registered schema");
-                let op = text(field(&value, "op")).unwrap();
-                let row = field(&value, if op == "d" { "before" } else { "after" }).unwrap();
-                // Deletes: only the key is compared (the old row holds only the key).
-                let status = if op == "d" {
-                    None
-                } else {
-                    text(field(row, "status"))
-                };
-                changes.push((op, int(field(row, "id")).unwrap(), status));
-            }
-            Some(Err(e)) => panic!("consume with {}: {e}", auth.mechanism),
-            None if changes.len() >= expected && quiet_since.elapsed() > Duration::from_secs(2) => {
-                break
-            }
-            None => {}
-        }
-    }
-    (changes, tombstones)
+    let config = auth.client_config(&auth.secret);
+    let client: Vec<(&str, &str)> = config.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    consume_changes(&client, topic, registry, expected).await
 }
 
 /// A few transactions of inserts, updates (one in a multi-row statement) and deletes.

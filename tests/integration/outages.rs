@@ -14,8 +14,8 @@ use std::time::{Duration, Instant};
 use walcast::registry::RegistryServer;
 
 use crate::common::proxy::Proxy;
+use crate::common::{consume, settled_oracle, start_walcast};
 use crate::common::{log_excerpt, stack, start_registry, Stack, TestDb};
-use crate::pipeline::{consume, settled_oracle, start_walcast};
 
 /// Transactions `from..to` on public.orders: insert, update, and every third one a delete.
 fn workload(from: i32, to: i32) -> String {

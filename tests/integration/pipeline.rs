@@ -4,181 +4,17 @@
 //! a kill -9 in the middle of the stream.
 
 use std::collections::BTreeMap;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use apache_avro::types::Value as Avro;
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::Message;
 
-use crate::common::{stack, start_registry, stop_with_sigterm, TestDb};
-
-pub(crate) fn start_walcast(file: &std::path::Path, log: &std::path::Path) -> Child {
-    let log = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(log)
-        .unwrap();
-    Command::new(env!("CARGO_BIN_EXE_walcast"))
-        .args(["--log-format", "json", "run", file.to_str().unwrap()])
-        .stdout(Stdio::null())
-        .stderr(log)
-        .spawn()
-        .expect("start walcast")
-}
-
-/// (op, id, status) of each change of public.orders, per the oracle slot.
-pub(crate) fn oracle(db: &TestDb, slot: &str) -> Vec<(String, i64, Option<String>)> {
-    // The test cluster runs with synchronous_commit = off: a synchronous commit flushes
-    // the WAL of every earlier one, so decoding (which stops at the flush point) sees all.
-    db.psql("BEGIN; SET LOCAL synchronous_commit = on; SELECT txid_current(); COMMIT");
-    let out = db.psql(&format!("SELECT data FROM pg_logical_slot_peek_changes('{slot}', NULL, NULL) WHERE data LIKE 'table public.orders:%'"));
-    out.lines()
-        .map(|line| {
-            let op = if line.contains(": INSERT:") {
-                "c"
-            } else if line.contains(": UPDATE:") {
-                "u"
-            } else {
-                "d"
-            };
-            let id = line
-                .split("id[integer]:")
-                .nth(1)
-                .and_then(|r| r.split(' ').next())
-                .and_then(|v| v.parse().ok())
-                .unwrap();
-            // A delete's old row holds only the key (REPLICA IDENTITY DEFAULT).
-            let status = if op == "d" {
-                None
-            } else {
-                line.split("status[text]:'")
-                    .nth(1)
-                    .and_then(|r| r.split('\'').next())
-                    .map(str::to_owned)
-            };
-            (op.to_owned(), id, status)
-        })
-        .collect()
-}
-
-/// The oracle, read until it stops growing (decoding trails the commits a little).
-pub(crate) fn settled_oracle(db: &TestDb, slot: &str) -> Vec<(String, i64, Option<String>)> {
-    let mut expected = oracle(db, slot);
-    for _ in 0..40 {
-        std::thread::sleep(Duration::from_millis(500));
-        let again = oracle(db, slot);
-        // Stable and not empty: decoding can trail the commits on a busy machine.
-        if again.len() == expected.len() && !again.is_empty() {
-            break;
-        }
-        expected = again;
-    }
-    expected
-}
-
-pub(crate) fn field<'a>(record: &'a Avro, name: &str) -> Option<&'a Avro> {
-    match record {
-        Avro::Record(fields) => fields.iter().find(|(n, _)| n == name).map(|(_, v)| v),
-        Avro::Union(_, inner) => field(inner, name),
-        _ => None,
-    }
-}
-
-pub(crate) fn text(v: Option<&Avro>) -> Option<String> {
-    match v? {
-        Avro::String(s) => Some(s.clone()),
-        Avro::Union(_, inner) => text(Some(inner)),
-        _ => None,
-    }
-}
-
-pub(crate) fn int(v: Option<&Avro>) -> Option<i64> {
-    match v? {
-        Avro::Int(i) => Some(i64::from(*i)),
-        Avro::Long(i) => Some(*i),
-        Avro::Union(_, inner) => int(Some(inner)),
-        _ => None,
-    }
-}
-
-/// Reads the topic from the start until `expected` change records (not tombstones)
-/// arrived and nothing more came for a moment; decodes them with the registry's schemas.
-pub(crate) async fn consume(
-    bootstrap: &str,
-    topic: &str,
-    registry: &str,
-    expected: usize,
-) -> (Vec<(String, i64, Option<String>)>, usize) {
-    let consumer: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", bootstrap)
-        .set("group.id", format!("check-{topic}"))
-        .set("isolation.level", "read_committed")
-        .set("auto.offset.reset", "earliest")
-        .set("enable.auto.commit", "false")
-        .create()
-        .unwrap();
-    consumer.subscribe(&[topic]).unwrap();
-    let http = reqwest::Client::new();
-    let mut schemas: BTreeMap<u32, apache_avro::Schema> = BTreeMap::new();
-    let mut changes = Vec::new();
-    let mut tombstones = 0;
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let mut quiet_since = Instant::now();
-    while Instant::now() < deadline {
-        match consumer.poll(Duration::from_millis(200)) {
-            Some(Ok(m)) => {
-                quiet_since = Instant::now();
-                let Some(payload) = m.payload() else {
-                    tombstones += 1;
-                    continue;
-                };
-                assert_eq!(payload[0], 0, "Confluent magic byte");
-                let id = u32::from_be_bytes([payload[1], payload[2], payload[3], payload[4]]);
-                if let std::collections::btree_map::Entry::Vacant(slot) = schemas.entry(id) {
-                    let body: serde_json::Value = serde_json::from_str(
-                        &http
-                            .get(format!("{registry}/schemas/ids/{id}"))
-                            .send()
-                            .await
-                            .unwrap()
-                            .text()
-                            .await
-                            .unwrap(),
-                    )
-                    .unwrap();
-                    slot.insert(
-                        apache_avro::Schema::parse_str(body["schema"].as_str().unwrap()).unwrap(),
-                    );
-                }
-                let value = apache_avro::from_avro_datum(&schemas[&id], &mut &payload[5..], None)
-                    .expect("decodes with the registered schema");
-                let op = text(field(&value, "op")).unwrap();
-                let row = if op == "d" {
-                    field(&value, "before")
-                } else {
-                    field(&value, "after")
-                }
-                .unwrap();
-                // Deletes: Debezium fills the key-only old row's NOT NULL columns with
-                // their defaults, so only the key is compared.
-                let status = if op == "d" {
-                    None
-                } else {
-                    text(field(row, "status"))
-                };
-                changes.push((op, int(field(row, "id")).unwrap(), status));
-            }
-            Some(Err(e)) => panic!("consume: {e}"),
-            None if changes.len() >= expected && quiet_since.elapsed() > Duration::from_secs(3) => {
-                break
-            }
-            None => {}
-        }
-    }
-    (changes, tombstones)
-}
+use crate::common::{
+    consume, consume_records, consume_until, log_excerpt, settled_oracle, stack, start_registry,
+    start_streaming, start_walcast, stop_with_sigterm, Consumed, OrdersScenario, TestDb,
+};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn changes_reach_kafka_exactly_once_across_a_kill_9() {
@@ -438,68 +274,87 @@ async fn confluents_python_client_decodes_walcast_records() {
     registry.shutdown().await.unwrap();
 }
 
+/// A fault in the middle of the stream that walcast must ride out.
+enum MidStream {
+    /// PostgreSQL restarts (fast shutdown) between two batches of writes.
+    PostgresRestart,
+    /// The broker is down while writes go on, then comes back.
+    BrokerOutage,
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_postgres_restart_mid_stream_loses_and_repeats_nothing() {
-    let kafka = stack();
-    let pg = crate::common::restartable_postgres();
+    mid_stream(MidStream::PostgresRestart).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_broker_outage_mid_stream_loses_and_repeats_nothing() {
+    mid_stream(MidStream::BrokerOutage).await;
+}
+
+/// Writes before, during and after `fault`; the topic must equal the oracle.
+async fn mid_stream(fault: MidStream) {
+    let (pg, kafka) = match fault {
+        MidStream::PostgresRestart => (crate::common::restartable_postgres(), stack()),
+        MidStream::BrokerOutage => (stack(), crate::common::restartable_kafka()),
+    };
     let (_registry_dir, registry) = start_registry().await;
     let db = TestDb::new(pg);
-    db.psql("CREATE TABLE public.orders (id int PRIMARY KEY, status text NOT NULL, total numeric(10,2))");
-    let oracle_slot = format!("oracle_{}", db.name);
-    db.psql(&format!(
-        "SELECT pg_create_logical_replication_slot('{oracle_slot}', 'test_decoding')"
-    ));
-    let file = db.connector("restart", "", "[tables.\"public.orders\"]");
-    let text_file = std::fs::read_to_string(&file)
-        .unwrap()
-        .replace("http://127.0.0.1:8081", &registry.url())
-        .replace(
-            "bootstrap_servers = \"127.0.0.1:9\"",
-            &format!("bootstrap_servers = \"{}\"", kafka.kafka_bootstrap()),
-        );
-    std::fs::write(&file, text_file).unwrap();
-    assert_eq!(
-        crate::common::walcast(&["setup", file.to_str().unwrap()], &[]).code,
-        Some(0)
-    );
-    let log = db.dir.path().join("walcast.log");
-    let mut walcast = start_walcast(&file, &log);
-    db.wait_for_slot("walcast_restart", true);
-    for i in 1..=100 {
-        db.psql(&format!("INSERT INTO orders VALUES ({i}, 'new', {i}); UPDATE orders SET status = 'paid' WHERE id = {i}"));
-    }
-    pg.restart_postgres();
-    for i in 101..=200 {
-        db.psql(&format!(
-            "INSERT INTO orders VALUES ({i}, 'new', {i}); DELETE FROM orders WHERE id = {}",
-            i - 100
-        ));
-    }
-    let expected = settled_oracle(&db, &oracle_slot);
-    let topic = format!("{}.public.orders", db.name);
-    let (got, _) = consume(
-        kafka.kafka_bootstrap(),
-        &topic,
-        &registry.url(),
-        expected.len(),
-    )
-    .await;
-    let stopped = stop_with_sigterm(&mut walcast);
-    let logs = std::fs::read_to_string(&log).unwrap_or_default();
-    assert_eq!(expected.len(), 400);
-    assert_eq!(got, expected, "exactly once across the restart\n{logs}");
-    assert!(
-        logs.contains("reconnecting from the slot's confirmed position"),
-        "the restart was noticed\n{logs}"
-    );
-    assert!(stopped.success(), "{logs}");
-    // The final checkpoint is recorded in the compacted offsets topic.
-    let checkpoint = last_checkpoint(kafka.kafka_bootstrap(), "restart")
+    let name = match fault {
+        MidStream::PostgresRestart => "restart",
+        MidStream::BrokerOutage => "outage",
+    };
+    let scenario = OrdersScenario::new(&db, name, kafka.kafka_bootstrap(), &registry.url());
+    let mut walcast = scenario.start(&db);
+    let logs = match fault {
+        MidStream::PostgresRestart => {
+            for i in 1..=100 {
+                db.psql(&format!("INSERT INTO orders VALUES ({i}, 'new', {i}); UPDATE orders SET status = 'paid' WHERE id = {i}"));
+            }
+            pg.restart_postgres();
+            for i in 101..=200 {
+                db.psql(&format!(
+                    "INSERT INTO orders VALUES ({i}, 'new', {i}); DELETE FROM orders WHERE id = {}",
+                    i - 100
+                ));
+            }
+            let logs = scenario
+                .assert_exactly_once(&db, &mut walcast, 400, "the restart")
+                .await;
+            assert!(
+                logs.contains("reconnecting from the slot's confirmed position"),
+                "the restart was noticed\n{}",
+                log_excerpt(&scenario.log)
+            );
+            logs
+        }
+        MidStream::BrokerOutage => {
+            for i in 1..=50 {
+                db.psql(&format!("INSERT INTO orders VALUES ({i}, 'new', {i})"));
+            }
+            kafka.stop_services();
+            for i in 51..=100 {
+                db.psql(&format!("INSERT INTO orders VALUES ({i}, 'new', {i}); UPDATE orders SET status = 'paid' WHERE id = {}", i - 50));
+            }
+            std::thread::sleep(Duration::from_secs(2));
+            assert!(
+                walcast.try_wait().unwrap().is_none(),
+                "walcast waits for the broker instead of exiting"
+            );
+            kafka.start_services("kafka");
+            scenario
+                .assert_exactly_once(&db, &mut walcast, 150, "the broker outage")
+                .await
+        }
+    };
+    // The final checkpoint is recorded in the compacted offsets topic, and matches the
+    // slot's confirmed position.
+    let checkpoint = last_checkpoint(kafka.kafka_bootstrap(), name)
         .expect("a checkpoint record for the connector");
-    assert_eq!(checkpoint["slot"], "walcast_restart");
-    let confirmed = db.psql(
-        "SELECT confirmed_flush_lsn FROM pg_replication_slots WHERE slot_name = 'walcast_restart'",
-    );
+    assert_eq!(checkpoint["slot"], format!("walcast_{name}"), "{logs}");
+    let confirmed = db.psql(&format!(
+        "SELECT confirmed_flush_lsn FROM pg_replication_slots WHERE slot_name = 'walcast_{name}'"
+    ));
     assert_eq!(
         checkpoint["flush_lsn"].as_str(),
         Some(confirmed.as_str()),
@@ -544,136 +399,33 @@ fn last_checkpoint(bootstrap: &str, connector: &str) -> Option<serde_json::Value
     found
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_broker_outage_mid_stream_loses_and_repeats_nothing() {
-    let pg = stack();
-    let kafka = crate::common::restartable_kafka();
-    let (_registry_dir, registry) = start_registry().await;
-    let db = TestDb::new(pg);
-    db.psql("CREATE TABLE public.orders (id int PRIMARY KEY, status text NOT NULL, total numeric(10,2))");
-    let oracle_slot = format!("oracle_{}", db.name);
-    db.psql(&format!(
-        "SELECT pg_create_logical_replication_slot('{oracle_slot}', 'test_decoding')"
-    ));
-    let file = db.connector("outage", "", "[tables.\"public.orders\"]");
-    let text_file = std::fs::read_to_string(&file)
-        .unwrap()
-        .replace("http://127.0.0.1:8081", &registry.url())
-        .replace(
-            &format!("bootstrap_servers = \"{}\"", pg.kafka_bootstrap()),
-            &format!("bootstrap_servers = \"{}\"", kafka.kafka_bootstrap()),
-        );
-    std::fs::write(&file, text_file).unwrap();
-    assert_eq!(
-        crate::common::walcast(&["setup", file.to_str().unwrap()], &[]).code,
-        Some(0)
-    );
-    let log = db.dir.path().join("walcast.log");
-    let mut walcast = start_walcast(&file, &log);
-    db.wait_for_slot("walcast_outage", true);
-    for i in 1..=50 {
-        db.psql(&format!("INSERT INTO orders VALUES ({i}, 'new', {i})"));
-    }
-    kafka.stop_services();
-    for i in 51..=100 {
-        db.psql(&format!("INSERT INTO orders VALUES ({i}, 'new', {i}); UPDATE orders SET status = 'paid' WHERE id = {}", i - 50));
-    }
-    std::thread::sleep(Duration::from_secs(2));
-    assert!(
-        walcast.try_wait().unwrap().is_none(),
-        "walcast waits for the broker instead of exiting"
-    );
-    kafka.start_services("kafka");
-    let expected = settled_oracle(&db, &oracle_slot);
-    let topic = format!("{}.public.orders", db.name);
-    let (got, _) = consume(
-        kafka.kafka_bootstrap(),
-        &topic,
-        &registry.url(),
-        expected.len(),
-    )
-    .await;
-    let stopped = stop_with_sigterm(&mut walcast);
-    let logs = std::fs::read_to_string(&log).unwrap_or_default();
-    assert_eq!(expected.len(), 150);
-    assert_eq!(
-        got, expected,
-        "exactly once across the broker outage\n{logs}"
-    );
-    assert!(stopped.success(), "{logs}");
-    registry.shutdown().await.unwrap();
-}
-
-/// Reads every record of `topic` (tombstones included) as (op, id, status, snapshot marker).
+/// Reads every change record of `topic` as (op, id, status, snapshot marker).
 async fn consume_all(
     bootstrap: &str,
     topic: &str,
     registry: &str,
     at_least: usize,
 ) -> Vec<(String, i64, Option<String>, Option<String>)> {
-    let consumer: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", bootstrap)
-        .set("group.id", format!("all-{topic}"))
-        .set("auto.offset.reset", "earliest")
-        .set("enable.auto.commit", "false")
-        .create()
-        .unwrap();
-    consumer.subscribe(&[topic]).unwrap();
-    let http = reqwest::Client::new();
-    let mut schemas: BTreeMap<u32, apache_avro::Schema> = BTreeMap::new();
-    let mut out = Vec::new();
-    let deadline = Instant::now() + Duration::from_secs(90);
-    let mut quiet_since = Instant::now();
-    while Instant::now() < deadline {
-        match consumer.poll(Duration::from_millis(200)) {
-            Some(Ok(m)) => {
-                quiet_since = Instant::now();
-                let Some(payload) = m.payload() else { continue };
-                let id = u32::from_be_bytes([payload[1], payload[2], payload[3], payload[4]]);
-                if let std::collections::btree_map::Entry::Vacant(slot) = schemas.entry(id) {
-                    let body: serde_json::Value = serde_json::from_str(
-                        &http
-                            .get(format!("{registry}/schemas/ids/{id}"))
-                            .send()
-                            .await
-                            .unwrap()
-                            .text()
-                            .await
-                            .unwrap(),
-                    )
-                    .unwrap();
-                    slot.insert(
-                        apache_avro::Schema::parse_str(body["schema"].as_str().unwrap()).unwrap(),
-                    );
-                }
-                let value =
-                    apache_avro::from_avro_datum(&schemas[&id], &mut &payload[5..], None).unwrap();
-                let op = text(field(&value, "op")).unwrap();
-                let row = if op == "d" {
-                    field(&value, "before")
-                } else {
-                    field(&value, "after")
-                }
-                .unwrap();
-                let marker = field(&value, "source").and_then(|s| text(field(s, "snapshot")));
-                out.push((
-                    op,
-                    int(field(row, "id")).unwrap(),
-                    text(field(row, "status")),
-                    marker,
-                ));
-            }
-            Some(Err(e))
-                if e.rdkafka_error_code()
-                    == Some(rdkafka::types::RDKafkaErrorCode::UnknownTopicOrPartition) => {}
-            Some(Err(e)) => panic!("consume: {e}"),
-            None if out.len() >= at_least && quiet_since.elapsed() > Duration::from_secs(3) => {
-                break
-            }
-            None => {}
-        }
-    }
-    out
+    let client = [("bootstrap.servers", bootstrap)];
+    let records = consume_until(
+        &client,
+        topic,
+        Some(registry),
+        Duration::from_secs(90),
+        |r| r.iter().filter(|c| c.value.is_some()).count() >= at_least,
+    )
+    .await;
+    records
+        .iter()
+        .filter_map(|c| {
+            let (op, id, _) = c.change()?;
+            let value = c.value.as_ref()?;
+            let row = &value[if op == "d" { "before" } else { "after" }];
+            let status = row["status"].as_str().map(str::to_owned);
+            let marker = value["source"]["snapshot"].as_str().map(str::to_owned);
+            Some((op, id, status, marker))
+        })
+        .collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -754,147 +506,6 @@ async fn the_initial_snapshot_and_the_stream_add_up_to_the_table() {
         "t"
     );
     registry.shutdown().await.unwrap();
-}
-
-/// One consumed record: key and value decoded (Avro through the registry, or as JSON
-/// text), and its headers as text.
-#[derive(Debug)]
-pub(crate) struct Consumed {
-    pub(crate) key: Option<serde_json::Value>,
-    pub(crate) value: Option<serde_json::Value>,
-    pub(crate) headers: BTreeMap<String, String>,
-}
-
-/// An Avro value as JSON (records as objects, unions unwrapped), for assertions.
-fn avro_json(v: &Avro) -> serde_json::Value {
-    use serde_json::Value as J;
-    match v {
-        Avro::Null => J::Null,
-        Avro::Boolean(b) => J::Bool(*b),
-        Avro::Int(i) => J::from(*i),
-        Avro::Long(i) => J::from(*i),
-        Avro::String(s) | Avro::Enum(_, s) => J::String(s.clone()),
-        Avro::Union(_, inner) => avro_json(inner),
-        Avro::Array(items) => J::Array(items.iter().map(avro_json).collect()),
-        Avro::Record(fields) => J::Object(
-            fields
-                .iter()
-                .map(|(k, v)| (k.clone(), avro_json(v)))
-                .collect(),
-        ),
-        other => J::String(format!("{other:?}")),
-    }
-}
-
-/// Every record of `topic` (all partitions) until `expected` arrived and nothing more
-/// came for a moment, in walcast's position order. `registry`: decode Avro through it;
-/// `None`: the records are JSON.
-pub(crate) async fn consume_records(
-    bootstrap: &str,
-    topic: &str,
-    registry: Option<&str>,
-    expected: usize,
-) -> Vec<Consumed> {
-    use rdkafka::message::Headers;
-    let consumer: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", bootstrap)
-        .set("group.id", format!("records-{topic}"))
-        .set("auto.offset.reset", "earliest")
-        .set("enable.auto.commit", "false")
-        .create()
-        .unwrap();
-    consumer.subscribe(&[topic]).unwrap();
-    let http = reqwest::Client::new();
-    let mut schemas: BTreeMap<u32, apache_avro::Schema> = BTreeMap::new();
-    let mut out: Vec<(walcast::checkpoint::Position, Consumed)> = Vec::new();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let mut quiet_since = Instant::now();
-    while Instant::now() < deadline {
-        let m = match consumer.poll(Duration::from_millis(200)) {
-            Some(Ok(m)) => m,
-            // Subscribed before walcast created the topic.
-            Some(Err(e))
-                if e.rdkafka_error_code()
-                    == Some(rdkafka::error::RDKafkaErrorCode::UnknownTopicOrPartition) =>
-            {
-                continue
-            }
-            Some(Err(e)) => panic!("consume {topic}: {e}"),
-            None if out.len() >= expected && quiet_since.elapsed() > Duration::from_secs(3) => {
-                break
-            }
-            None => continue,
-        };
-        quiet_since = Instant::now();
-        let key = decode_record(m.key(), registry, &http, &mut schemas).await;
-        let value = decode_record(m.payload(), registry, &http, &mut schemas).await;
-        let headers: BTreeMap<String, String> = m
-            .headers()
-            .map(|h| {
-                h.iter()
-                    .map(|h| {
-                        (
-                            h.key.to_string(),
-                            String::from_utf8_lossy(h.value.unwrap_or_default()).into_owned(),
-                        )
-                    })
-                    .collect()
-            })
-            .unwrap_or_default();
-        let position = headers["walcast.position"].parse().unwrap();
-        out.push((
-            position,
-            Consumed {
-                key,
-                value,
-                headers,
-            },
-        ));
-    }
-    out.sort_by_key(|(p, _)| *p);
-    out.into_iter().map(|(_, c)| c).collect()
-}
-
-/// A key or value: JSON as is, or Avro decoded with the schema its id names.
-async fn decode_record(
-    bytes: Option<&[u8]>,
-    registry: Option<&str>,
-    http: &reqwest::Client,
-    schemas: &mut BTreeMap<u32, apache_avro::Schema>,
-) -> Option<serde_json::Value> {
-    let bytes = bytes?;
-    let Some(registry) = registry else {
-        return Some(serde_json::from_slice(bytes).expect("a JSON record"));
-    };
-    assert_eq!(bytes[0], 0, "Confluent magic byte");
-    let id = u32::from_be_bytes([bytes[1], bytes[2], bytes[3], bytes[4]]);
-    if let std::collections::btree_map::Entry::Vacant(slot) = schemas.entry(id) {
-        let body = http
-            .get(format!("{registry}/schemas/ids/{id}"))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
-        let body: serde_json::Value = serde_json::from_str(&body).unwrap();
-        slot.insert(apache_avro::Schema::parse_str(body["schema"].as_str().unwrap()).unwrap());
-    }
-    let v = apache_avro::from_avro_datum(&schemas[&id], &mut &bytes[5..], None)
-        .expect("decodes with the registered schema");
-    Some(avro_json(&v))
-}
-
-/// Starts walcast on `file` and waits until its slot streams.
-pub(crate) fn start_streaming(db: &TestDb, file: &std::path::Path, name: &str) -> Child {
-    assert_eq!(
-        crate::common::walcast(&["setup", file.to_str().unwrap()], &[]).code,
-        Some(0)
-    );
-    let log = db.dir.path().join("walcast.log");
-    let walcast = start_walcast(file, &log);
-    db.wait_for_slot(&format!("walcast_{name}"), true);
-    walcast
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -5,8 +5,8 @@
 
 use std::time::{Duration, Instant};
 
+use crate::common::{consume_records, start_walcast};
 use crate::common::{stack, start_registry, stop_with_sigterm, TestDb};
-use crate::pipeline::{consume_records, start_walcast};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tables_added_to_or_dropped_from_the_publication_mid_stream() {

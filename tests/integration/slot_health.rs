@@ -10,8 +10,8 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use crate::common::start_walcast;
 use crate::common::{slot_health_postgres, stack, start_registry, TestDb};
-use crate::pipeline::start_walcast;
 
 /// The value of the first sample of `metric` whose line starts with `prefix`.
 fn sample(body: &str, prefix: &str) -> Option<f64> {
@@ -76,7 +76,7 @@ async fn slot_health_is_exported_warned_about_and_a_lost_slot_stops_the_connecto
             &format!("[metrics]\nlisten = \"127.0.0.1:{port}\""),
         );
     std::fs::write(&file, text).unwrap();
-    let mut walcast = crate::pipeline::start_streaming(&db, &file, name);
+    let mut walcast = crate::common::start_streaming(&db, &file, name);
     let log = db.dir.path().join("walcast.log");
     let slot = format!("walcast_{name}");
     db.psql("INSERT INTO big VALUES (1, 'x')");

@@ -18,8 +18,8 @@ use rdkafka::{Message, Offset, TopicPartitionList};
 use walcast::checkpoint::Position;
 use walcast::model::lsn::Lsn;
 
+use crate::common::{field, start_walcast, text};
 use crate::common::{stack, start_registry, stop_with_sigterm, Stack, TestDb};
-use crate::pipeline::{field, start_walcast, text};
 
 /// Separates the fields of a row (and of a composite key) in their canonical text.
 const SEP: &str = "\u{1f}";

@@ -7,8 +7,8 @@ use std::time::{Duration, Instant};
 
 use walcast::registry::RegistryServer;
 
+use crate::common::{consume_records, start_walcast, Consumed};
 use crate::common::{stack, TestDb};
-use crate::pipeline::{consume_records, start_walcast, Consumed};
 
 /// A table of 40 rows and a connector for it in `mode`, against a registry of its own.
 async fn prepare(name: &str, mode: &str) -> (TestDb, RegistryServer, std::path::PathBuf) {
@@ -361,7 +361,7 @@ async fn role_output_settings_change_no_snapshot_value() {
         "[tables.\"public.vals\"]",
         &registry.url(),
     );
-    let mut walcast = crate::pipeline::start_streaming(&db, &file, "rolesettings");
+    let mut walcast = crate::common::start_streaming(&db, &file, "rolesettings");
     let log = db.dir.path().join("walcast.log");
     db.psql(&format!("INSERT INTO vals VALUES (2, {row})"));
     let topic = format!("{}.public.vals", db.name);

@@ -7,8 +7,8 @@
 use std::time::{Duration, Instant};
 
 use crate::common::proxy::Proxy;
+use crate::common::{consume_records, start_streaming, start_walcast};
 use crate::common::{stack, start_registry, stop_with_sigterm, TestDb};
-use crate::pipeline::{consume_records, start_streaming, start_walcast};
 
 const ROWS: usize = 12_000;
 

@@ -1,7 +1,8 @@
 //! Tests of `json`.
 
+use super::connect_string::{java_date, MILLIS_PER_DAY};
 use super::*;
-use crate::codec::connect::field;
+use crate::codec::connect::{field, DECIMAL_NAME};
 
 #[test]
 fn big_decimals_print_as_java_does() {

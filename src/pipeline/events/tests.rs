@@ -38,7 +38,7 @@ fn masks_hash_fix_and_truncate_text_only() {
 
 // --- The stage end to end, in the JSON format (no registry, no I/O) ---
 
-use crate::model::relation::ColumnInfo;
+use crate::model::relation::{ColumnInfo, ReplicaIdentity};
 
 fn stage(events: &str) -> EventStage {
     let text = format!(

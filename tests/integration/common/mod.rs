@@ -9,7 +9,18 @@
 
 #![allow(dead_code)]
 
+mod oracle;
 pub mod proxy;
+mod scenario;
+mod topics;
+mod walcast_child;
+
+pub(crate) use oracle::settled_oracle;
+pub use scenario::OrdersScenario;
+pub(crate) use topics::{
+    consume, consume_changes, consume_records, consume_until, field, int, text, Change, Consumed,
+};
+pub(crate) use walcast_child::{start_streaming, start_walcast};
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};

@@ -1,0 +1,59 @@
+# Shared by the benchmark scripts (sourced, with `repo` set): the release binary, a
+# local stack of the benchmark's own on free ports, the dev registry, psql, and the
+# cleanup of everything they started (walcast_pid, registry_pid and recvlogical_pid
+# are killed on exit when set).
+
+# Builds walcast (release) and sets `bin`.
+bench_build() {
+    (cd "$repo" && cargo build --release --quiet --bin walcast)
+    bin=$repo/target/release/walcast
+}
+
+bench_cleanup() {
+    local pid
+    for pid in "${recvlogical_pid:-}" "${walcast_pid:-}" "${registry_pid:-}"; do
+        [ -n "$pid" ] && kill "$pid" 2>/dev/null || true
+    done
+    if [ -n "${state:-}" ]; then
+        "$repo/deploy/local/down" --state-dir "$state" --purge >/dev/null 2>&1 || true
+    fi
+}
+
+# bench_stack NAME [SERVICES]: starts the stack (default postgres,kafka) in a fresh
+# state folder, exports its settings and sets `state` and `psql`.
+bench_stack() {
+    state=$(mktemp -d "/tmp/walcast-$1-XXXXXX")
+    trap bench_cleanup EXIT
+    "$repo/deploy/local/up" --services "${2:-postgres,kafka}" --state-dir "$state" >/dev/null
+    set -a; . "$state/stack.env"; set +a
+    psql="$WALCAST_PG_BIN/psql -X -q -At -h $WALCAST_PG_HOST -p $WALCAST_PG_PORT -U postgres -d postgres"
+}
+
+# Starts the dev registry on a free port; sets `registry_port` and `registry_pid`.
+bench_registry() {
+    registry_port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+    "$bin" registry --listen "127.0.0.1:$registry_port" --data-dir "$state/registry" >"$state/registry.log" 2>&1 &
+    registry_pid=$!
+}
+
+# The [source], [kafka], [registry] and [metrics] part of a connector file for the
+# stack: bench_connector NAME PREFIX [EXTRA_SOURCE_LINES].
+bench_connector() {
+    cat <<TOML
+name = "$1"
+[source]
+host = "$WALCAST_PG_HOST"
+port = $WALCAST_PG_PORT
+dbname = "postgres"
+user = "postgres"
+sslmode = "disable"
+${3:-}
+[kafka]
+bootstrap_servers = "$WALCAST_KAFKA_BOOTSTRAP"
+topic_prefix = "$2"
+[registry]
+url = "http://127.0.0.1:$registry_port"
+[metrics]
+enabled = false
+TOML
+}

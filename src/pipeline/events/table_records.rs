@@ -1,0 +1,80 @@
+//! One change event's records on its table's topic: the record, Debezium's tombstone
+//! after a delete, and the event's place in its transaction's metadata.
+
+use super::{Encoded, EventError, TableState, TransactionTopic, TxMeta};
+use crate::codec::{ChangeEvent, SourceInfo};
+use crate::model::change::{OldRow, RowChange, RowOp};
+use crate::model::lsn::Lsn;
+use crate::model::value::Value;
+
+/// Where one change's records go: its table's topic and codecs, and the transaction
+/// metadata it counts in (when that is on).
+pub(super) struct TableRecords<'a> {
+    pub(super) state: &'a TableState,
+    pub(super) tx_topic: Option<&'a TransactionTopic>,
+    pub(super) collection: &'a str,
+    pub(super) lsn: Lsn,
+}
+
+impl TableRecords<'_> {
+    /// The change event of the projected row(s), as of `source`.
+    pub(super) fn event(
+        &self,
+        op: RowOp,
+        before: Option<Vec<Value>>,
+        after: Option<Vec<Value>>,
+        source: &SourceInfo,
+        ts_ns: i64,
+    ) -> ChangeEvent {
+        ChangeEvent::from_row_change(
+            RowChange {
+                relation: self.state.projected.clone(),
+                op,
+                old: before.map(OldRow::Full),
+                new: after,
+                lsn: self.lsn,
+            },
+            source.clone(),
+            ts_ns,
+            None,
+        )
+    }
+
+    /// Pushes one change event's record and, for a delete, its tombstone; counts the
+    /// event in the transaction's metadata first (BEGIN goes out before the first).
+    pub(super) fn push(
+        &self,
+        tx_meta: &mut TxMeta,
+        mut event: ChangeEvent,
+        tombstone: bool,
+        headers: Vec<(&'static str, Vec<u8>)>,
+        out: &mut Vec<Encoded>,
+    ) -> Result<(), EventError> {
+        let state = self.state;
+        if let Some(topic) = self.tx_topic {
+            event.transaction = Some(tx_meta.event(topic, self.collection, self.lsn, out)?);
+        }
+        let key = match event.key_row() {
+            Some(row) => state.encode_key(row)?,
+            None => None,
+        };
+        let value = state.encode_value(&event)?;
+        out.push(Encoded {
+            topic: state.topic.clone(),
+            key: key.clone(),
+            value: Some(value),
+            headers: headers.clone(),
+        });
+        if tombstone && state.tombstones && key.is_some() {
+            // Debezium's tombstone is a copy of the delete record (its headers too)
+            // without the value.
+            out.push(Encoded {
+                topic: state.topic.clone(),
+                key,
+                value: None,
+                headers,
+            });
+        }
+        Ok(())
+    }
+}
