@@ -47,6 +47,7 @@ type Result<T> = std::result::Result<T, DatumError>;
 // Schemas
 
 /// The schema JSON `JsonConverter` embeds with `schemas.enable=true`.
+#[cfg(test)]
 pub fn schema_json(schema: &ConnectSchema) -> String {
     let mut out = String::with_capacity(1024);
     write_schema(&mut out, schema, None);
@@ -494,4 +495,4 @@ mod connect_string;
 #[cfg(test)]
 mod tests;
 
-pub use connect_string::{big_decimal_string, datum_to_connect_string};
+pub(crate) use connect_string::datum_to_connect_string;

@@ -88,7 +88,7 @@ pub struct CodecOptions {
     pub binary_handling: BinaryHandling,
     pub hstore_handling: HstoreHandling,
     pub interval_handling: IntervalHandling,
-    /// `unavailable.value.placeholder` as bytes (see [`parse_placeholder`]).
+    /// `unavailable.value.placeholder` as bytes (see `parse_placeholder`).
     pub unavailable_value_placeholder: Vec<u8>,
     /// `money.fraction.digits`: the scale of money values.
     pub money_fraction_digits: u32,

@@ -2,7 +2,7 @@
 //! file:line:column errors.
 //!
 //! One file describes one connector (`connectors/<name>.toml`); a folder holds many.
-//! Parsing ([`model`]) and validation ([`validate`]) are pure, so every bad-input case
+//! Parsing (`model`) and validation (`validate`) are pure, so every bad-input case
 //! is a unit test; nothing here talks to a database (that is `walcast check`).
 
 mod connector;

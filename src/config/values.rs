@@ -52,7 +52,7 @@ impl<'de> Deserialize<'de> for EnvString {
     }
 }
 
-/// A secret (password, salt): expanded like [`EnvString`], but its `Debug` and
+/// A secret (password, salt): expanded like `EnvString`, but its `Debug` and
 /// `Display` never show the value, so it can't leak through a log line.
 #[derive(Clone)]
 pub struct Secret(SecretString);

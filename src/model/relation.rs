@@ -103,7 +103,7 @@ pub struct RelationInfo {
 }
 
 impl RelationInfo {
-    /// A fingerprint of everything [`Self::same_shape`] compares (deterministic within
+    /// A fingerprint of everything `same_shape` compares (deterministic within
     /// the process, which is all that keys on it).
     pub fn shape_version(&self) -> u64 {
         use std::hash::{Hash, Hasher};

@@ -5,7 +5,7 @@ mod catalog;
 mod connect;
 mod session;
 mod sql;
-pub mod sqlstate;
+pub(crate) mod sqlstate;
 
 pub use catalog::{resolve_tables, CapturedTable, Catalog, CatalogTable, Resolution};
 pub use connect::{connect, ConnectError};

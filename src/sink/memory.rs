@@ -99,16 +99,6 @@ impl MemoryHandle {
     pub fn fail_next_commit(&self, message: &str) {
         self.lock().fail_next_commit = Some(message.to_owned());
     }
-
-    /// The positions visible on `topic`, in the order they were written.
-    pub fn positions(&self, topic: &str) -> Vec<Position> {
-        self.lock()
-            .visible
-            .iter()
-            .filter(|s| &*s.record.topic == topic)
-            .map(|s| s.record.position)
-            .collect()
-    }
 }
 
 /// The sink itself, given to the loop.

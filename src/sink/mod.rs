@@ -3,17 +3,17 @@
 //! delivery reports), discard (for benchmarks) and, in unit tests, memory. Also what
 //! Kafka holds read back for exactly-once restarts, and the checkpoint record.
 
-pub mod checkpoint_record;
-pub mod discard;
-pub mod error;
+pub(crate) mod checkpoint_record;
+pub(crate) mod discard;
+pub(crate) mod error;
 pub mod kafka;
 #[cfg(test)]
-pub mod memory;
-pub mod partition;
+pub(crate) mod memory;
+pub(crate) mod partition;
 mod position_header;
-pub mod reconcile;
+pub(crate) mod reconcile;
 mod record_sink;
-pub mod topic_map;
+pub(crate) mod topic_map;
 
 pub use error::SinkError;
 pub use record_sink::{DeliveryReport, OutRecord, RecordSink};

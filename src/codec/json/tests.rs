@@ -1,6 +1,6 @@
 //! Tests of `json`.
 
-use super::connect_string::{java_date, MILLIS_PER_DAY};
+use super::connect_string::{big_decimal_string, java_date, MILLIS_PER_DAY};
 use super::*;
 use crate::codec::connect::{field, DECIMAL_NAME};
 

@@ -23,7 +23,7 @@ use crate::model::lsn::Lsn;
 use crate::model::relation::ReplicaIdentity;
 use crate::model::relation::{ColumnInfo, RelationInfo};
 use crate::postgres::CatalogTable;
-pub use copy::{ordered_key, parse_copy_line, read_chunk, ChunkRow, Range};
+pub use copy::{ordered_key, read_chunk, ChunkRow};
 use workers::{Job, RangeMessage, RangeReceiver};
 
 /// Rows per [`TxEvent::SnapshotRows`]: the events channel holds thousands of events,
