@@ -11,10 +11,9 @@
 //! (waited for at most 5 minutes), so every topic exists when the consumer subscribes.
 
 use std::collections::BTreeMap;
-use std::io::Write;
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::process::{Child, Command, ExitStatus};
 use std::time::{Duration, Instant};
 
 use apache_avro::types::Value as Avro;
@@ -23,7 +22,7 @@ use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::{Headers, Message};
 use walcast::checkpoint::Position;
 
-use crate::common::{field, int, text};
+use crate::common::{field, int, run_script, start_walcast_with_env, text};
 use crate::common::{stack, start_registry, Stack, TestDb};
 
 /// The captured tables (`public.<name>`, topic `<db>.public.<name>`).
@@ -39,26 +38,6 @@ const BIG_ROWS: u64 = 50_000;
 const COPY_ROWS: u64 = 20_000;
 /// Keys of the COPY's rows in public.items start after this.
 const COPY_BASE: u64 = 100_000_000;
-
-/// Starts `walcast run <file>` with `env` added, its stderr appended to `log`. Unlike
-/// [`crate::common::start_walcast`], a `WALCAST_FAILPOINT` of the test's own
-/// environment is never passed on.
-pub(crate) fn start_walcast_with_env(file: &Path, log: &Path, env: &[(&str, &str)]) -> Child {
-    let log = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(log)
-        .unwrap();
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_walcast"));
-    cmd.args(["--log-format", "json", "run", file.to_str().unwrap()])
-        .env_remove("WALCAST_FAILPOINT")
-        .stdout(Stdio::null())
-        .stderr(log);
-    for (k, v) in env {
-        cmd.env(k, v);
-    }
-    cmd.spawn().expect("start walcast")
-}
 
 /// A walcast process this test started, supervised as a service manager with a
 /// liveness check would: when it exits by itself, or its pipeline stopped but the
@@ -403,35 +382,6 @@ impl Writer {
     }
 }
 
-/// Runs an SQL script with one psql session (stops at the first error, each statement
-/// bounded to a minute); returns what it printed.
-fn run_script(stack: &Stack, dbname: &str, sql: &str) -> String {
-    let bin = Path::new(stack.get("WALCAST_PG_BIN")).join("psql");
-    let mut child = Command::new(bin)
-        .args(["-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1"])
-        .args(["-h", stack.get("WALCAST_PG_HOST")])
-        .args(["-p", stack.get("WALCAST_PG_PORT")])
-        .args(["-U", stack.get("WALCAST_PG_USER"), "-d", dbname])
-        .env("PGOPTIONS", "-c statement_timeout=60s")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("psql");
-    let mut stdin = child.stdin.take().unwrap();
-    let script = sql.to_owned();
-    // Written from a thread: psql's output could otherwise fill its pipe and stall both.
-    let feeder = std::thread::spawn(move || stdin.write_all(script.as_bytes()));
-    let out = child.wait_with_output().unwrap();
-    feeder.join().unwrap().unwrap();
-    assert!(
-        out.status.success(),
-        "psql script failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
 /// The captured tables, and the oracle slot (before any change).
 fn prepare_database(db: &TestDb) -> String {
     db.psql(
@@ -774,17 +724,7 @@ impl Decoder {
         assert_eq!(bytes[0], 0, "Confluent magic byte");
         let id = u32::from_be_bytes([bytes[1], bytes[2], bytes[3], bytes[4]]);
         if let std::collections::btree_map::Entry::Vacant(slot) = self.schemas.entry(id) {
-            let body = self
-                .http
-                .get(format!("{}/schemas/ids/{id}", self.registry))
-                .send()
-                .await
-                .unwrap()
-                .text()
-                .await
-                .unwrap();
-            let body: serde_json::Value = serde_json::from_str(&body).unwrap();
-            slot.insert(apache_avro::Schema::parse_str(body["schema"].as_str().unwrap()).unwrap());
+            slot.insert(crate::common::registry_schema(&self.http, &self.registry, id).await);
         }
         apache_avro::from_avro_datum(&self.schemas[&id], &mut &bytes[5..], None)
             .expect("decodes with the registered schema")

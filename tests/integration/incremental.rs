@@ -41,7 +41,6 @@ async fn incremental_scenario(name: &str, rows: i64, chunk: usize, kill: bool) {
 
     // A workload that bumps versions, deletes and inserts, while the snapshot runs.
     let writer = {
-        let env = stack.env.clone();
         let dbname = db.name.clone();
         std::thread::spawn(move || {
             let mut sql = String::new();
@@ -65,32 +64,7 @@ async fn incremental_scenario(name: &str, rows: i64, chunk: usize, kill: bool) {
                     sql.push_str("SELECT pg_sleep(0.05);\n");
                 }
             }
-            let bin = std::path::Path::new(&env["WALCAST_PG_BIN"]).join("psql");
-            let mut child = std::process::Command::new(bin)
-                .args([
-                    "-X",
-                    "-q",
-                    "-h",
-                    &env["WALCAST_PG_HOST"],
-                    "-p",
-                    &env["WALCAST_PG_PORT"],
-                    "-U",
-                    "postgres",
-                    "-d",
-                    &dbname,
-                ])
-                .stdin(std::process::Stdio::piped())
-                .stdout(std::process::Stdio::null())
-                .spawn()
-                .unwrap();
-            use std::io::Write;
-            child
-                .stdin
-                .take()
-                .unwrap()
-                .write_all(sql.as_bytes())
-                .unwrap();
-            assert!(child.wait().unwrap().success());
+            crate::common::run_script(stack, &dbname, &sql);
         })
     };
     std::thread::sleep(Duration::from_millis(200));

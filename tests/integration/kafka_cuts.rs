@@ -8,13 +8,12 @@
 
 use std::collections::{BTreeSet, HashMap};
 use std::process::Child;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::common::run_script;
 use crate::common::{consume, settled_oracle, start_walcast};
-use crate::common::{proxied_kafka, stack, start_registry, TestDb};
-use crate::outages::{first_difference, run_script, stop, Guard, StopOnDrop};
+use crate::common::{proxied_kafka, stack, start_registry, OrdersScenario, TestDb};
+use crate::outages::{first_difference, stop, BackgroundWorkload, Guard};
 
 /// Transactions `from..to` on public.orders: each inserts a row and updates it, every
 /// third also deletes it; after every tenth, one transaction changes many rows at once
@@ -152,27 +151,11 @@ async fn cuts_scenario(name: &str, mode: &str) {
     proxy.refuse(false);
     let (_registry_dir, registry) = start_registry().await;
     let db = TestDb::new(stack);
-    db.psql("CREATE TABLE public.orders (id int PRIMARY KEY, status text NOT NULL, total numeric(10,2))");
-    let oracle_slot = format!("oracle_{}", db.name);
-    db.psql(&format!(
-        "SELECT pg_create_logical_replication_slot('{oracle_slot}', 'test_decoding')"
-    ));
     // walcast reaches Kafka through the proxy only (setup too: it creates the topics).
-    let file = db.connector_with_registry(
-        name,
-        "",
-        &format!("[delivery]\nmode = \"{mode}\"\n[tables.\"public.orders\"]"),
-        &registry.url(),
-    );
-    let text = std::fs::read_to_string(&file).unwrap().replace(
-        &format!("bootstrap_servers = \"{}\"", stack.kafka_bootstrap()),
-        &format!("bootstrap_servers = \"{}\"", kafka.bootstrap),
-    );
-    assert!(text.contains(&kafka.bootstrap), "{text}");
-    std::fs::write(&file, text).unwrap();
-    let setup = crate::common::walcast(&["setup", file.to_str().unwrap()], &[]);
-    assert_eq!(setup.code, Some(0), "{setup:?}");
-    let log = db.dir.path().join("walcast.log");
+    let scenario = OrdersScenario::builder(&db, name, &kafka.bootstrap, &registry.url())
+        .before_rule(&format!("[delivery]\nmode = \"{mode}\""))
+        .create();
+    let (oracle_slot, file, log) = (scenario.oracle_slot, scenario.file, scenario.log);
     let mut walcast = Guard(Some(start_walcast(&file, &log)));
     let slot = format!("walcast_{name}");
     db.wait_for_slot(&slot, true);
@@ -184,21 +167,8 @@ async fn cuts_scenario(name: &str, mode: &str) {
     // The rest in small batches, one after the other (so walcast always has changes
     // to produce), straight to PostgreSQL, until the cuts are over (at most 10,000
     // transactions).
-    let writing = Arc::new(AtomicBool::new(true));
-    // Also stops the writer if the test fails before the cuts are over.
-    let _stop_writing = StopOnDrop(writing.clone());
-    let writer = {
-        let (writing, dbname) = (writing.clone(), db.name.clone());
-        std::thread::spawn(move || {
-            let mut next = 100;
-            while writing.load(Ordering::SeqCst) && next < 10_000 {
-                run_script(stack, &dbname, &workload(next, next + 10));
-                next += 10;
-                std::thread::sleep(Duration::from_millis(20));
-            }
-            next
-        })
-    };
+    let pause = Duration::from_millis(20);
+    let writer = BackgroundWorkload::start(stack, &db.name, workload, 100, 10, pause, 10_000);
     // Four cuts 1.5 s into the stream each; at the third the proxy also refuses new
     // connections for 2 s. After each, walcast must get everything written before it
     // acknowledged (through new connections) before the next.
@@ -250,8 +220,7 @@ async fn cuts_scenario(name: &str, mode: &str) {
         );
     }
     let wrote_through_the_cuts = !writer.is_finished();
-    writing.store(false, Ordering::SeqCst);
-    let written_to = writer.join().unwrap();
+    let written_to = writer.stop();
     run_script(stack, &db.name, &workload(written_to, written_to + 50));
     let transactions = written_to + 50 - 1;
 

@@ -7,10 +7,10 @@
 //! without moving its checkpoint.
 
 use std::path::Path;
-use std::process::{Child, Command, ExitStatus};
+use std::process::{Child, ExitStatus};
 use std::time::{Duration, Instant};
 
-use crate::common::{consume_changes, settled_oracle, Change};
+use crate::common::{consume_changes, settled_oracle, start_walcast_with_env, Change};
 use crate::common::{secured_kafka, stack, start_registry, stop_with_sigterm, KafkaAuth, TestDb};
 
 /// The environment variable the connector file takes the SASL password from.
@@ -54,22 +54,9 @@ fn connector(db: &TestDb, auth: &KafkaAuth, name: &str, registry: &str) -> std::
     file
 }
 
-/// Starts `walcast run` with `secret` in `auth`'s variable, its stdout and stderr
-/// appended to `log`.
+/// Starts `walcast run` with `secret` in `auth`'s variable.
 fn start_walcast(file: &Path, log: &Path, auth: &KafkaAuth, secret: &str) -> Child {
-    let log = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(log)
-        .unwrap();
-    Command::new(env!("CARGO_BIN_EXE_walcast"))
-        .args(["--log-format", "json", "run", file.to_str().unwrap()])
-        .env_remove("RUST_LOG")
-        .env(secret_var(auth), secret)
-        .stdout(log.try_clone().unwrap())
-        .stderr(log)
-        .spawn()
-        .expect("start walcast")
+    start_walcast_with_env(file, log, &[(secret_var(auth), secret)])
 }
 
 /// `walcast setup` for `file` (every command validates the whole file, so setup needs

@@ -4,9 +4,8 @@
 //! under walcast's feet, and a busy database whose captured tables are idle (the slot
 //! must still advance, or PostgreSQL keeps its WAL for ever).
 
-use std::io::Write;
 use std::net::SocketAddr;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -15,7 +14,9 @@ use walcast::registry::RegistryServer;
 
 use crate::common::proxy::Proxy;
 use crate::common::{consume, settled_oracle, start_walcast};
-use crate::common::{log_excerpt, stack, start_registry, Stack, TestDb};
+use crate::common::{
+    log_excerpt, run_script, stack, start_registry, OrdersScenario, Stack, TestDb,
+};
 
 /// Transactions `from..to` on public.orders: insert, update, and every third one a delete.
 fn workload(from: i32, to: i32) -> String {
@@ -29,27 +30,6 @@ fn workload(from: i32, to: i32) -> String {
     sql
 }
 
-/// Runs an SQL script in `dbname` with one psql session, straight to PostgreSQL.
-pub(crate) fn run_script(stack: &Stack, dbname: &str, sql: &str) {
-    let bin = std::path::Path::new(stack.get("WALCAST_PG_BIN")).join("psql");
-    let mut child = Command::new(bin)
-        .args(["-X", "-q", "-v", "ON_ERROR_STOP=1"])
-        .args(["-h", stack.get("WALCAST_PG_HOST")])
-        .args(["-p", stack.get("WALCAST_PG_PORT")])
-        .args(["-U", stack.get("WALCAST_PG_USER"), "-d", dbname])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .spawn()
-        .expect("psql");
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(sql.as_bytes())
-        .unwrap();
-    assert!(child.wait().unwrap().success(), "psql script failed");
-}
-
 /// public.orders, the oracle slot (before any change) and a connector capturing
 /// public.orders with the registry at `registry_url`; `walcast setup` has run.
 fn prepare(
@@ -58,21 +38,10 @@ fn prepare(
     registry_url: &str,
     total_type: &str,
 ) -> (String, std::path::PathBuf) {
-    db.psql(&format!(
-        "CREATE TABLE public.orders (id int PRIMARY KEY, status text NOT NULL, total {total_type})"
-    ));
-    let oracle_slot = format!("oracle_{}", db.name);
-    db.psql(&format!(
-        "SELECT pg_create_logical_replication_slot('{oracle_slot}', 'test_decoding')"
-    ));
-    let file = db.connector(name, "", "[tables.\"public.orders\"]");
-    let text = std::fs::read_to_string(&file)
-        .unwrap()
-        .replace("http://127.0.0.1:8081", registry_url);
-    std::fs::write(&file, text).unwrap();
-    let setup = crate::common::walcast(&["setup", file.to_str().unwrap()], &[]);
-    assert_eq!(setup.code, Some(0), "{setup:?}");
-    (oracle_slot, file)
+    let scenario = OrdersScenario::builder(db, name, db.stack.kafka_bootstrap(), registry_url)
+        .total_type(total_type)
+        .create();
+    (scenario.oracle_slot, scenario.file)
 }
 
 /// Waits (at most 60 s) until `slot` confirms the WAL written so far: Kafka acknowledged
@@ -334,12 +303,59 @@ async fn a_column_added_to_a_table_with_a_numeric_column_is_registered() {
     );
 }
 
-/// Sets its flag to false when dropped.
-pub(crate) struct StopOnDrop(pub(crate) Arc<AtomicBool>);
+/// A workload (`workload(from, to)` makes the SQL of transactions `from..to`) written
+/// in batches from a thread of its own, straight to PostgreSQL, while a test cuts
+/// connections: from `from` in batches of `batch`, `pause` apart, until stopped or
+/// `limit` is reached. Dropping it (a failing test) stops it too.
+pub(crate) struct BackgroundWorkload {
+    writing: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<i32>>,
+}
 
-impl Drop for StopOnDrop {
+impl BackgroundWorkload {
+    pub(crate) fn start(
+        stack: &'static Stack,
+        dbname: &str,
+        workload: fn(i32, i32) -> String,
+        from: i32,
+        batch: i32,
+        pause: Duration,
+        limit: i32,
+    ) -> Self {
+        let writing = Arc::new(AtomicBool::new(true));
+        let thread = {
+            let (writing, dbname) = (writing.clone(), dbname.to_owned());
+            std::thread::spawn(move || {
+                let mut next = from;
+                while writing.load(Ordering::SeqCst) && next < limit {
+                    run_script(stack, &dbname, &workload(next, next + batch));
+                    next += batch;
+                    std::thread::sleep(pause);
+                }
+                next
+            })
+        };
+        Self {
+            writing,
+            thread: Some(thread),
+        }
+    }
+
+    /// Whether it stopped by itself (reached its limit).
+    pub(crate) fn is_finished(&self) -> bool {
+        self.thread.as_ref().is_none_or(|t| t.is_finished())
+    }
+
+    /// Stops it; returns the first transaction number not written.
+    pub(crate) fn stop(mut self) -> i32 {
+        self.writing.store(false, Ordering::SeqCst);
+        self.thread.take().map_or(0, |t| t.join().unwrap())
+    }
+}
+
+impl Drop for BackgroundWorkload {
     fn drop(&mut self) {
-        self.0.store(false, Ordering::SeqCst);
+        self.writing.store(false, Ordering::SeqCst);
     }
 }
 
@@ -405,21 +421,8 @@ async fn a_tcp_proxy_cutting_connections_loses_and_repeats_nothing() {
 
     // The rest in batches of 50 transactions, straight to PostgreSQL, until the cuts
     // are over (at most 6,000 transactions, a minute or so).
-    let writing = Arc::new(AtomicBool::new(true));
-    // Also stops the writer if the test fails before the cuts are over.
-    let _stop_writing = StopOnDrop(writing.clone());
-    let writer = {
-        let (writing, dbname) = (writing.clone(), db.name.clone());
-        std::thread::spawn(move || {
-            let mut next = 100;
-            while writing.load(Ordering::SeqCst) && next < 6000 {
-                run_script(stack, &dbname, &workload(next, next + 50));
-                next += 50;
-                std::thread::sleep(Duration::from_millis(100));
-            }
-            next
-        })
-    };
+    let pause = Duration::from_millis(100);
+    let writer = BackgroundWorkload::start(stack, &db.name, workload, 100, 50, pause, 6000);
     let mut cuts = Vec::new();
     for _ in 0..3 {
         std::thread::sleep(Duration::from_millis(700));
@@ -427,8 +430,7 @@ async fn a_tcp_proxy_cutting_connections_loses_and_repeats_nothing() {
         walsender = wait_for_new_walsender(&db, slot, &walsender, walcast.child(), &log);
     }
     let wrote_through_the_cuts = !writer.is_finished();
-    writing.store(false, Ordering::SeqCst);
-    let written_to = writer.join().unwrap();
+    let written_to = writer.stop();
     run_script(stack, &db.name, &workload(written_to, written_to + 50));
 
     let expected = settled_oracle(&db, &oracle_slot);

@@ -33,24 +33,10 @@ async fn kill_9_scenario(name: &str, mode: &str, kills: usize) {
     let stack = stack();
     let (_registry_dir, registry) = start_registry().await;
     let db = TestDb::new(stack);
-    db.psql("CREATE TABLE public.orders (id int PRIMARY KEY, status text NOT NULL, total numeric(10,2))");
-    let oracle_slot = format!("oracle_{}", db.name);
-    db.psql(&format!(
-        "SELECT pg_create_logical_replication_slot('{oracle_slot}', 'test_decoding')"
-    ));
-    let file = db.connector(
-        name,
-        "",
-        &format!("[delivery]\nmode = \"{mode}\"\n[tables.\"public.orders\"]"),
-    );
-    let text_file = std::fs::read_to_string(&file)
-        .unwrap()
-        .replace("http://127.0.0.1:8081", &registry.url());
-    std::fs::write(&file, text_file).unwrap();
-    let setup = crate::common::walcast(&["setup", file.to_str().unwrap()], &[]);
-    assert_eq!(setup.code, Some(0), "{setup:?}");
-
-    let log = db.dir.path().join("walcast.log");
+    let scenario = OrdersScenario::builder(&db, name, stack.kafka_bootstrap(), &registry.url())
+        .before_rule(&format!("[delivery]\nmode = \"{mode}\""))
+        .create();
+    let (oracle_slot, file, log) = (scenario.oracle_slot, scenario.file, scenario.log);
     let mut walcast = start_walcast(&file, &log);
     // Capture starts when walcast streams from its slot
     // (active: past its consistent point and the empty snapshot; a change committed
@@ -181,15 +167,7 @@ async fn confluents_python_client_decodes_walcast_records() {
         "CREATE TABLE public.items (id int PRIMARY KEY, name text NOT NULL, price numeric(10,2), placed timestamptz,
          attrs jsonb, feeling mood, tags text[], qty int NOT NULL DEFAULT 7)",
     );
-    let file = db.connector("py", "", "[tables.\"public.items\"]");
-    let text_file = std::fs::read_to_string(&file)
-        .unwrap()
-        .replace("http://127.0.0.1:8081", &registry.url());
-    std::fs::write(&file, text_file).unwrap();
-    assert_eq!(
-        crate::common::walcast(&["setup", file.to_str().unwrap()], &[]).code,
-        Some(0)
-    );
+    let file = db.set_up_connector("py", "", "[tables.\"public.items\"]", &registry.url());
     let log = db.dir.path().join("walcast.log");
     let mut walcast = start_walcast(&file, &log);
     db.wait_for_slot("walcast_py", false);
@@ -435,15 +413,7 @@ async fn the_initial_snapshot_and_the_stream_add_up_to_the_table() {
     let db = TestDb::new(stack);
     db.psql("CREATE TABLE public.orders (id int PRIMARY KEY, status text NOT NULL, total numeric(10,2))");
     db.psql("INSERT INTO orders SELECT i, 'old', i FROM generate_series(1, 20000) i");
-    let file = db.connector("snap", "", "[tables.\"public.orders\"]");
-    let text_file = std::fs::read_to_string(&file)
-        .unwrap()
-        .replace("http://127.0.0.1:8081", &registry.url());
-    std::fs::write(&file, text_file).unwrap();
-    assert_eq!(
-        crate::common::walcast(&["setup", file.to_str().unwrap()], &[]).code,
-        Some(0)
-    );
+    let file = db.set_up_connector("snap", "", "[tables.\"public.orders\"]", &registry.url());
     let log = db.dir.path().join("walcast.log");
     let mut walcast = start_walcast(&file, &log);
     // Changes while the snapshot is read: updates, deletes and inserts across the key range.
@@ -514,15 +484,12 @@ async fn transaction_metadata_and_key_change_headers_reach_kafka() {
     let (_registry_dir, registry) = start_registry().await;
     let db = TestDb::new(stack);
     db.psql("CREATE TABLE public.orders (id int PRIMARY KEY, status text NOT NULL)");
-    let file = db.connector(
+    let file = db.connector_with_registry(
         "txmeta",
         "",
         "[events]\nprovide_transaction_metadata = true\n[tables.\"public.orders\"]",
+        &registry.url(),
     );
-    let text_file = std::fs::read_to_string(&file)
-        .unwrap()
-        .replace("http://127.0.0.1:8081", &registry.url());
-    std::fs::write(&file, text_file).unwrap();
     let mut walcast = start_streaming(&db, &file, "txmeta");
     db.psql(
         "BEGIN; INSERT INTO orders VALUES (1, 'new'); UPDATE orders SET id = 2, status = 'moved' WHERE id = 1; COMMIT",

@@ -795,18 +795,7 @@ async fn an_initial_snapshot_under_writes_emits_each_row_once_and_replays_to_the
         for bytes in [r.key.as_ref(), r.value.as_ref()].into_iter().flatten() {
             let id = schema_id(bytes);
             if let std::collections::hash_map::Entry::Vacant(slot) = schemas.entry(id) {
-                let body = http
-                    .get(format!("{}/schemas/ids/{id}", registry.url()))
-                    .send()
-                    .await
-                    .unwrap()
-                    .text()
-                    .await
-                    .unwrap();
-                let body: serde_json::Value = serde_json::from_str(&body).unwrap();
-                slot.insert(
-                    apache_avro::Schema::parse_str(body["schema"].as_str().unwrap()).unwrap(),
-                );
+                slot.insert(crate::common::registry_schema(&http, &registry.url(), id).await);
             }
         }
     }

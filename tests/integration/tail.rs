@@ -3,11 +3,8 @@
 //! become error lines and tailing goes on; an unknown topic, an unreachable broker or
 //! registry are one-line errors.
 
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
-use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::{Header, OwnedHeaders};
@@ -15,7 +12,7 @@ use rdkafka::producer::{FutureProducer, FutureRecord};
 use serde_json::{json, Value};
 use walcast::registry::{RegistryClient, RegistryClientConfig};
 
-use crate::common::{stack, start_registry, stop_with_sigterm, Run, TestDb};
+use crate::common::{stack, start_registry, start_walcast, stop_with_sigterm, Run, TestDb};
 
 /// Runs `walcast tail <args>` (off the async runtime, which serves the registry).
 async fn tail(args: Vec<String>) -> Run {
@@ -31,16 +28,6 @@ async fn tail(args: Vec<String>) -> Run {
 
 fn strings(args: &[&str]) -> Vec<String> {
     args.iter().map(|s| (*s).to_owned()).collect()
-}
-
-fn start_walcast(file: &std::path::Path, log: &std::path::Path) -> Child {
-    let log = std::fs::File::create(log).unwrap();
-    Command::new(env!("CARGO_BIN_EXE_walcast"))
-        .args(["--log-format", "json", "run", file.to_str().unwrap()])
-        .stdout(Stdio::null())
-        .stderr(log)
-        .spawn()
-        .expect("start walcast")
 }
 
 /// The records in `topic` (all partitions), once it exists.
@@ -234,18 +221,7 @@ async fn tail_reports_undecodable_records_and_goes_on() {
     let (_registry_dir, registry) = start_registry().await;
     let url = registry.url();
     let topic = format!("tail-raw-{}", std::process::id());
-    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
-        .set("bootstrap.servers", &bootstrap)
-        .create()
-        .unwrap();
-    let created = admin
-        .create_topics(
-            &[NewTopic::new(&topic, 1, TopicReplication::Fixed(1))],
-            &AdminOptions::new().operation_timeout(Some(Duration::from_secs(10))),
-        )
-        .await
-        .unwrap();
-    assert!(created[0].is_ok(), "{created:?}");
+    crate::common::create_topic(&bootstrap, &topic, 1).await;
 
     let schema_text = r#"{"type":"record","name":"Thing","namespace":"t","fields":[{"name":"n","type":"long"},{"name":"s","type":"string"}]}"#;
     let client = RegistryClient::new(RegistryClientConfig::new(url.clone())).unwrap();

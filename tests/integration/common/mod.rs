@@ -18,9 +18,10 @@ mod walcast_child;
 pub(crate) use oracle::settled_oracle;
 pub use scenario::OrdersScenario;
 pub(crate) use topics::{
-    consume, consume_changes, consume_records, consume_until, field, int, text, Change, Consumed,
+    consume, consume_changes, consume_records, consume_until, create_topic, field, int,
+    registry_schema, text, Change, Consumed,
 };
-pub(crate) use walcast_child::{start_streaming, start_walcast};
+pub(crate) use walcast_child::{start_streaming, start_walcast, start_walcast_with_env};
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -404,6 +405,25 @@ impl TestDb {
         file
     }
 
+    /// [`Self::connector_with_registry`], then `walcast setup` on it (which must succeed).
+    pub fn set_up_connector(
+        &self,
+        name: &str,
+        source_extra: &str,
+        tables: &str,
+        registry_url: &str,
+    ) -> PathBuf {
+        let file = self.connector_with_registry(name, source_extra, tables, registry_url);
+        let setup = walcast(&["setup", file.to_str().unwrap()], &[]);
+        assert_eq!(
+            setup.code,
+            Some(0),
+            "walcast setup {name}: {}",
+            setup.stderr
+        );
+        file
+    }
+
     /// Whether walcast's slot `slot` exists in this database and has reached its
     /// consistent point, and, when `active`, is in use. A slot shows in
     /// `pg_replication_slots`, active, while PostgreSQL is still creating it (waiting for
@@ -508,6 +528,36 @@ pub fn log_excerpt(log: &Path) -> String {
         "walcast's log kept at {}; its last lines:\n{tail}",
         kept.display()
     )
+}
+
+/// Runs an SQL script with one psql session (stops at the first error, each statement
+/// bounded to a minute); returns what it printed.
+pub fn run_script(stack: &Stack, dbname: &str, sql: &str) -> String {
+    let bin = std::path::Path::new(stack.get("WALCAST_PG_BIN")).join("psql");
+    let mut child = Command::new(bin)
+        .args(["-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1"])
+        .args(["-h", stack.get("WALCAST_PG_HOST")])
+        .args(["-p", stack.get("WALCAST_PG_PORT")])
+        .args(["-U", stack.get("WALCAST_PG_USER"), "-d", dbname])
+        .env("PGOPTIONS", "-c statement_timeout=60s")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("psql");
+    let mut stdin = child.stdin.take().unwrap();
+    let script = sql.to_owned();
+    // Written from a thread: psql's output could otherwise fill its pipe and stall both.
+    let feeder =
+        std::thread::spawn(move || std::io::Write::write_all(&mut stdin, script.as_bytes()));
+    let out = child.wait_with_output().unwrap();
+    feeder.join().unwrap().unwrap();
+    assert!(
+        out.status.success(),
+        "psql script failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 /// Runs the walcast binary with `args` and waits for it.

@@ -24,35 +24,23 @@ impl OrdersScenario {
     /// Creates public.orders and the oracle slot in `db`, writes connector `name`
     /// (bootstrap `kafka`, registry `registry`) and runs `walcast setup` on it.
     pub fn new(db: &TestDb, name: &str, kafka: &str, registry: &str) -> Self {
-        db.psql("CREATE TABLE public.orders (id int PRIMARY KEY, status text NOT NULL, total numeric(10,2))");
-        let oracle_slot = format!("oracle_{}", db.name);
-        db.psql(&format!(
-            "SELECT pg_create_logical_replication_slot('{oracle_slot}', 'test_decoding')"
-        ));
-        let file = db.connector_with_registry(name, "", "[tables.\"public.orders\"]", registry);
-        let text: String = std::fs::read_to_string(&file)
-            .unwrap()
-            .lines()
-            .map(|line| {
-                if line.starts_with("bootstrap_servers = ") {
-                    format!("bootstrap_servers = \"{kafka}\"\n")
-                } else {
-                    format!("{line}\n")
-                }
-            })
-            .collect();
-        std::fs::write(&file, text).unwrap();
-        assert_eq!(
-            walcast(&["setup", file.to_str().unwrap()], &[]).code,
-            Some(0)
-        );
-        Self {
+        Self::builder(db, name, kafka, registry).create()
+    }
+
+    /// A scenario with more said than [`Self::new`] takes.
+    pub fn builder<'a>(
+        db: &'a TestDb,
+        name: &str,
+        kafka: &str,
+        registry: &str,
+    ) -> ScenarioBuilder<'a> {
+        ScenarioBuilder {
+            db,
             name: name.to_owned(),
-            oracle_slot,
-            file,
-            log: db.dir.path().join("walcast.log"),
             kafka: kafka.to_owned(),
             registry: registry.to_owned(),
+            before_rule: String::new(),
+            total_type: "numeric(10,2)".to_owned(),
         }
     }
 
@@ -91,5 +79,72 @@ impl OrdersScenario {
             log_excerpt(&self.log)
         );
         std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+/// How an [`OrdersScenario`] is made.
+pub struct ScenarioBuilder<'a> {
+    db: &'a TestDb,
+    name: String,
+    kafka: String,
+    registry: String,
+    before_rule: String,
+    total_type: String,
+}
+
+impl ScenarioBuilder<'_> {
+    /// More of the connector file, before the table rule (e.g. a `[delivery]` section).
+    pub fn before_rule(mut self, text: &str) -> Self {
+        text.clone_into(&mut self.before_rule);
+        self
+    }
+
+    /// The type of public.orders' `total` column (default `numeric(10,2)`).
+    pub fn total_type(mut self, ty: &str) -> Self {
+        ty.clone_into(&mut self.total_type);
+        self
+    }
+
+    /// The table, the oracle slot, the connector file, and `walcast setup` run on it.
+    pub fn create(self) -> OrdersScenario {
+        let db = self.db;
+        db.psql(&format!(
+            "CREATE TABLE public.orders (id int PRIMARY KEY, status text NOT NULL, total {})",
+            self.total_type
+        ));
+        let oracle_slot = format!("oracle_{}", db.name);
+        db.psql(&format!(
+            "SELECT pg_create_logical_replication_slot('{oracle_slot}', 'test_decoding')"
+        ));
+        let rules = format!("{}\n[tables.\"public.orders\"]", self.before_rule);
+        let file = db.connector_with_registry(&self.name, "", &rules, &self.registry);
+        let text: String = std::fs::read_to_string(&file)
+            .unwrap()
+            .lines()
+            .map(|line| {
+                if line.starts_with("bootstrap_servers = ") {
+                    format!("bootstrap_servers = \"{}\"\n", self.kafka)
+                } else {
+                    format!("{line}\n")
+                }
+            })
+            .collect();
+        std::fs::write(&file, text).unwrap();
+        let setup = walcast(&["setup", file.to_str().unwrap()], &[]);
+        assert_eq!(
+            setup.code,
+            Some(0),
+            "walcast setup {}: {}",
+            self.name,
+            setup.stderr
+        );
+        OrdersScenario {
+            name: self.name,
+            oracle_slot,
+            file,
+            log: db.dir.path().join("walcast.log"),
+            kafka: self.kafka,
+            registry: self.registry,
+        }
     }
 }

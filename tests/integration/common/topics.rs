@@ -235,18 +235,45 @@ async fn decode_record(
     assert_eq!(bytes[0], 0, "Confluent magic byte");
     let id = u32::from_be_bytes([bytes[1], bytes[2], bytes[3], bytes[4]]);
     if let std::collections::btree_map::Entry::Vacant(slot) = schemas.entry(id) {
-        let body = http
-            .get(format!("{registry}/schemas/ids/{id}"))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
-        let body: serde_json::Value = serde_json::from_str(&body).unwrap();
-        slot.insert(apache_avro::Schema::parse_str(body["schema"].as_str().unwrap()).unwrap());
+        slot.insert(registry_schema(http, registry, id).await);
     }
     let v = apache_avro::from_avro_datum(&schemas[&id], &mut &bytes[5..], None)
         .expect("decodes with the registered schema");
     Some(avro_json(&v))
+}
+
+/// The Avro schema the registry at `registry` holds under `id`.
+pub(crate) async fn registry_schema(
+    http: &reqwest::Client,
+    registry: &str,
+    id: u32,
+) -> apache_avro::Schema {
+    let body = http
+        .get(format!("{registry}/schemas/ids/{id}"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let body: serde_json::Value = serde_json::from_str(&body).unwrap();
+    apache_avro::Schema::parse_str(body["schema"].as_str().unwrap()).unwrap()
+}
+
+/// Creates `topic` with `partitions` partitions (replication factor 1).
+pub(crate) async fn create_topic(bootstrap: &str, topic: &str, partitions: i32) {
+    use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+    use rdkafka::client::DefaultClientContext;
+    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .create()
+        .unwrap();
+    let created = admin
+        .create_topics(
+            &[NewTopic::new(topic, partitions, TopicReplication::Fixed(1))],
+            &AdminOptions::new().operation_timeout(Some(Duration::from_secs(10))),
+        )
+        .await
+        .unwrap();
+    assert!(created[0].is_ok(), "{created:?}");
 }
