@@ -11,26 +11,20 @@ use super::options::{BinaryHandling, CodecOptions};
 use super::schemas;
 use super::wire;
 
-/// Schemas and encoder of the logical-decoding message topic.
+/// The key and value schemas of a topic whose records have one fixed shape: as Connect
+/// schemas (for the JSON formats) and as Avro JSON (registered for Avro). The codecs
+/// below dereference to theirs.
 #[derive(Debug, Clone)]
-pub struct MessageCodec {
-    binary: BinaryHandling,
+pub struct FixedSchemas {
     key_schema: ConnectSchema,
     value_schema: ConnectSchema,
     key_json: String,
     value_json: String,
 }
 
-impl MessageCodec {
-    pub fn new(opts: &CodecOptions) -> Self {
-        let content = match opts.binary_handling {
-            BinaryHandling::Bytes => ConnectSchema::bytes(),
-            _ => ConnectSchema::string(),
-        };
-        let key_schema = schemas::message_key_schema();
-        let value_schema = schemas::message_value_schema(content);
-        MessageCodec {
-            binary: opts.binary_handling,
+impl FixedSchemas {
+    fn new(key_schema: ConnectSchema, value_schema: ConnectSchema) -> Self {
+        Self {
             key_json: key_schema.to_avro_json(),
             value_json: value_schema.to_avro_json(),
             key_schema,
@@ -54,6 +48,44 @@ impl MessageCodec {
 
     pub fn value_schema_json(&self) -> &str {
         &self.value_json
+    }
+}
+
+impl std::ops::Deref for MessageCodec {
+    type Target = FixedSchemas;
+
+    fn deref(&self) -> &FixedSchemas {
+        &self.schemas
+    }
+}
+
+impl std::ops::Deref for TransactionCodec {
+    type Target = FixedSchemas;
+
+    fn deref(&self) -> &FixedSchemas {
+        &self.schemas
+    }
+}
+
+/// Schemas and encoder of the logical-decoding message topic.
+#[derive(Debug, Clone)]
+pub struct MessageCodec {
+    binary: BinaryHandling,
+    schemas: FixedSchemas,
+}
+
+impl MessageCodec {
+    pub fn new(opts: &CodecOptions) -> Self {
+        let content = match opts.binary_handling {
+            BinaryHandling::Bytes => ConnectSchema::bytes(),
+            _ => ConnectSchema::string(),
+        };
+        let key_schema = schemas::message_key_schema();
+        let value_schema = schemas::message_value_schema(content);
+        MessageCodec {
+            binary: opts.binary_handling,
+            schemas: FixedSchemas::new(key_schema, value_schema),
+        }
     }
 
     /// The key `{prefix}` into `out` (cleared first), framed with `schema_id`.
@@ -96,10 +128,7 @@ impl MessageCodec {
 /// Schemas and encoder of the transaction metadata topic.
 #[derive(Debug, Clone)]
 pub struct TransactionCodec {
-    key_schema: ConnectSchema,
-    value_schema: ConnectSchema,
-    key_json: String,
-    value_json: String,
+    schemas: FixedSchemas,
 }
 
 impl Default for TransactionCodec {
@@ -113,29 +142,8 @@ impl TransactionCodec {
         let key_schema = schemas::transaction_key_schema();
         let value_schema = schemas::transaction_value_schema();
         TransactionCodec {
-            key_json: key_schema.to_avro_json(),
-            value_json: value_schema.to_avro_json(),
-            key_schema,
-            value_schema,
+            schemas: FixedSchemas::new(key_schema, value_schema),
         }
-    }
-
-    /// The key as a Connect schema (for the JSON formats).
-    pub fn key_connect_schema(&self) -> &ConnectSchema {
-        &self.key_schema
-    }
-
-    /// The value as a Connect schema (for the JSON formats).
-    pub fn value_connect_schema(&self) -> &ConnectSchema {
-        &self.value_schema
-    }
-
-    pub fn key_schema_json(&self) -> &str {
-        &self.key_json
-    }
-
-    pub fn value_schema_json(&self) -> &str {
-        &self.value_json
     }
 
     /// The key `{id}` into `out` (cleared first), framed with `schema_id`.

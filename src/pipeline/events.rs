@@ -13,6 +13,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use crate::codec::connect::ConnectSchema;
+use crate::codec::records::FixedSchemas;
 use crate::codec::{
     ChangeEvent, CodecOptions, ColumnSpec, ConnectorMeta, EventFormat, JsonRecord, MessageCodec,
     MessageEvent, SourceInfo, TableCodec, TableSpec, TransactionCodec, TransactionStatus,
@@ -350,6 +351,31 @@ impl EventStage {
         })
     }
 
+    /// The key and value serializers of a fixed-shape topic (messages, transactions).
+    async fn fixed_serializers(
+        &self,
+        topic: &str,
+        schemas: &FixedSchemas,
+    ) -> Result<(Serializer, Serializer), EventError> {
+        let key = self
+            .serializer(
+                topic,
+                SubjectKind::Key,
+                schemas.key_connect_schema(),
+                schemas.key_schema_json(),
+            )
+            .await?;
+        let value = self
+            .serializer(
+                topic,
+                SubjectKind::Value,
+                schemas.value_connect_schema(),
+                schemas.value_schema_json(),
+            )
+            .await?;
+        Ok((key, value))
+    }
+
     /// Makes sure the transaction topic's schemas are ready (registered for Avro).
     async fn transaction_topic(&mut self) -> Result<(), EventError> {
         if self.transactions.is_some() {
@@ -357,22 +383,7 @@ impl EventStage {
         }
         let codec = TransactionCodec::new();
         let topic: Arc<str> = format!("{}.transaction", self.connector.kafka.topic_prefix).into();
-        let key = self
-            .serializer(
-                &topic,
-                SubjectKind::Key,
-                codec.key_connect_schema(),
-                codec.key_schema_json(),
-            )
-            .await?;
-        let value = self
-            .serializer(
-                &topic,
-                SubjectKind::Value,
-                codec.value_connect_schema(),
-                codec.value_schema_json(),
-            )
-            .await?;
+        let (key, value) = self.fixed_serializers(&topic, &codec).await?;
         self.transactions = Some(TransactionTopic {
             codec,
             key,
@@ -522,22 +533,7 @@ impl EventStage {
         if self.messages.is_none() {
             let codec = MessageCodec::new(&self.options);
             let topic: Arc<str> = format!("{}.message", self.connector.kafka.topic_prefix).into();
-            let key = self
-                .serializer(
-                    &topic,
-                    SubjectKind::Key,
-                    codec.key_connect_schema(),
-                    codec.key_schema_json(),
-                )
-                .await?;
-            let value = self
-                .serializer(
-                    &topic,
-                    SubjectKind::Value,
-                    codec.value_connect_schema(),
-                    codec.value_schema_json(),
-                )
-                .await?;
+            let (key, value) = self.fixed_serializers(&topic, &codec).await?;
             self.messages = Some((codec, key, value, topic));
         }
         let metadata = self.connector.events.provide_transaction_metadata && transactional;

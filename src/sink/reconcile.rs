@@ -71,31 +71,15 @@ pub fn last_positions(
     let partitions = partitions_of(&consumer, topic).map_err(metadata_err)?;
     let mut out = HashMap::new();
     for partition in partitions {
-        let (low, high) = watermarks(&consumer, topic, partition).map_err(metadata_err)?;
-        // Walk back from the end in growing windows until a record of this connector with
-        // a position: the newest offsets can be transaction markers, records of an
-        // aborted Kafka transaction (a read_committed consumer never sees them), or
-        // records of other producers.
-        let mut end = high;
-        let mut window: i64 = 16;
-        while end > low && !out.contains_key(&partition) {
-            let start = (end - window).max(low);
-            read_range(
-                &consumer,
-                topic,
-                partition,
-                start,
-                end,
-                Duration::from_secs(30),
-                |message| {
-                    if let Some(p) = position_of(message).filter(|_| origin.wrote(message)) {
-                        out.insert(partition, p);
-                    }
-                },
-            )
-            .map_err(metadata_err)?;
-            end = start;
-            window = window.saturating_mul(8);
+        // The newest offsets can be transaction markers, records of an aborted Kafka
+        // transaction (a read_committed consumer never sees them), or records of other
+        // producers: walk back until a record of this connector with a position.
+        let newest = newest_back(&consumer, topic, partition, (16, 8), |message| {
+            position_of(message).filter(|_| origin.wrote(message))
+        })
+        .map_err(metadata_err)?;
+        if let Some(p) = newest {
+            out.insert(partition, p);
         }
     }
     Ok(out)
@@ -130,34 +114,51 @@ pub fn committed_position(
         return Ok(None);
     };
     let partition = partition_for_key(connector.as_bytes(), count);
-    let (low, high) = watermarks(&consumer, OFFSETS_TOPIC, partition).map_err(metadata_err)?;
-    let mut window: i64 = 256;
+    newest_back(&consumer, OFFSETS_TOPIC, partition, (256, 4), |m| {
+        if m.key() != Some(connector.as_bytes()) {
+            return None;
+        }
+        m.payload()
+            .and_then(|p| serde_json::from_slice::<CheckpointRecord>(p).ok())
+            .filter(|r| r.slot == slot && r.source == origin.identity)
+    })
+    .map_err(metadata_err)
+}
+
+/// The newest record of one partition that `pick` accepts (what it makes of it): the
+/// partition is read back from its end in windows of `first` records, growing `growth`
+/// times each step, so a long history costs little when the answer is near the end.
+fn newest_back<T, C: rdkafka::consumer::ConsumerContext>(
+    consumer: &BaseConsumer<C>,
+    topic: &str,
+    partition: i32,
+    (first, growth): (i64, i64),
+    mut pick: impl FnMut(&BorrowedMessage<'_>) -> Option<T>,
+) -> Result<Option<T>, KafkaError> {
+    let (low, high) = watermarks(consumer, topic, partition)?;
     let mut end = high;
+    let mut window = first;
     while end > low {
         let start = (end - window).max(low);
         let mut found = None;
         read_range(
-            &consumer,
-            OFFSETS_TOPIC,
+            consumer,
+            topic,
             partition,
             start,
             end,
             Duration::from_secs(30),
             |m| {
-                if m.key() == Some(connector.as_bytes()) {
-                    found = m
-                        .payload()
-                        .and_then(|p| serde_json::from_slice::<CheckpointRecord>(p).ok())
-                        .filter(|r| r.slot == slot && r.source == origin.identity);
+                if let Some(t) = pick(m) {
+                    found = Some(t);
                 }
             },
-        )
-        .map_err(metadata_err)?;
+        )?;
         if found.is_some() {
             return Ok(found);
         }
         end = start;
-        window = window.saturating_mul(4);
+        window = window.saturating_mul(growth);
     }
     Ok(None)
 }

@@ -364,15 +364,7 @@ impl ReplicationConnection {
             self.wbuf.clear();
             frontend::copy_done(&mut self.wbuf);
             self.flush().await?;
-            let drain = async {
-                loop {
-                    match self.read_backend().await {
-                        Ok(Backend::Message(backend::Message::ReadyForQuery(_))) | Err(_) => break,
-                        Ok(_) => {}
-                    }
-                }
-            };
-            let _ = tokio::time::timeout(Duration::from_secs(5), drain).await;
+            self.drain_until_ready().await;
         }
         self.wbuf.clear();
         frontend::terminate(&mut self.wbuf);
