@@ -232,7 +232,10 @@ impl Reader {
                 ..
             }) => {
                 self.received = self.received.max(wal_end);
-                if !self.in_txn && self.in_stream.is_none() {
+                // Idle only between transactions: not inside one, nor between the chunks
+                // of a streamed one still open in the spool (the slot must not move past
+                // a transaction walcast has not delivered).
+                if !self.in_txn && self.in_stream.is_none() && !self.spool.has_open() {
                     self.emit(TxEvent::Idle { wal_end }).await?;
                 }
                 if reply_requested {

@@ -116,6 +116,11 @@ impl Spool {
         self.open.values().map(|t| t.memory.len()).sum()
     }
 
+    /// Whether a streamed transaction is open (begun, neither committed nor aborted).
+    pub fn has_open(&self) -> bool {
+        !self.open.is_empty()
+    }
+
     /// Bytes currently held, memory and files, across all transactions.
     pub fn held_bytes(&self) -> u64 {
         self.held
@@ -355,6 +360,20 @@ mod tests {
         spool.append(5, 5, b"gone").unwrap();
         spool.abort(5, 5);
         assert!(drain(spool.commit(5).unwrap()).is_empty());
+    }
+
+    #[test]
+    fn a_transaction_is_open_from_its_first_record_until_committed_or_aborted() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut spool = Spool::new(SpoolConfig::new(dir.path().to_owned(), 1 << 20));
+        assert!(!spool.has_open());
+        spool.append(7, 7, b"a").unwrap();
+        assert!(spool.has_open(), "begun");
+        drain(spool.commit(7).unwrap());
+        assert!(!spool.has_open(), "committed");
+        spool.append(8, 8, b"b").unwrap();
+        spool.abort(8, 8);
+        assert!(!spool.has_open(), "aborted");
     }
 
     #[test]
