@@ -49,7 +49,9 @@ pub struct MemoryHandle {
 
 impl MemoryHandle {
     pub fn lock(&self) -> MutexGuard<'_, Held> {
-        self.held.lock().unwrap()
+        self.held
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// From now on deliveries are reported only when the test releases them.
