@@ -162,12 +162,18 @@ impl<S: RecordSink> Pipeline<S> {
     /// The checkpoint moved: PostgreSQL may release WAL up to it, and a snapshot it
     /// covers is complete.
     pub(super) fn confirm(&mut self, checkpoint: &Checkpoint) {
+        self.publish(checkpoint);
+        self.settle_snapshot(checkpoint);
+    }
+
+    /// Hands the checkpoint's flush LSN to the reader (which confirms it to PostgreSQL)
+    /// and to `walcast_confirmed_lsn`.
+    pub(super) fn publish(&self, checkpoint: &Checkpoint) {
         let _ = self.out.flushed.send(checkpoint.flush_lsn);
         crate::observe::metrics()
             .confirmed_lsn
             .with_label_values(&[&self.connector.name])
             .set(checkpoint.flush_lsn.0 as i64);
-        self.settle_snapshot(checkpoint);
     }
 
     /// A snapshot waiting for its acknowledgements is complete once the checkpoint

@@ -271,11 +271,7 @@ impl<S: RecordSink> Pipeline<S> {
             .with_label_values(&[&self.connector.name])
             .set(wal_end.0 as i64);
         if let Some(checkpoint) = self.tracker.idle(wal_end) {
-            let _ = self.out.flushed.send(checkpoint.flush_lsn);
-            metrics
-                .confirmed_lsn
-                .with_label_values(&[&self.connector.name])
-                .set(checkpoint.flush_lsn.0 as i64);
+            self.publish(&checkpoint);
         }
     }
 }
