@@ -414,6 +414,21 @@ async fn a_tcp_proxy_cutting_connections_loses_and_repeats_nothing() {
     let mut walcast = Guard(Some(start_walcast(&file, &log)));
     let slot = "walcast_proxied";
     let mut walsender = wait_for_new_walsender(&db, slot, "", walcast.child(), &log);
+    // The slot shows an active walsender while it is still being created (before its
+    // consistent point): writes then would land in the initial snapshot as reads. Wait
+    // until the (empty) snapshot is complete, i.e. walcast streams.
+    let started_at = Instant::now();
+    while !std::fs::read_to_string(&log)
+        .unwrap_or_default()
+        .contains("initial snapshot complete")
+    {
+        assert!(
+            started_at.elapsed() < Duration::from_secs(30),
+            "the initial snapshot did not complete within 30 s\n{}",
+            log_excerpt(&log)
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
 
     // A first part, acknowledged by Kafka (the slot confirms past it) before any cut.
     run_script(stack, &db.name, &workload(1, 100));
