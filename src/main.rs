@@ -104,6 +104,30 @@ enum Command {
         #[arg(long)]
         data_dir: PathBuf,
     },
+    /// Print the status of a running walcast (each connector's state, positions, lag,
+    /// counts, snapshot progress, last error), read from its /status endpoint. Exits 0
+    /// when every connector streams or snapshots, 1 otherwise.
+    Status {
+        /// A connector .toml file (its [metrics] listen address is asked), or the base
+        /// URL of a walcast, e.g. http://walcast-0:8723.
+        target: String,
+    },
+    /// List the replication slots of a connector's database: plugin, the process using
+    /// each, confirmed position, the WAL each keeps on the server and its wal_status.
+    Slots {
+        /// The connector .toml file.
+        path: PathBuf,
+    },
+    /// Remove what a connector holds in PostgreSQL: its replication slot (so the server
+    /// stops keeping WAL for it), its publication when walcast manages it, and its state
+    /// row. Topics and checkpoints in Kafka are left. Refuses a slot in use.
+    Teardown {
+        /// The connector .toml file.
+        path: PathBuf,
+        /// Also end the connection using the slot (a running walcast) before dropping it.
+        #[arg(long)]
+        force: bool,
+    },
     /// Print a topic's records as JSON lines, one per record, keys and values decoded
     /// through the schema registry (Confluent wire format, Avro). Reads every partition
     /// without a consumer group (nothing is committed); a record that cannot be decoded
@@ -190,7 +214,9 @@ async fn execute(command: Command) -> Result<bool, String> {
                     connector.file.display(),
                     connector.name
                 );
-                for finding in preflight::check(connector).await {
+                let mut findings = preflight::check(connector).await;
+                findings.extend(preflight::check_services(connector).await);
+                for finding in findings {
                     all_ok &= finding.ok;
                     println!("{finding}");
                 }
@@ -242,6 +268,19 @@ async fn execute(command: Command) -> Result<bool, String> {
                 "signal {id} written to walcast.signal; connector {} acts on it when its stream reaches it",
                 connector.name
             );
+            Ok(true)
+        }
+        Command::Status { target } => walcast::cmd::status::run(&target).await,
+        Command::Slots { path } => {
+            let connector = config::load_file(&path).map_err(|e| e.to_string())?;
+            walcast::cmd::slots::print(&connector).await?;
+            Ok(true)
+        }
+        Command::Teardown { path, force } => {
+            let connector = config::load_file(&path).map_err(|e| e.to_string())?;
+            for line in walcast::cmd::slots::teardown(&connector, force).await? {
+                println!("{}: {line}", connector.name);
+            }
             Ok(true)
         }
         Command::Registry { listen, data_dir } => {

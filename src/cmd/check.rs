@@ -18,6 +18,8 @@ const ROW_FILTER_VERSION: i32 = 150000;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Finding {
     pub ok: bool,
+    /// Not a problem, but worth changing (`ok` stays true: it does not fail the check).
+    pub warning: bool,
     /// What was checked and what was found; for a problem, also the fix.
     pub message: String,
 }
@@ -26,6 +28,15 @@ impl Finding {
     fn ok(message: impl Into<String>) -> Self {
         Self {
             ok: true,
+            warning: false,
+            message: message.into(),
+        }
+    }
+
+    fn warning(message: impl Into<String>) -> Self {
+        Self {
+            ok: true,
+            warning: true,
             message: message.into(),
         }
     }
@@ -33,6 +44,7 @@ impl Finding {
     fn problem(message: impl Into<String>) -> Self {
         Self {
             ok: false,
+            warning: false,
             message: message.into(),
         }
     }
@@ -40,7 +52,11 @@ impl Finding {
 
 impl fmt::Display for Finding {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let tag = if self.ok { "ok     " } else { "PROBLEM" };
+        let tag = match (self.ok, self.warning) {
+            (false, _) => "PROBLEM",
+            (true, true) => "WARNING",
+            (true, false) => "ok     ",
+        };
         write!(f, "{tag} {}", self.message)
     }
 }
@@ -59,6 +75,69 @@ pub async fn check(connector: &Connector) -> Vec<Finding> {
             e.as_db_error()
                 .map_or_else(|| e.to_string(), |d| d.message().to_owned())
         )));
+    }
+    findings
+}
+
+/// The broker and the schema registry of `connector`: reachable, the credentials
+/// accepted, and the connector's topics creatable. (`walcast run` checks the broker
+/// itself before it creates a slot.)
+pub async fn check_services(connector: &Connector) -> Vec<Finding> {
+    let mut findings = Vec::new();
+    if connector.sink == crate::config::SinkKind::Discard {
+        findings.push(Finding::ok(
+            "[sink] kind = \"discard\": no broker or registry is used",
+        ));
+        return findings;
+    }
+    let servers = &connector.kafka.bootstrap_servers;
+    let client_id = format!("walcast-check-{}", connector.name);
+    let sink = crate::sink::kafka::KafkaSink::new(
+        &connector.kafka,
+        crate::config::DeliveryMode::AtLeastOnce,
+        &client_id,
+    );
+    match sink {
+        Err(e) => findings.push(Finding::problem(e.to_string())),
+        Ok((sink, _reports)) => match sink.check_connection() {
+            Err(e) => findings.push(Finding::problem(e.to_string())),
+            Ok(()) => {
+                findings.push(Finding::ok(format!(
+                    "connected to Kafka at {servers} (credentials accepted)"
+                )));
+                match sink.check_topic_creation().await {
+                    Ok(()) => findings.push(Finding::ok(format!(
+                        "Kafka would let this connector create its topics ({}.*)",
+                        connector.kafka.topic_prefix
+                    ))),
+                    Err(e) => findings.push(Finding::problem(format!(
+                        "{e}; grant the connector's Kafka user CREATE on the cluster or create the topics beforehand, and check [kafka] partitions / replication_factor against the cluster"
+                    ))),
+                }
+            }
+        },
+    }
+    if !connector.events.format.uses_registry() {
+        return findings;
+    }
+    let registry = crate::registry::client::RegistryClient::new(
+        crate::registry::client::RegistryClientConfig {
+            retry: crate::registry::client::RetryPolicy::none(),
+            ..crate::registry::client::RegistryClientConfig::from_connector(&connector.registry)
+        },
+    );
+    match registry {
+        Err(e) => findings.push(Finding::problem(e.to_string())),
+        Ok(client) => match client.subjects().await {
+            Ok(subjects) => findings.push(Finding::ok(format!(
+                "schema registry at {} answers ({} subjects; credentials accepted)",
+                client.url(),
+                subjects.len()
+            ))),
+            Err(e) => findings.push(Finding::problem(format!(
+                "{e}; check [registry] url and its credentials"
+            ))),
+        },
     }
     findings
 }
@@ -232,6 +311,19 @@ async fn check_slot_capacity(
             "slot {} will be created ({used_slots} of {max_slots} replication slots in use)",
             source.slot
         ))),
+    }
+
+    // Unset, a slot that falls behind keeps WAL until the disk is full.
+    if let Ok(keep) = setting(client, "max_slot_wal_keep_size").await {
+        if keep == "-1" {
+            out.push(Finding::warning(
+                "max_slot_wal_keep_size is unlimited (-1): a slot that falls behind keeps WAL until the server's disk is full; set it (e.g. max_slot_wal_keep_size = '50GB') so PostgreSQL gives up the slot instead, and alert on walcast_slot_retained_wal_bytes",
+            ));
+        } else {
+            out.push(Finding::ok(format!(
+                "max_slot_wal_keep_size = {keep} bounds the WAL a lagging slot keeps"
+            )));
+        }
     }
 
     let max_senders: i64 = setting(client, "max_wal_senders")

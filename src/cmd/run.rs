@@ -8,6 +8,7 @@ use tracing::{error, info, info_span, warn, Instrument};
 use crate::cmd::check;
 use crate::cmd::setup::publication::{self, PublicationSync};
 use crate::config::Connector;
+use crate::observe::{ConnectorInfo, ConnectorState};
 use crate::postgres::connect;
 
 /// Why one connector stopped with an error.
@@ -15,36 +16,60 @@ use crate::postgres::connect;
 pub enum RunError {
     #[error("connector {connector}: {message}")]
     Failed { connector: String, message: String },
+    /// The status and metrics endpoint cannot listen where `[metrics]` says.
+    #[error("cannot serve the status page and metrics on {address}: {reason}; set [metrics] listen to a free address, or enabled = false")]
+    Listen {
+        address: std::net::SocketAddr,
+        reason: String,
+    },
 }
 
 /// Runs every connector until each stops or a shutdown signal arrives; returns the
 /// errors of those that failed (empty means a clean stop).
 pub async fn run(connectors: Vec<Connector>) -> Vec<RunError> {
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
-    // One metrics endpoint per process: the first enabled connector's address (all
-    // connectors' metrics are labelled with their name).
-    let listen: Vec<std::net::SocketAddr> = connectors
+    // One endpoint per process: loading a folder made every connector's [metrics] the
+    // same (config::load_path); each series is labelled with its connector.
+    let listen = connectors
         .iter()
-        .filter(|c| c.metrics.enabled)
-        .map(|c| c.metrics.listen)
-        .collect();
-    let metrics_server = listen.first().copied().map(|address| {
-        if listen.iter().any(|a| *a != address) {
-            warn!(%address, "connectors name different [metrics] listen addresses; serving all on the first");
-        }
-        let rx = shutdown_rx.clone();
-        tokio::spawn(async move {
-            if let Err(e) = crate::observe::serve(address, rx).await {
-                error!("cannot serve metrics on {address}: {e}; set [metrics] listen to a free address or enabled = false");
+        .find(|c| c.metrics.enabled)
+        .map(|c| c.metrics.listen);
+    let mut metrics_server = None;
+    if let Some(address) = listen {
+        let listener = match tokio::net::TcpListener::bind(address).await {
+            Ok(listener) => listener,
+            Err(e) => {
+                return vec![RunError::Listen {
+                    address,
+                    reason: e.to_string(),
+                }]
             }
-        })
-    });
+        };
+        let rx = shutdown_rx.clone();
+        metrics_server = Some(tokio::spawn(async move {
+            if let Err(e) = crate::observe::serve(listener, rx).await {
+                error!("the status and metrics endpoint stopped: {e}");
+            }
+        }));
+    }
     let mut tasks = JoinSet::new();
     for connector in connectors {
-        crate::observe::metrics().set_streaming(&connector.name, false);
+        crate::observe::board().register(&connector.name, connector_info(&connector));
         let span = info_span!("connector", name = %connector.name);
         let rx = shutdown_rx.clone();
-        tasks.spawn(run_connector(connector, rx).instrument(span));
+        let name = connector.name.clone();
+        tasks.spawn(
+            async move {
+                let result = run_connector(connector, rx).await;
+                let board = crate::observe::board();
+                match &result {
+                    Ok(()) => board.set_state(&name, ConnectorState::Stopped),
+                    Err(e) => board.failed(&name, e.to_string()),
+                }
+                result
+            }
+            .instrument(span),
+        );
     }
     let signal = tokio::spawn(async move {
         crate::shutdown::shutdown_signal().await;
@@ -85,12 +110,18 @@ async fn run_connector(
     };
     warn_if_unverified(&connector);
     let mut backoff = crate::shutdown::Backoff::reconnect();
+    let board = crate::observe::board();
     let client = loop {
         match connect(&connector.source, None).await {
-            Ok(client) => break client,
+            Ok(client) => {
+                board.set_retrying(&connector.name, "postgres", false);
+                break client;
+            }
             Err(e) if e.transient => {
                 let wait = backoff.next_wait();
                 error!(retry_in_ms = wait.as_millis() as u64, "{e}");
+                board.set_retrying(&connector.name, "postgres", true);
+                board.note_error(&connector.name, e.to_string());
                 tokio::select! {
                     _ = tokio::time::sleep(wait) => {}
                     _ = shutdown.changed() => return Ok(()),
@@ -127,6 +158,18 @@ async fn run_connector(
     crate::pipeline::run(connector.clone(), shutdown)
         .await
         .map_err(|e| failed(e.to_string()))
+}
+
+/// Where the connector reads and writes, for `/status` (no password).
+fn connector_info(connector: &Connector) -> ConnectorInfo {
+    let source = &connector.source;
+    ConnectorInfo {
+        database: format!("{}:{}/{}", source.host, source.port, source.dbname),
+        slot: source.slot.clone(),
+        publication: source.publication.clone(),
+        delivery: connector.delivery.mode.as_str().to_owned(),
+        bootstrap_servers: connector.kafka.bootstrap_servers.clone(),
+    }
 }
 
 /// Says at start when walcast cannot tell it talks to the PostgreSQL it names: TLS

@@ -105,6 +105,9 @@ pub struct Delivery {
 pub struct Metrics {
     pub enabled: bool,
     pub listen: SocketAddr,
+    /// The file has a `[metrics]` section (in a folder, the process's setting comes
+    /// from the files that have one, and they must agree).
+    pub explicit: bool,
 }
 
 #[derive(Debug, Clone)]

@@ -87,6 +87,8 @@ pub fn load_path(path: &Path) -> Result<Vec<Connector>, ConfigError> {
     } else {
         vec![load_file(path)?]
     };
+    let mut connectors = connectors;
+    one_metrics_setting(&mut connectors)?;
     let mut names: BTreeMap<&str, &Path> = BTreeMap::new();
     let mut slots: BTreeMap<(&str, u16, &str, &str), &Path> = BTreeMap::new();
     for c in &connectors {
@@ -118,6 +120,46 @@ pub fn load_path(path: &Path) -> Result<Vec<Connector>, ConfigError> {
         }
     }
     Ok(connectors)
+}
+
+/// One process serves one status/metrics endpoint, so `[metrics]` is a process setting:
+/// it comes from the files of the folder that have a `[metrics]` section (they must
+/// say the same), and files without one take it. Without any, the default applies.
+fn one_metrics_setting(connectors: &mut [Connector]) -> Result<(), ConfigError> {
+    let mut chosen: Option<(&Path, bool, std::net::SocketAddr)> = None;
+    for c in connectors.iter().filter(|c| c.metrics.explicit) {
+        let this = (c.metrics.enabled, c.metrics.listen);
+        match chosen {
+            None => chosen = Some((&c.file, this.0, this.1)),
+            Some((file, enabled, listen)) if (enabled, listen) != this => {
+                let show = |enabled: bool, listen: std::net::SocketAddr| {
+                    if enabled {
+                        format!("listen = \"{listen}\"")
+                    } else {
+                        "enabled = false".to_owned()
+                    }
+                };
+                return Err(ConfigError::unreadable(
+                    &c.file,
+                    format!(
+                        "[metrics] {} differs from {} in {}; one walcast process serves one metrics endpoint, so give every file the same [metrics] or keep it in one file only",
+                        show(this.0, this.1),
+                        show(enabled, listen),
+                        file.display()
+                    ),
+                ));
+            }
+            Some(_) => {}
+        }
+    }
+    if let Some((_, enabled, listen)) = chosen {
+        let enabled_listen = (enabled, listen);
+        for c in connectors.iter_mut() {
+            c.metrics.enabled = enabled_listen.0;
+            c.metrics.listen = enabled_listen.1;
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]

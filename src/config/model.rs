@@ -25,8 +25,9 @@ pub struct ConnectorFile {
     pub delivery: DeliverySection,
     #[serde(default)]
     pub sink: SinkSection,
+    /// `None` when the file has no `[metrics]` (it then takes the folder's).
     #[serde(default)]
-    pub metrics: MetricsSection,
+    pub metrics: Option<MetricsSection>,
     #[serde(default)]
     pub heartbeat: HeartbeatSection,
     #[serde(default)]
@@ -262,6 +263,17 @@ pub enum DeliveryMode {
     AtLeastOnce,
 }
 
+impl DeliveryMode {
+    /// The name the connector file uses.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::ExactlyOnce => "exactly_once",
+            Self::Transactional => "transactional",
+            Self::AtLeastOnce => "at_least_once",
+        }
+    }
+}
+
 /// `[sink]`: where events go.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -281,6 +293,11 @@ pub enum SinkKind {
     /// registered) as for Kafka, then dropped and counted as acknowledged at once.
     Discard,
 }
+
+/// Where the status page, `/status`, `/metrics` and the probes are served by default:
+/// loopback only (set `listen = "0.0.0.0:8723"` to let Prometheus or a kubelet reach
+/// them), on a port no common exporter uses (9100-9999 is Prometheus exporters' range).
+pub const DEFAULT_METRICS_LISTEN: &str = "127.0.0.1:8723";
 
 /// `[metrics]`: the Prometheus endpoint.
 #[derive(Debug, Deserialize)]
@@ -302,7 +319,7 @@ impl Default for MetricsSection {
 }
 
 fn default_metrics_listen() -> Spanned<EnvString> {
-    Spanned::new(0..0, EnvString::new("0.0.0.0:9187"))
+    Spanned::new(0..0, EnvString::new(DEFAULT_METRICS_LISTEN))
 }
 
 const fn default_true() -> bool {

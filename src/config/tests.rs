@@ -48,7 +48,7 @@ fn minimal_file_gets_production_defaults() {
     assert_eq!(c.source.spool_max_bytes, 10 << 30);
     assert_eq!(c.delivery.mode, DeliveryMode::ExactlyOnce);
     assert_eq!(c.delivery.shutdown_grace.as_secs(), 30);
-    assert_eq!(c.metrics.listen.to_string(), "0.0.0.0:9187");
+    assert_eq!(c.metrics.listen.to_string(), "127.0.0.1:8723");
     assert_eq!(c.tables.len(), 1);
     let t = &c.tables[0];
     assert_eq!(t.selector.to_string(), "public.orders");
@@ -645,4 +645,52 @@ fn min_insync_replicas_must_fit_the_replication_factor() {
         "user = \"walcast\"\nspool_max_bytes = \"10\"",
     ));
     assert!(e.contains("has no unit"), "{e}");
+}
+
+#[test]
+fn a_folder_has_one_metrics_setting_and_conflicting_files_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let named = |name: &str| MINIMAL.replace("\nname = \"shop\"", &format!("\nname = \"{name}\""));
+    std::fs::write(
+        dir.path().join("a.toml"),
+        format!("{}\n[metrics]\nlisten = \"0.0.0.0:9900\"\n", named("a")),
+    )
+    .unwrap();
+    std::fs::write(dir.path().join("b.toml"), named("b")).unwrap();
+    let all = load_path(dir.path()).unwrap();
+    assert!(
+        all.iter()
+            .all(|c| c.metrics.enabled && c.metrics.listen.to_string() == "0.0.0.0:9900"),
+        "a file without [metrics] takes the folder's"
+    );
+
+    std::fs::write(
+        dir.path().join("c.toml"),
+        format!("{}\n[metrics]\nlisten = \"127.0.0.1:9901\"\n", named("c")),
+    )
+    .unwrap();
+    let e = load_path(dir.path()).unwrap_err().to_string();
+    assert!(
+        e.contains("c.toml")
+            && e.contains(
+                "[metrics] listen = \"127.0.0.1:9901\" differs from listen = \"0.0.0.0:9900\" in"
+            )
+            && e.contains("a.toml"),
+        "{e}"
+    );
+
+    std::fs::write(
+        dir.path().join("c.toml"),
+        format!("{}\n[metrics]\nenabled = false\n", named("c")),
+    )
+    .unwrap();
+    let e = load_path(dir.path()).unwrap_err().to_string();
+    assert!(e.contains("[metrics] enabled = false differs"), "{e}");
+
+    std::fs::remove_file(dir.path().join("a.toml")).unwrap();
+    let all = load_path(dir.path()).unwrap();
+    assert!(
+        all.iter().all(|c| !c.metrics.enabled),
+        "c's enabled = false rules"
+    );
 }

@@ -273,13 +273,15 @@ impl Validator<'_> {
             },
         };
 
-        let listen_span = file.metrics.listen.span();
-        let listen_text = file.metrics.listen.into_inner();
+        let explicit_metrics = file.metrics.is_some();
+        let metrics_section = file.metrics.unwrap_or_default();
+        let listen_span = metrics_section.listen.span();
+        let listen_text = metrics_section.listen.into_inner();
         let listen: SocketAddr = listen_text.parse().map_err(|_| {
             self.err(
                 &listen_span,
                 format!(
-                    "[metrics] listen `{listen_text}` is not an address:port such as 0.0.0.0:9187"
+                    "[metrics] listen `{listen_text}` is not an address:port such as 127.0.0.1:8723"
                 ),
             )
         })?;
@@ -322,8 +324,9 @@ impl Validator<'_> {
             },
             sink: file.sink.kind,
             metrics: Metrics {
-                enabled: file.metrics.enabled,
+                enabled: metrics_section.enabled,
                 listen,
+                explicit: explicit_metrics,
             },
             heartbeat: Heartbeat {
                 interval: file.heartbeat.interval.0,

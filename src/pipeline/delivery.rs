@@ -31,10 +31,7 @@ impl<S: RecordSink> Pipeline<S> {
                 .await?
             {
                 self.dedup.skipped += 1;
-                crate::observe::metrics()
-                    .records_skipped
-                    .with_label_values(&[&self.connector.name])
-                    .inc();
+                self.metrics.records_skipped.inc();
                 continue;
             }
             if self.sink.is_transactional() && self.batch.is_none() {
@@ -45,6 +42,10 @@ impl<S: RecordSink> Pipeline<S> {
                     last: position,
                 });
             }
+            if let Some(counter) = &encoded.counter {
+                counter.inc();
+            }
+            self.metrics.bytes_produced.inc_by(encoded.size() as u64);
             let record = OutRecord {
                 topic: encoded.topic,
                 key: encoded.key,
@@ -74,6 +75,7 @@ impl<S: RecordSink> Pipeline<S> {
         &mut self,
         reports: impl Iterator<Item = DeliveryReport>,
     ) -> Result<(), PipelineError> {
+        let mut acknowledged = 0u64;
         for report in reports {
             if report.ticket == Ticket::NONE {
                 // A checkpoint record: informative, never part of the guarantee.
@@ -83,6 +85,7 @@ impl<S: RecordSink> Pipeline<S> {
                 continue;
             }
             if let Some(error) = report.error {
+                self.count_delivery_error(&error);
                 let commit_lsn = self
                     .tracker
                     .commit_lsn_of(report.ticket)
@@ -97,11 +100,15 @@ impl<S: RecordSink> Pipeline<S> {
             // commit acknowledges its records.
             if !self.sink.is_transactional() {
                 self.tracker.acked(report.ticket);
-                self.last_ack = Instant::now();
+                acknowledged += 1;
             }
         }
         if self.sink.is_transactional() {
             return Ok(());
+        }
+        if acknowledged > 0 {
+            self.last_ack = Instant::now();
+            self.metrics.batch_records.observe(acknowledged as f64);
         }
         if let Some(checkpoint) = self.tracker.advance() {
             crate::failpoint::hit("before_confirm");
@@ -147,11 +154,15 @@ impl<S: RecordSink> Pipeline<S> {
         self.sink.write_checkpoint(&record).await?;
         crate::failpoint::hit("before_kafka_commit");
         self.batch = None;
-        self.sink.commit_transaction()?;
-        crate::observe::metrics()
-            .kafka_transactions
-            .with_label_values(&[&self.connector.name])
-            .inc();
+        if let Err(e) = self.sink.commit_transaction() {
+            crate::observe::metrics()
+                .delivery_errors
+                .with_label_values(&[&self.connector.name, "transaction"])
+                .inc();
+            return Err(e.into());
+        }
+        self.metrics.kafka_transactions.inc();
+        self.metrics.batch_records.observe(batch.records as f64);
         self.tracker.acked_all_sent();
         if let Some(checkpoint) = self.tracker.advance() {
             self.confirm(&checkpoint);
@@ -163,17 +174,29 @@ impl<S: RecordSink> Pipeline<S> {
     /// covers is complete.
     pub(super) fn confirm(&mut self, checkpoint: &Checkpoint) {
         self.publish(checkpoint);
+        self.note_acknowledged(checkpoint.flush_lsn);
         self.settle_snapshot(checkpoint);
+    }
+
+    /// `walcast_delivery_errors_total` by what the producer said.
+    fn count_delivery_error(&self, error: &str) {
+        let lower = error.to_ascii_lowercase();
+        let kind = if lower.contains("timed out") || lower.contains("timeout") {
+            "timeout"
+        } else {
+            "rejected"
+        };
+        crate::observe::metrics()
+            .delivery_errors
+            .with_label_values(&[&self.connector.name, kind])
+            .inc();
     }
 
     /// Hands the checkpoint's flush LSN to the reader (which confirms it to PostgreSQL)
     /// and to `walcast_confirmed_lsn`.
     pub(super) fn publish(&self, checkpoint: &Checkpoint) {
         let _ = self.out.flushed.send(checkpoint.flush_lsn);
-        crate::observe::metrics()
-            .confirmed_lsn
-            .with_label_values(&[&self.connector.name])
-            .set(checkpoint.flush_lsn.0 as i64);
+        self.metrics.set_confirmed(checkpoint.flush_lsn);
     }
 
     /// A snapshot waiting for its acknowledgements is complete once the checkpoint

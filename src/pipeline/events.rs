@@ -42,9 +42,23 @@ pub struct Encoded {
     pub value: Option<Vec<u8>>,
     /// Headers besides walcast's own position headers (Debezium's key-change headers).
     pub headers: Vec<(&'static str, Vec<u8>)>,
+    /// The `walcast_events_total` series a data event counts in once it is sent (none
+    /// for tombstones and transaction metadata).
+    pub counter: Option<prometheus::IntCounter>,
 }
 
 impl Encoded {
+    /// Bytes of key, value and headers (what `walcast_bytes_produced_total` counts).
+    pub fn size(&self) -> usize {
+        self.key.as_ref().map_or(0, Vec::len)
+            + self.value.as_ref().map_or(0, Vec::len)
+            + self
+                .headers
+                .iter()
+                .map(|(name, value)| name.len() + value.len())
+                .sum::<usize>()
+    }
+
     /// A record without extra headers.
     pub fn new(topic: Arc<str>, key: Option<Vec<u8>>, value: Option<Vec<u8>>) -> Self {
         Encoded {
@@ -52,6 +66,7 @@ impl Encoded {
             key,
             value,
             headers: Vec::new(),
+            counter: None,
         }
     }
 }
@@ -125,6 +140,31 @@ struct TableState {
     tombstones: bool,
     /// Indexes (into the projected row) of the key columns.
     key_columns: Vec<usize>,
+    /// The table's `walcast_events_total` series, by op.
+    counters: OpCounters,
+}
+
+/// One table's event counters.
+struct OpCounters([prometheus::IntCounter; 4]);
+
+impl OpCounters {
+    fn new(connector: &str, table: &str) -> Self {
+        let m = crate::observe::metrics().connector(connector);
+        Self(['c', 'u', 'd', 'r'].map(|op| m.events(table, op)))
+    }
+
+    /// The counter of `op` (truncates and messages are counted elsewhere).
+    fn of(&self, op: crate::codec::Op) -> Option<prometheus::IntCounter> {
+        use crate::codec::Op;
+        let i = match op {
+            Op::Create => 0,
+            Op::Update => 1,
+            Op::Delete => 2,
+            Op::Read => 3,
+            _ => return None,
+        };
+        Some(self.0[i].clone())
+    }
 }
 
 impl TableState {
@@ -338,6 +378,7 @@ impl EventStage {
                 codec.envelope_schema_json(),
             )
             .await?;
+        let counters = OpCounters::new(&self.connector.name, &projected.qualified());
         Ok(TableState {
             codec,
             topic,
@@ -348,6 +389,7 @@ impl EventStage {
             masks,
             tombstones: rule.as_ref().is_none_or(|r| r.tombstones),
             key_columns,
+            counters,
         })
     }
 
@@ -564,11 +606,17 @@ impl EventStage {
         codec.encode_key(&event, key_serializer.id(), &mut key);
         let mut value = Vec::new();
         codec.encode_value(&event, value_serializer.id(), &mut value);
-        out.push(Encoded::new(
+        let mut record = Encoded::new(
             topic.clone(),
             Some(key_serializer.finish(key, topic)?),
             Some(value_serializer.finish(value, topic)?),
-        ));
+        );
+        record.counter = Some(
+            crate::observe::metrics()
+                .connector(&self.connector.name)
+                .events("", 'm'),
+        );
+        out.push(record);
         Ok(())
     }
 }

@@ -167,6 +167,7 @@ impl Incremental {
         self.paused = state.paused;
         if !self.queue.is_empty() {
             info!(tables = ?self.queue, "continuing the incremental snapshot recorded with the checkpoint");
+            self.show_queued();
         }
     }
 
@@ -189,7 +190,15 @@ impl Incremental {
         }
         let tables = self.captured_tables().await?;
         self.queue = tables.into();
+        self.show_queued();
         Ok(())
+    }
+
+    /// The queued tables (and the one being read) on the status board.
+    fn show_queued(&self) {
+        let mut tables: Vec<String> = self.current.iter().map(|c| c.name.clone()).collect();
+        tables.extend(self.queue.iter().cloned());
+        crate::observe::board().snapshot_queued(&self.connector.name, &tables);
     }
 
     /// True once, after a resumed initial snapshot read its last table.
@@ -332,6 +341,7 @@ impl Incremental {
             }
         }
         info!(signal = %id, tables = ?self.queue, "incremental snapshot requested");
+        self.show_queued();
         if self.window.is_none() {
             self.next_window().await?;
         }
@@ -409,6 +419,12 @@ impl Incremental {
                 let done = self.current.take();
                 if let Some(done) = done {
                     info!(table = %done.name, rows = done.rows, "incremental snapshot of the table complete");
+                    crate::observe::board().snapshot_rows(
+                        &self.connector.name,
+                        &done.name,
+                        0,
+                        true,
+                    );
                 }
                 continue;
             }
@@ -431,17 +447,30 @@ impl Incremental {
                 info!("the interrupted initial snapshot is complete");
                 self.initial_finished = true;
             }
+            crate::observe::board().snapshot_finished(
+                &self.connector.name,
+                crate::observe::SnapshotKind::Incremental,
+            );
             return Ok(NextTable::NoneLeft);
         };
         let last_key = self.pending_resume.take();
         Ok(match self.describe(&name).await? {
             Some(mut current) => {
                 info!(table = %name, skipping_present = !current.present.is_empty(), "incremental snapshot of the table started");
+                let oid = current.relation.oid;
+                let estimate = match self.client().await {
+                    Ok(client) => super::initial_snapshot::estimated_rows(client, oid).await,
+                    Err(_) => None,
+                };
+                crate::observe::board().snapshot_estimate(&self.connector.name, &name, estimate);
                 current.last_key = last_key;
                 self.current = Some(current);
                 NextTable::Started
             }
-            None => NextTable::Skipped,
+            None => {
+                crate::observe::board().snapshot_rows(&self.connector.name, &name, 0, true);
+                NextTable::Skipped
+            }
         })
     }
 

@@ -289,10 +289,37 @@ pub async fn run(
         let relation = table_read::relation_for(captured.table, &mut cache, client).await?;
         tables.push((relation, captured.rule.snapshot_condition()));
     }
+    let mut estimates = Vec::with_capacity(tables.len());
+    for (relation, _) in &tables {
+        estimates.push((
+            relation.qualified(),
+            estimated_rows(client, relation.oid).await,
+        ));
+    }
+    crate::observe::board().snapshot_started(
+        &connector.name,
+        crate::observe::SnapshotKind::Initial,
+        estimates,
+    );
     info!(tables = tables.len(), workers = clients.len(), consistent_point = %plan.slot.consistent_point, "initial snapshot started");
     let rows = table_read::run(clients, &tables, plan.slot.consistent_point, out).await?;
     info!(rows, "initial snapshot read; streaming follows");
     Ok(rows)
+}
+
+/// PostgreSQL's estimate of a table's rows (`pg_class.reltuples`, kept by ANALYZE and
+/// autovacuum), for snapshot progress; `None` when the table was never analyzed.
+pub(crate) async fn estimated_rows(client: &tokio_postgres::Client, oid: u32) -> Option<u64> {
+    let row = client
+        .query_opt(
+            "SELECT reltuples::float8 FROM pg_class WHERE oid = $1",
+            &[&oid],
+        )
+        .await
+        .ok()??;
+    let estimate: f64 = row.get(0);
+    // -1 (PostgreSQL 14+) and 0 with pages (older): never analyzed.
+    (estimate > 0.0).then_some(estimate as u64)
 }
 
 /// Records that the snapshot is in Kafka (all its records acknowledged).

@@ -89,6 +89,7 @@ impl<S: RecordSink> Pipeline<S> {
 
     async fn on_change(&mut self, change: RowChange) -> Result<(), PipelineError> {
         self.incremental.on_change(&change);
+        self.watch.tx_changes += 1;
         self.records.clear();
         self.stage
             .change(change, &self.tx, &mut self.records)
@@ -139,6 +140,7 @@ impl<S: RecordSink> Pipeline<S> {
                 self.send_records(self.tx.xid).await?;
             }
             debug!(table = %table, rows = count, skipped_as_in_kafka = already, "incremental snapshot chunk emitted");
+            self.note_snapshot_rows(&table, count as u64, false);
             self.incremental.emitted(Position {
                 commit_lsn: self.commit_lsn,
                 index: self.index.saturating_sub(1),
@@ -194,14 +196,8 @@ impl<S: RecordSink> Pipeline<S> {
             .await?;
         self.send_records(self.tx.xid).await?;
         self.tracker.commit(end_lsn);
+        self.note_committed(end_lsn, self.tx.commit_time_us);
         self.commit_batch(!more_queued, false).await?;
-        let metrics = crate::observe::metrics();
-        let name = self.connector.name.as_str();
-        metrics.transactions.with_label_values(&[name]).inc();
-        metrics
-            .in_flight
-            .with_label_values(&[name])
-            .set(self.tracker.in_flight() as i64);
         self.tx.last_commit_lsn = Some(end_lsn);
         Ok(())
     }
@@ -222,6 +218,11 @@ impl<S: RecordSink> Pipeline<S> {
         rows: Vec<crate::model::change::SnapshotRead>,
     ) -> Result<(), PipelineError> {
         let at = self.snapshot_point.unwrap_or_default();
+        let table = relation.qualified();
+        let count = rows.len() as u64;
+        let table_done = rows
+            .last()
+            .is_some_and(|r| matches!(r.marker, RowMarker::LastInTable | RowMarker::Last));
         for read in rows {
             self.records.clear();
             self.stage
@@ -240,6 +241,7 @@ impl<S: RecordSink> Pipeline<S> {
             // A snapshot is no source transaction: commit it in batches.
             self.commit_batch(false, true).await?;
         }
+        self.note_snapshot_rows(&table, count, table_done);
         Ok(())
     }
 
@@ -250,6 +252,9 @@ impl<S: RecordSink> Pipeline<S> {
     ) -> Result<(), PipelineError> {
         self.tracker.commit(consistent_point);
         self.snapshot_pending = Some(consistent_point);
+        crate::observe::board()
+            .snapshot_finished(&self.connector.name, crate::observe::SnapshotKind::Initial);
+        super::reporting::log_snapshot_progress(&self.connector.name);
         self.commit_batch(!more_queued, false).await
     }
 
@@ -265,11 +270,7 @@ impl<S: RecordSink> Pipeline<S> {
 
     /// A keepalive while nothing is in flight: the idle slot may advance to the WAL's end.
     fn on_idle(&mut self, wal_end: Lsn) {
-        let metrics = crate::observe::metrics();
-        metrics
-            .server_wal_end
-            .with_label_values(&[&self.connector.name])
-            .set(wal_end.0 as i64);
+        self.metrics.set_server_wal_end(wal_end);
         if let Some(checkpoint) = self.tracker.idle(wal_end) {
             self.publish(&checkpoint);
         }

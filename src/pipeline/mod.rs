@@ -20,6 +20,7 @@ pub mod events;
 pub mod incremental;
 pub mod initial_snapshot;
 mod inputs;
+mod reporting;
 mod run_loop;
 pub mod slot_health;
 #[cfg(test)]
@@ -152,13 +153,16 @@ async fn run_started<S: RecordSink>(
     let (stop_source_tx, stop_source_rx) = watch::channel(false);
     prepare_spool_dir(&connector)?;
     let reader_config = reader_config(&connector);
-    crate::observe::metrics().set_streaming(&connector.name, true);
     let source_task = {
         let connector = connector.clone();
         let snapshot_only =
             connector.source.snapshot_mode == crate::config::SnapshotMode::InitialOnly;
         tokio::spawn(async move {
             if let Some(plan) = plan {
+                crate::observe::board().set_state(
+                    &connector.name,
+                    crate::observe::ConnectorState::Snapshotting,
+                );
                 initial_snapshot::run(&connector, plan, &events_tx).await?;
                 if snapshot_only {
                     return Ok(());
@@ -200,7 +204,6 @@ async fn run_started<S: RecordSink>(
     drop(pipeline);
     let _ = marker_task.await;
 
-    crate::observe::metrics().set_streaming(&connector.name, false);
     let _ = stop_source_tx.send(true);
     health_task.abort();
     if let Some(task) = heartbeat_task {

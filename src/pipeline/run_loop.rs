@@ -16,6 +16,7 @@ use tracing::{info, warn};
 use super::dedup::Dedup;
 use super::events::{Encoded, EventStage, TxContext};
 use super::incremental::Incremental;
+use super::reporting::Watch;
 use super::PipelineError;
 use crate::checkpoint::{AckTracker, Position};
 use crate::config::Connector;
@@ -36,6 +37,15 @@ pub(super) const MAX_TRANSACTION_RECORDS: usize = 50_000;
 pub(super) const MAX_TRANSACTION_AGE: Duration = Duration::from_millis(100);
 /// Outside transactions, how often the checkpoint record is written at most.
 pub(super) const CHECKPOINT_RECORD_INTERVAL: Duration = Duration::from_secs(1);
+/// How often the loop updates its gauges (lag, in flight, producer queue).
+pub(super) const OBSERVE_INTERVAL: Duration = Duration::from_secs(1);
+/// How long records may wait without any acknowledgement before the connector shows
+/// as retrying Kafka (not ready).
+pub(super) const KAFKA_RETRYING_AFTER: Duration = Duration::from_secs(10);
+/// How often snapshot progress and a falling lag are logged at most.
+pub(super) const PROGRESS_LOG_INTERVAL: Duration = Duration::from_secs(5);
+/// Lag above which the loop logs that it is catching up.
+pub(super) const CATCHING_UP_LAG: Duration = Duration::from_secs(10);
 /// How long records may wait in flight without any acknowledgement before the loop
 /// warns (and again after as long).
 pub(super) const ACK_STALL_WARNING: Duration = Duration::from_secs(30);
@@ -95,6 +105,9 @@ pub(super) struct Pipeline<S: RecordSink> {
     /// last warned about a stall.
     pub(super) last_ack: Instant,
     pub(super) stall_warned: Option<Instant>,
+    /// The connector's metric handles and what the loop measures for them.
+    pub(super) metrics: Arc<crate::observe::ConnectorMetrics>,
+    pub(super) watch: Watch,
 }
 
 impl<S: RecordSink> Pipeline<S> {
@@ -106,6 +119,7 @@ impl<S: RecordSink> Pipeline<S> {
         incremental: Incremental,
         out: Outputs,
     ) -> Self {
+        let metrics = crate::observe::metrics().connector(&connector.name);
         Self {
             connector,
             sink,
@@ -128,6 +142,8 @@ impl<S: RecordSink> Pipeline<S> {
             last_recorded: Instant::now(),
             last_ack: Instant::now(),
             stall_warned: None,
+            metrics,
+            watch: Watch::new(),
         }
     }
 
@@ -138,7 +154,7 @@ impl<S: RecordSink> Pipeline<S> {
         let mut reports_closed = false;
         let mut batch_timer = tokio::time::interval(MAX_TRANSACTION_AGE);
         batch_timer.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let mut watchdog = tokio::time::interval(ACK_STALL_WARNING / 6);
+        let mut watchdog = tokio::time::interval(OBSERVE_INTERVAL);
         watchdog.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
@@ -165,6 +181,7 @@ impl<S: RecordSink> Pipeline<S> {
                     // Events already queued are handled back to back, without a trip
                     // through select! each; the budget keeps acks and shutdown checked.
                     let count = inbox.len();
+                    self.watch.last_event = Instant::now();
                     for (i, event) in inbox.drain(..).enumerate() {
                         let more_queued = i + 1 < count || !inputs.events.is_empty();
                         self.on_event(event, more_queued).await?;
@@ -172,6 +189,7 @@ impl<S: RecordSink> Pipeline<S> {
                 }
                 _ = watchdog.tick() => {
                     self.check_stall();
+                    self.observe();
                 }
             }
         }

@@ -18,7 +18,7 @@ use crate::config::Connector;
 use crate::model::lsn::Lsn;
 
 /// How often the slot is read.
-pub const SLOT_CHECK_INTERVAL: Duration = Duration::from_secs(10);
+pub const SLOT_CHECK_INTERVAL: Duration = Duration::from_secs(5);
 
 /// `wal_status` values, in PostgreSQL's order of worsening.
 const WAL_STATUSES: [&str; 4] = ["reserved", "extended", "unreserved", "lost"];
@@ -179,10 +179,7 @@ pub async fn watch(connector: Arc<Connector>, fatal: mpsc::Sender<PipelineError>
             }
         }
         if health.wal_now > Lsn::ZERO {
-            metrics
-                .server_wal_end
-                .with_label_values(&[name])
-                .set(health.wal_now.0 as i64);
+            metrics.connector(name).set_server_wal_end(health.wal_now);
         }
         match alarms.check(slot, &health, bound) {
             Ok(warnings) => {

@@ -34,8 +34,12 @@ struct Harness {
 }
 
 fn connector(mode: &str) -> Arc<crate::config::Connector> {
+    connector_named(mode, "shop")
+}
+
+fn connector_named(mode: &str, name: &str) -> Arc<crate::config::Connector> {
     let text = format!(
-        r#"name = "shop"
+        r#"name = "{name}"
 [source]
 dbname = "shopdb"
 user = "walcast"
@@ -53,17 +57,16 @@ format = "json"
 
 fn harness(mode: &str) -> Harness {
     let (sink, handle, reports) = MemorySink::new(mode == "transactional", 3);
-    harness_over(mode, sink, handle, reports)
+    harness_over(connector(mode), sink, handle, reports)
 }
 
 /// A loop over `sink` (e.g. reopened over what an earlier instance left in "Kafka").
 fn harness_over(
-    mode: &str,
+    connector: Arc<crate::config::Connector>,
     sink: MemorySink,
     handle: MemoryHandle,
     reports: mpsc::UnboundedReceiver<DeliveryReport>,
 ) -> Harness {
-    let connector = connector(mode);
     let (flushed_tx, flushed) = watch::channel(Lsn::ZERO);
     let (done_tx, snapshot_done) = mpsc::unbounded_channel();
     let dedup = Dedup::starting(
@@ -228,7 +231,7 @@ async fn a_restart_skips_what_kafka_already_holds_and_sends_the_rest_once() {
     // Killed before it could confirm anything: PostgreSQL resends from the start.
     let (sink, reports) = h.pipeline.sink.reopen();
     let handle = sink.handle();
-    let mut again = harness_over("exactly_once", sink, handle, reports);
+    let mut again = harness_over(connector("exactly_once"), sink, handle, reports);
     let mut resent = first;
     resent.extend(transaction(3, 3_000, &[4]));
     again.feed(resent).await.unwrap();
@@ -550,4 +553,35 @@ async fn records_unacknowledged_for_30_s_are_reported_every_30_s() {
     h.deliver_reports().await.unwrap();
     tokio::time::advance(ACK_STALL_WARNING * 2).await;
     assert!(!h.pipeline.check_stall(), "nothing in flight");
+}
+
+#[tokio::test]
+async fn the_loop_counts_events_by_table_and_op_and_measures_commit_to_ack() {
+    // A connector name of its own: the metrics are process-wide.
+    let (sink, handle, reports) = MemorySink::new(false, 3);
+    let mut h = harness_over(
+        connector_named("exactly_once", "counted"),
+        sink,
+        handle,
+        reports,
+    );
+    let m = h.pipeline.metrics.clone();
+    let events = m.events("public.orders", 'c');
+    let (before, latencies) = (events.get(), m.commit_to_ack.get_sample_count());
+    h.sink.hold_reports();
+    let mut batch = transaction(1, 1_000, &[1, 2]);
+    batch.extend(transaction(2, 2_000, &[3]));
+    h.feed(batch).await.unwrap();
+    assert_eq!(events.get() - before, 3, "counted as they are sent");
+    assert_eq!(h.pipeline.watch.awaiting_ack.len(), 2);
+    // The commits are long past: while they wait, the lag is their age.
+    h.pipeline.observe();
+    assert!(m.lag_seconds.get() > 1_000_000.0, "{}", m.lag_seconds.get());
+
+    h.sink.release_all();
+    h.deliver_reports().await.unwrap();
+    assert!(h.pipeline.watch.awaiting_ack.is_empty());
+    assert_eq!(m.commit_to_ack.get_sample_count() - latencies, 2);
+    assert_eq!(m.last_event_timestamp.get(), 1_700_000_000.0);
+    assert_eq!(m.confirmed_lsn.get(), 2_008);
 }

@@ -208,6 +208,55 @@ pub struct RegistryClient {
     ids: RwLock<HashMap<String, HashMap<String, u32>>>,
     schemas: RwLock<HashMap<u32, Arc<str>>>,
     requests: AtomicU64,
+    /// The connector's registry series (none for a client outside a connector).
+    metrics: Option<RegistryMetrics>,
+}
+
+/// `walcast_registry_*` of one connector, resolved once.
+struct RegistryMetrics {
+    register: prometheus::IntCounter,
+    lookup: prometheus::IntCounter,
+    register_errors: prometheus::IntCounter,
+    lookup_errors: prometheus::IntCounter,
+    cache_hits: prometheus::IntCounter,
+}
+
+impl RegistryMetrics {
+    fn of(connector: &str) -> Self {
+        let m = crate::observe::metrics();
+        Self {
+            register: m
+                .registry_requests
+                .with_label_values(&[connector, "register"]),
+            lookup: m
+                .registry_requests
+                .with_label_values(&[connector, "lookup"]),
+            register_errors: m
+                .registry_errors
+                .with_label_values(&[connector, "register"]),
+            lookup_errors: m.registry_errors.with_label_values(&[connector, "lookup"]),
+            cache_hits: m.registry_cache_hits.with_label_values(&[connector]),
+        }
+    }
+
+    /// A request of `method` was sent (POST registers, the rest look up).
+    fn sent(&self, method: &Method) {
+        if *method == Method::POST {
+            &self.register
+        } else {
+            &self.lookup
+        }
+        .inc();
+    }
+
+    fn failed(&self, method: &Method) {
+        if *method == Method::POST {
+            &self.register_errors
+        } else {
+            &self.lookup_errors
+        }
+        .inc();
+    }
 }
 
 impl std::fmt::Debug for RegistryClient {
@@ -275,6 +324,7 @@ impl RegistryClient {
             username,
             password,
             retry: config.retry,
+            metrics: config.connector.as_deref().map(RegistryMetrics::of),
             connector: config.connector,
             ids: RwLock::new(HashMap::new()),
             schemas: RwLock::new(HashMap::new()),
@@ -329,12 +379,19 @@ impl RegistryClient {
     /// The id of `schema` under `subject` if this client registered it already.
     pub fn cached_id(&self, subject: &str, schema: &str) -> Option<u32> {
         let ids = self.ids.read().ok()?;
-        ids.get(subject)?.get(schema).copied()
+        let id = ids.get(subject)?.get(schema).copied();
+        if let (Some(_), Some(m)) = (id, &self.metrics) {
+            m.cache_hits.inc();
+        }
+        id
     }
 
     /// The schema text of `id` (cached after the first fetch).
     pub async fn schema_by_id(&self, id: u32) -> Result<Arc<str>, RegistryError> {
         if let Some(schema) = self.schemas.read().ok().and_then(|s| s.get(&id).cloned()) {
+            if let Some(m) = &self.metrics {
+                m.cache_hits.inc();
+            }
             return Ok(schema);
         }
         let what = format!("schema id {id}");
@@ -351,6 +408,13 @@ impl RegistryClient {
             schemas.insert(id, text.clone());
         }
         Ok(text)
+    }
+
+    /// `GET /subjects`: every subject (also how `walcast check` sees that the registry
+    /// answers and accepts the credentials).
+    pub async fn subjects(&self) -> Result<Vec<String>, RegistryError> {
+        let url = self.url_for(&["subjects"])?;
+        self.get_json(url, "the list of subjects").await
     }
 
     /// `GET /subjects/{subject}/versions/latest` (not cached).
@@ -449,6 +513,9 @@ impl RegistryClient {
                 request = request.basic_auth(user, self.password.as_ref().map(Secret::expose));
             }
             self.requests.fetch_add(1, Ordering::Relaxed);
+            if let Some(m) = &self.metrics {
+                m.sent(&method);
+            }
             let failure = match request.send().await {
                 Ok(response) => {
                     let status = response.status();
@@ -475,7 +542,7 @@ impl RegistryClient {
             }
             if attempt == 1 {
                 if let Some(c) = &self.connector {
-                    crate::observe::metrics().set_retrying(c, "registry", true);
+                    crate::observe::board().set_retrying(c, "registry", true);
                 }
             }
             let wait = self.retry.backoff(attempt - 1);
@@ -491,8 +558,11 @@ impl RegistryClient {
         };
         if attempt > 0 {
             if let Some(c) = &self.connector {
-                crate::observe::metrics().set_retrying(c, "registry", false);
+                crate::observe::board().set_retrying(c, "registry", false);
             }
+        }
+        if let (Some(m), Err(_) | Ok(Answer::Err(..))) = (&self.metrics, &result) {
+            m.failed(&method);
         }
         result
     }

@@ -263,6 +263,18 @@ impl KafkaSink {
     }
 
     async fn create_topic(&self, topic: &str) -> Result<(), SinkError> {
+        self.create_topic_as(topic, false).await
+    }
+
+    /// Asks the cluster whether this connector may create its topics (with its
+    /// partitions, replication and policy settings), creating nothing: for `walcast
+    /// check`.
+    pub async fn check_topic_creation(&self) -> Result<(), SinkError> {
+        let probe = format!("{}.walcast-check", self.settings.topic_prefix);
+        self.create_topic_as(&probe, true).await
+    }
+
+    async fn create_topic_as(&self, topic: &str, validate_only: bool) -> Result<(), SinkError> {
         let compacted = topic == OFFSETS_TOPIC;
         let partitions = if compacted {
             1
@@ -291,7 +303,9 @@ impl KafkaSink {
             .admin
             .create_topics(
                 &[new],
-                &AdminOptions::new().operation_timeout(Some(Duration::from_secs(30))),
+                &AdminOptions::new()
+                    .operation_timeout(Some(Duration::from_secs(30)))
+                    .validate_only(validate_only),
             )
             .await
             .map_err(|e| SinkError::CreateTopic {
@@ -316,6 +330,10 @@ impl KafkaSink {
 impl RecordSink for KafkaSink {
     fn is_transactional(&self) -> bool {
         self.transactional
+    }
+
+    fn queue_depth(&self) -> usize {
+        usize::try_from(self.producer.in_flight_count()).unwrap_or(0)
     }
 
     fn begin_transaction(&mut self) -> Result<(), SinkError> {

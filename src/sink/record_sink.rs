@@ -92,6 +92,12 @@ pub trait RecordSink: Send {
     /// guarantee broken), if one happened.
     fn fatal_error(&self) -> Option<String>;
 
+    /// Messages waiting in the producer's queue or in flight to the broker
+    /// (`walcast_producer_queue_messages`); 0 for a sink without one.
+    fn queue_depth(&self) -> usize {
+        0
+    }
+
     /// For exactly-once restarts: the position in the last record `origin` wrote to each
     /// partition of `topic` (partitions holding none of its records are absent).
     fn last_positions(

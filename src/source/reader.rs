@@ -602,11 +602,12 @@ pub async fn stream_with_reconnect(
                 .map_err(|e| ReaderError::Replication(ReplicationError::Connect(e)))?;
             Reader::start(source, catalog, config, out.clone(), flushed.clone()).await
         };
-        let metrics = crate::observe::metrics();
+        let board = crate::observe::board();
         let result = match attempt.await {
             Ok(reader) => {
                 backoff.reset();
-                metrics.set_streaming(&config.connector, true);
+                board.set_retrying(&config.connector, "postgres", false);
+                board.set_state(&config.connector, crate::observe::ConnectorState::Streaming);
                 reader.run(shutdown.clone()).await
             }
             Err(e) => Err(e),
@@ -615,7 +616,8 @@ pub async fn stream_with_reconnect(
             Ok(()) => return Ok(()),
             Err(e) if e.is_transient() => {
                 // Not ready while the connection is being made again.
-                metrics.set_streaming(&config.connector, false);
+                board.set_retrying(&config.connector, "postgres", true);
+                board.note_error(&config.connector, e.to_string());
                 let wait = backoff.next_wait();
                 warn!(error = %e, retry_in_ms = wait.as_millis() as u64, "replication interrupted; reconnecting from the slot's confirmed position");
                 out.send(TxEvent::Restarted)

@@ -58,7 +58,9 @@ impl EventStage {
             None => None,
         };
         let value = state.encode_value(&event)?;
-        out.push(Encoded::new(state.topic.clone(), key, Some(value)));
+        let mut record = Encoded::new(state.topic.clone(), key, Some(value));
+        record.counter = state.counters.of(Op::Read);
+        out.push(record);
         Ok(())
     }
 }

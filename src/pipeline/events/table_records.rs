@@ -64,6 +64,7 @@ impl TableRecords<'_> {
             key: key.clone(),
             value: Some(value),
             headers: headers.clone(),
+            counter: state.counters.of(event.op),
         });
         if tombstone && state.tombstones && key.is_some() {
             // Debezium's tombstone is a copy of the delete record (its headers too)
@@ -73,6 +74,7 @@ impl TableRecords<'_> {
                 key,
                 value: None,
                 headers,
+                counter: None,
             });
         }
         Ok(())
