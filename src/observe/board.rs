@@ -237,6 +237,8 @@ impl Board {
 
     /// A connector of this process, starting.
     pub fn register(&self, name: &str, info: ConnectorInfo) {
+        // Its series exist from the start.
+        metrics().connector(name);
         self.with(name, |e| {
             e.info = info;
             e.base = ConnectorState::Starting;

@@ -366,6 +366,15 @@ pub struct ConnectorMetrics {
 impl ConnectorMetrics {
     fn new(m: &Metrics, name: &str) -> Self {
         let l = &[name];
+        // Series that count failures exist at 0 from the start, so a rate or an alert
+        // over them has a value before the first failure.
+        for kind in ["rejected", "timeout", "transaction"] {
+            m.delivery_errors.with_label_values(&[name, kind]);
+        }
+        for component in ["postgres", "kafka", "registry"] {
+            m.reconnects.with_label_values(&[name, component]);
+            m.retrying.with_label_values(&[name, component]);
+        }
         Self {
             name: name.to_owned(),
             transactions: m.transactions.with_label_values(l),

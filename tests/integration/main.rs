@@ -8,6 +8,7 @@ mod incremental;
 mod kafka_cuts;
 mod kafka_security;
 mod kafka_smoke;
+mod operate;
 mod outages;
 mod pipeline;
 mod publication_changes;

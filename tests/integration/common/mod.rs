@@ -170,6 +170,18 @@ pub fn restartable_postgres() -> &'static Stack {
     STACK.get_or_init(|| start("restartable", "postgres", &[]))
 }
 
+/// A PostgreSQL and a Kafka of their own for the operator's test, which stops each in
+/// turn while it watches the probes, the status page and the metrics.
+pub fn operate_postgres() -> &'static Stack {
+    static STACK: OnceLock<Stack> = OnceLock::new();
+    STACK.get_or_init(|| start("operate-pg", "postgres", &[]))
+}
+
+pub fn operate_kafka() -> &'static Stack {
+    static STACK: OnceLock<Stack> = OnceLock::new();
+    STACK.get_or_init(|| start("operate-kafka", "kafka", &[]))
+}
+
 /// A PostgreSQL of its own for the slot-health test, which stops it, restarts it and
 /// lets a slot be invalidated (a cluster-wide max_slot_wal_keep_size).
 pub fn slot_health_postgres() -> &'static Stack {
