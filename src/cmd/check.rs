@@ -134,9 +134,8 @@ pub async fn check_services(connector: &Connector) -> Vec<Finding> {
                 client.url(),
                 subjects.len()
             ))),
-            Err(e) => findings.push(Finding::problem(format!(
-                "{e}; check [registry] url and its credentials"
-            ))),
+            // Registry errors name their fix already.
+            Err(e) => findings.push(Finding::problem(e.to_string())),
         },
     }
     findings

@@ -1,18 +1,20 @@
 //! `walcast check` against a good database and each kind of misconfiguration.
 
-use crate::common::{replica_level_postgres, stack, walcast, TestDb};
+use crate::common::{replica_level_postgres, stack, start_registry, walcast, TestDb};
 
 const ORDERS: &str =
     "CREATE TABLE public.orders (id bigint PRIMARY KEY, status text, total numeric(10,2))";
 
-#[test]
-fn a_prepared_database_passes_every_check() {
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_prepared_database_passes_every_check() {
+    let (_registry_dir, registry) = start_registry().await;
     let db = TestDb::new(stack());
     db.psql(ORDERS);
-    let file = db.connector(
+    let file = db.connector_with_registry(
         "good",
         "",
         "[tables.\"public.orders\"]\nfilter = \"id > 0\"",
+        &registry.url(),
     );
     let setup = walcast(&["setup", file.to_str().unwrap()], &[]);
     assert_eq!(setup.code, Some(0), "{setup:?}");
@@ -30,10 +32,54 @@ fn a_prepared_database_passes_every_check() {
         "table public.orders: primary key (id)",
         "publication walcast_good covers every captured table",
         "walcast's support tables exist",
+        "connected to Kafka at",
+        "Kafka would let this connector create its topics",
+        &format!("schema registry at {} answers", registry.url()),
     ] {
         assert!(out.contains(expected), "missing `{expected}` in:\n{out}");
     }
-    assert!(run.lines().iter().all(|l| l.starts_with("ok ")), "{out}");
+    // The test server keeps max_slot_wal_keep_size unlimited: a warning, not a problem.
+    assert!(
+        out.contains("WARNING max_slot_wal_keep_size is unlimited (-1)"),
+        "{out}"
+    );
+    assert!(
+        run.lines()
+            .iter()
+            .all(|l| l.starts_with("ok ") || l.starts_with("WARNING ")),
+        "{out}"
+    );
+    registry.shutdown().await.unwrap();
+}
+
+#[test]
+fn an_unreachable_broker_or_registry_is_a_problem_naming_it() {
+    let db = TestDb::new(stack());
+    db.psql(ORDERS);
+    let file = db.connector("services", "", "[tables.\"public.orders\"]");
+    // No registry listens on the default address in tests; a broker on port 9 refuses.
+    let text = std::fs::read_to_string(&file)
+        .unwrap()
+        .replace("http://127.0.0.1:8081", "http://127.0.0.1:9");
+    std::fs::write(&file, &text).unwrap();
+    let run = walcast(&["check", file.to_str().unwrap()], &[]);
+    assert_eq!(run.code, Some(1), "{run:?}");
+    assert!(
+        run.problems()
+            .iter()
+            .any(|p| p.contains("127.0.0.1:9") && p.contains("[registry] url")),
+        "{run:?}"
+    );
+    let bootstrap = stack().kafka_bootstrap();
+    std::fs::write(&file, text.replace(bootstrap, "127.0.0.1:9")).unwrap();
+    let run = walcast(&["check", file.to_str().unwrap()], &[]);
+    assert_eq!(run.code, Some(1), "{run:?}");
+    assert!(
+        run.problems()
+            .iter()
+            .any(|p| p.contains("127.0.0.1:9") && p.contains("Kafka")),
+        "{run:?}"
+    );
 }
 
 #[test]
@@ -156,8 +202,14 @@ fn unreachable_database_is_one_line_and_non_zero() {
     std::fs::write(&file, text).unwrap();
     let run = walcast(&["check", file.to_str().unwrap()], &[]);
     assert_eq!(run.code, Some(1), "{run:?}");
-    assert_eq!(run.problems().len(), 1, "{run:?}");
-    let line = run.problems()[0];
+    // One line for the database (the broker and the registry are checked on their own).
+    let database: Vec<&str> = run
+        .problems()
+        .into_iter()
+        .filter(|p| !p.contains("schema registry"))
+        .collect();
+    assert_eq!(database.len(), 1, "{run:?}");
+    let line = database[0];
     assert!(
         line.contains(&format!("cannot reach PostgreSQL at 127.0.0.1:{port}")),
         "{line}"

@@ -68,13 +68,15 @@ fn a_changed_migration_is_refused() {
     );
 }
 
-#[test]
-fn admin_setup_grants_the_connector_user() {
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn admin_setup_grants_the_connector_user() {
+    let (_registry_dir, registry) = crate::common::start_registry().await;
     let db = TestDb::new(stack());
     let user = format!("cdc_{}", db.name);
     db.psql(&format!("CREATE ROLE {user} LOGIN REPLICATION"));
     db.psql("CREATE TABLE public.orders (id int PRIMARY KEY, total numeric)");
-    let file = db.connector("granted", "", "[tables.\"public.orders\"]");
+    let file =
+        db.connector_with_registry("granted", "", "[tables.\"public.orders\"]", &registry.url());
     let text = std::fs::read_to_string(&file)
         .unwrap()
         .replace("user = \"postgres\"", &format!("user = \"{user}\""));
@@ -101,6 +103,7 @@ fn admin_setup_grants_the_connector_user() {
     let after = walcast(&["check", path], &[]);
     assert_eq!(after.code, Some(0), "{after:?}");
     db.psql(&format!("DROP OWNED BY {user}; DROP ROLE {user}"));
+    registry.shutdown().await.unwrap();
 }
 
 #[test]
