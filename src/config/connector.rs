@@ -125,6 +125,10 @@ pub struct Events {
     pub codec: CodecOptions,
     pub provide_transaction_metadata: bool,
     pub emit_key_change_headers: bool,
+    /// Operations not emitted (`skipped_operations`).
+    pub skipped: SkippedOperations,
+    /// Which logical decoding messages are emitted, by prefix.
+    pub messages: MessageFilter,
 }
 
 impl Default for Events {
@@ -134,7 +138,113 @@ impl Default for Events {
             codec: CodecOptions::default(),
             provide_transaction_metadata: false,
             emit_key_change_headers: true,
+            skipped: SkippedOperations::default(),
+            messages: MessageFilter::All,
         }
+    }
+}
+
+/// Debezium's `skipped.operations`: which operations produce no event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SkippedOperations {
+    pub creates: bool,
+    pub updates: bool,
+    pub deletes: bool,
+    pub truncates: bool,
+}
+
+impl Default for SkippedOperations {
+    /// Debezium's default: truncates only.
+    fn default() -> Self {
+        Self {
+            creates: false,
+            updates: false,
+            deletes: false,
+            truncates: true,
+        }
+    }
+}
+
+impl SkippedOperations {
+    /// Parses Debezium's syntax: `none`, or a comma list of c, u, d, t.
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let mut skipped = Self {
+            truncates: false,
+            ..Self::default()
+        };
+        let text = text.trim();
+        if text.eq_ignore_ascii_case("none") {
+            return Ok(skipped);
+        }
+        for op in text.split(',').map(str::trim).filter(|op| !op.is_empty()) {
+            match op {
+                "c" => skipped.creates = true,
+                "u" => skipped.updates = true,
+                "d" => skipped.deletes = true,
+                "t" => skipped.truncates = true,
+                other => {
+                    return Err(format!(
+                        "`{other}` is not an operation; write a comma list of c, u, d, t, or none"
+                    ))
+                }
+            }
+        }
+        Ok(skipped)
+    }
+}
+
+/// Debezium's `message.prefix.include.list` / `message.prefix.exclude.list`.
+#[derive(Debug, Clone, Default)]
+pub enum MessageFilter {
+    /// Every message is emitted.
+    #[default]
+    All,
+    /// Only messages whose prefix one of these matches (whole prefix).
+    Include(Vec<regex::Regex>),
+    /// Every message but those whose prefix one of these matches.
+    Exclude(Vec<regex::Regex>),
+}
+
+impl PartialEq for MessageFilter {
+    fn eq(&self, other: &Self) -> bool {
+        let texts = |list: &[regex::Regex]| {
+            list.iter()
+                .map(|r| r.as_str().to_owned())
+                .collect::<Vec<_>>()
+        };
+        match (self, other) {
+            (Self::All, Self::All) => true,
+            (Self::Include(a), Self::Include(b)) | (Self::Exclude(a), Self::Exclude(b)) => {
+                texts(a) == texts(b)
+            }
+            _ => false,
+        }
+    }
+}
+
+impl Eq for MessageFilter {}
+
+impl MessageFilter {
+    /// Whether a message with `prefix` is emitted.
+    pub fn emits(&self, prefix: &str) -> bool {
+        let matches = |list: &[regex::Regex]| list.iter().any(|r| r.is_match(prefix));
+        match self {
+            Self::All => true,
+            Self::Include(list) => matches(list),
+            Self::Exclude(list) => !matches(list),
+        }
+    }
+
+    /// Compiles a comma list of regular expressions, each anchored to the whole prefix.
+    pub fn patterns(text: &str) -> Result<Vec<regex::Regex>, String> {
+        text.split(',')
+            .map(str::trim)
+            .filter(|p| !p.is_empty())
+            .map(|p| {
+                regex::Regex::new(&format!("^(?:{p})$"))
+                    .map_err(|e| format!("`{p}` is not a regular expression: {e}"))
+            })
+            .collect()
     }
 }
 

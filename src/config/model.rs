@@ -376,6 +376,14 @@ pub struct EventsSection {
     /// `__debezium.oldkey` / `__debezium.newkey` headers on a key change.
     #[serde(default = "default_true")]
     pub emit_key_change_headers: bool,
+    /// Debezium's `skipped.operations`: a comma list of c, u, d, t, or `none`
+    /// (default `t`: truncates are not emitted).
+    pub skipped_operations: Option<Spanned<EnvString>>,
+    /// Debezium's `message.prefix.include.list` / `message.prefix.exclude.list`: comma
+    /// lists of regular expressions matched against a logical decoding message's whole
+    /// prefix (one of the two at most).
+    pub message_prefix_include_list: Option<Spanned<EnvString>>,
+    pub message_prefix_exclude_list: Option<Spanned<EnvString>>,
 }
 
 impl Default for EventsSection {
@@ -390,6 +398,9 @@ impl Default for EventsSection {
             unavailable_value_placeholder: None,
             provide_transaction_metadata: false,
             emit_key_change_headers: true,
+            skipped_operations: None,
+            message_prefix_include_list: None,
+            message_prefix_exclude_list: None,
         }
     }
 }

@@ -380,11 +380,41 @@ impl Validator<'_> {
                     )
                 })?;
         }
+        let skipped = match &e.skipped_operations {
+            None => SkippedOperations::default(),
+            Some(text) => SkippedOperations::parse(text.get_ref()).map_err(|reason| {
+                self.err(
+                    &text.span(),
+                    format!("[events] skipped_operations: {reason}"),
+                )
+            })?,
+        };
+        let list = |text: &Spanned<EnvString>, name: &str| {
+            MessageFilter::patterns(text.get_ref())
+                .map_err(|reason| self.err(&text.span(), format!("[events] {name}: {reason}")))
+        };
+        let messages = match (&e.message_prefix_include_list, &e.message_prefix_exclude_list) {
+            (Some(_), Some(exclude)) => {
+                return Err(self.err(
+                    &exclude.span(),
+                    "[events] sets both message_prefix_include_list and message_prefix_exclude_list; keep one",
+                ))
+            }
+            (Some(include), None) => {
+                MessageFilter::Include(list(include, "message_prefix_include_list")?)
+            }
+            (None, Some(exclude)) => {
+                MessageFilter::Exclude(list(exclude, "message_prefix_exclude_list")?)
+            }
+            (None, None) => MessageFilter::All,
+        };
         Ok(Events {
             format: self.mode(e.format, "format")?,
             codec,
             provide_transaction_metadata: e.provide_transaction_metadata,
             emit_key_change_headers: e.emit_key_change_headers,
+            skipped,
+            messages,
         })
     }
 

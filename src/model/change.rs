@@ -72,6 +72,8 @@ pub enum TxEvent {
     Change(RowChange),
     Truncate {
         relations: Vec<Arc<RelationInfo>>,
+        /// Where the TRUNCATE is in the WAL (`source.lsn` of its events).
+        lsn: Lsn,
         cascade: bool,
         restart_identity: bool,
     },

@@ -486,7 +486,7 @@ impl EventStage {
         tx: &TxContext,
         out: &mut Vec<Encoded>,
     ) -> Result<(), EventError> {
-        if self.skips(&change.relation) {
+        if self.skips(&change.relation) || self.skipped_operation(change.op) {
             return Ok(());
         }
         let metadata = self.connector.events.provide_transaction_metadata;
@@ -560,6 +560,53 @@ impl EventStage {
         Ok(())
     }
 
+    /// `skipped_operations` names `op` (Debezium checks the source operation: an update
+    /// that changes the key is skipped whole when updates are).
+    fn skipped_operation(&self, op: RowOp) -> bool {
+        let skipped = &self.connector.events.skipped;
+        match op {
+            RowOp::Insert => skipped.creates,
+            RowOp::Update => skipped.updates,
+            RowOp::Delete => skipped.deletes,
+        }
+    }
+
+    /// A TRUNCATE of `relation` (when `skipped_operations` lets truncates through): an
+    /// `op = t` event with no before, no after and a null key on the table's topic,
+    /// counted in the transaction's metadata. One per table of a TRUNCATE.
+    pub async fn truncate(
+        &mut self,
+        relation: &Arc<RelationInfo>,
+        tx: &TxContext,
+        lsn: Lsn,
+        out: &mut Vec<Encoded>,
+    ) -> Result<(), EventError> {
+        if self.skips(relation) || self.connector.events.skipped.truncates {
+            return Ok(());
+        }
+        let metadata = self.connector.events.provide_transaction_metadata;
+        if metadata {
+            self.transaction_topic().await?;
+        }
+        let meta = self.meta.clone();
+        self.table(relation).await?;
+        let id = (relation.oid, relation.version);
+        let Some(state) = self.tables.get(&id) else {
+            return Err(EventError::Schema("table state vanished".into()));
+        };
+        let collection = state.projected.qualified();
+        let records = TableRecords {
+            state,
+            tx_topic: self.transactions.as_ref().filter(|_| metadata),
+            collection: &collection,
+            lsn,
+        };
+        let source =
+            SourceInfo::streaming(meta, tx.commit_time_us, tx.last_commit_lsn, lsn, tx.xid);
+        let event = ChangeEvent::truncate(state.projected.clone(), source, now_ns(), None);
+        records.push(&mut self.tx, event, false, Vec::new(), out)
+    }
+
     /// A logical decoding message, on `<prefix>.message`. A transactional one is an
     /// event of its transaction (counted in its metadata, with a `transaction` block);
     /// a non-transactional one stands alone.
@@ -572,6 +619,10 @@ impl EventStage {
         tx: &TxContext,
         out: &mut Vec<Encoded>,
     ) -> Result<(), EventError> {
+        // Filtered out: no event, and not counted in the transaction's metadata.
+        if !self.connector.events.messages.emits(&prefix) {
+            return Ok(());
+        }
         if self.messages.is_none() {
             let codec = MessageCodec::new(&self.options);
             let topic: Arc<str> = format!("{}.message", self.connector.kafka.topic_prefix).into();
@@ -589,16 +640,22 @@ impl EventStage {
         let Some((codec, key_serializer, value_serializer, topic)) = &self.messages else {
             return Ok(());
         };
+        let mut source = SourceInfo::streaming(
+            self.meta.clone(),
+            tx.commit_time_us,
+            tx.last_commit_lsn,
+            lsn,
+            tx.xid,
+        );
+        if !transactional {
+            // pgoutput sends no xid with a non-transactional message, and Debezium keeps
+            // the previous event's commit time (the message has none of its own).
+            source.tx_id = None;
+        }
         let event = MessageEvent {
             prefix,
             content,
-            source: SourceInfo::streaming(
-                self.meta.clone(),
-                tx.commit_time_us,
-                tx.last_commit_lsn,
-                lsn,
-                tx.xid,
-            ),
+            source,
             ts_ns: now_ns(),
             transaction,
         };

@@ -52,12 +52,7 @@ impl<S: RecordSink> Pipeline<S> {
                 self.on_snapshot_completed(consistent_point, more_queued)
                     .await?
             }
-            TxEvent::Truncate { relations, .. } => {
-                debug!(
-                    tables = relations.len(),
-                    "truncate skipped (Debezium's default skipped.operations=t)"
-                );
-            }
+            TxEvent::Truncate { relations, lsn, .. } => self.on_truncate(relations, lsn).await?,
             TxEvent::RelationChanged(relation) => {
                 info!(table = %relation.qualified(), version = relation.version, "table changed shape; the next event registers a new schema");
             }
@@ -95,6 +90,35 @@ impl<S: RecordSink> Pipeline<S> {
             .change(change, &self.tx, &mut self.records)
             .await?;
         self.send_records(self.tx.xid).await
+    }
+
+    /// A TRUNCATE: one `op = t` event per table, unless `skipped_operations` skips
+    /// truncates (Debezium's default).
+    async fn on_truncate(
+        &mut self,
+        relations: Vec<std::sync::Arc<RelationInfo>>,
+        lsn: Lsn,
+    ) -> Result<(), PipelineError> {
+        if self.connector.events.skipped.truncates {
+            debug!(
+                tables = relations.len(),
+                "truncate skipped (skipped_operations includes t, Debezium's default)"
+            );
+            return Ok(());
+        }
+        for relation in &relations {
+            self.records.clear();
+            self.stage
+                .truncate(relation, &self.tx, lsn, &mut self.records)
+                .await?;
+            for record in &mut self.records {
+                if record.value.is_some() && record.counter.is_none() {
+                    record.counter = Some(self.metrics.events(&relation.qualified(), 't'));
+                }
+            }
+            self.send_records(self.tx.xid).await?;
+        }
+        Ok(())
     }
 
     /// A row of the signal table: it steers the incremental snapshot and is never an

@@ -456,6 +456,7 @@ impl Reader {
                     .collect::<Result<Vec<_>, _>>()?;
                 self.emit(TxEvent::Truncate {
                     relations,
+                    lsn,
                     cascade: t.options & 1 == 1,
                     restart_identity: t.options & 2 == 2,
                 })

@@ -66,7 +66,9 @@ impl TableRecords<'_> {
             headers: headers.clone(),
             counter: state.counters.of(event.op),
         });
-        if tombstone && state.tombstones && key.is_some() {
+        // Also after a delete without a key (REPLICA IDENTITY FULL, no primary key): a
+        // tombstone with a null key, as Debezium emits it.
+        if tombstone && state.tombstones {
             // Debezium's tombstone is a copy of the delete record (its headers too)
             // without the value.
             out.push(Encoded {

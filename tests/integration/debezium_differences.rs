@@ -1,0 +1,123 @@
+//! The last differences from Debezium, end to end through PostgreSQL, Kafka and the
+//! registry (Avro): a delete on a keyless table is followed by a null-key tombstone, a
+//! TRUNCATE is an `op = t` event per table when `skipped_operations` lets it through
+//! (counted in the END record), and logical decoding messages are filtered by prefix,
+//! a non-transactional one carrying no txId and no transaction block.
+
+use crate::common::{
+    consume_records, stack, start_registry, start_streaming, stop_with_sigterm, TestDb,
+};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn truncates_keyless_deletes_and_filtered_messages_look_as_debezium_emits_them() {
+    let (_registry_dir, registry) = start_registry().await;
+    let db = TestDb::new(stack());
+    db.psql("CREATE TABLE public.orders (id int PRIMARY KEY, status text)");
+    db.psql("CREATE TABLE public.audit (who text, what text)");
+    db.psql("ALTER TABLE public.audit REPLICA IDENTITY FULL");
+    let name = "differences";
+    let file = db.connector_with_registry(name, "", "[tables.\"public.*\"]", &registry.url());
+    let text = std::fs::read_to_string(&file).unwrap().replace(
+        "[metrics]",
+        "[events]\nprovide_transaction_metadata = true\nskipped_operations = \"none\"\nmessage_prefix_include_list = \"audit\\\\..*\"\n[metrics]",
+    );
+    std::fs::write(&file, text).unwrap();
+    let mut walcast = start_streaming(&db, &file, name);
+
+    db.psql("INSERT INTO orders VALUES (1, 'new'); INSERT INTO audit VALUES ('ann', 'login')");
+    db.psql("DELETE FROM audit WHERE who = 'ann'");
+    db.psql("BEGIN; INSERT INTO orders VALUES (2, 'new'); TRUNCATE orders, audit; COMMIT");
+    db.psql("BEGIN; SELECT pg_logical_emit_message(true, 'audit.kept', 'in'); SELECT pg_logical_emit_message(true, 'noise', 'dropped'); COMMIT");
+    db.psql("SELECT pg_logical_emit_message(false, 'audit.alone', 'out')");
+    db.psql("SELECT pg_logical_emit_message(false, 'noise', 'dropped')");
+
+    let bootstrap = stack().kafka_bootstrap();
+    let url = registry.url();
+    let audit = consume_records(
+        bootstrap,
+        &format!("{}.public.audit", db.name),
+        Some(&url),
+        4,
+    )
+    .await;
+    let ops: Vec<Option<String>> = audit
+        .iter()
+        .map(|r| {
+            r.value
+                .as_ref()
+                .map(|v| v["op"].as_str().unwrap_or("?").to_owned())
+        })
+        .collect();
+    assert_eq!(
+        ops,
+        [Some("c".into()), Some("d".into()), None, Some("t".into())],
+        "create, delete, its tombstone, truncate"
+    );
+    assert!(
+        audit.iter().all(|r| r.key.is_none()),
+        "a keyless table's records have null keys"
+    );
+    let truncate = audit[3].value.as_ref().unwrap();
+    assert!(
+        truncate["before"].is_null() && truncate["after"].is_null(),
+        "{truncate}"
+    );
+
+    let orders = consume_records(
+        bootstrap,
+        &format!("{}.public.orders", db.name),
+        Some(&url),
+        3,
+    )
+    .await;
+    let t = orders
+        .iter()
+        .find(|r| r.value.as_ref().is_some_and(|v| v["op"] == "t"))
+        .expect("the orders truncate");
+    assert!(t.key.is_none(), "a truncate has a null key");
+
+    let messages = consume_records(bootstrap, &format!("{}.message", db.name), Some(&url), 2).await;
+    let prefixes: Vec<&str> = messages
+        .iter()
+        .map(|r| {
+            r.value.as_ref().unwrap()["message"]["prefix"]
+                .as_str()
+                .unwrap()
+        })
+        .collect();
+    assert_eq!(
+        prefixes,
+        ["audit.kept", "audit.alone"],
+        "filtered by prefix"
+    );
+    let alone = messages[1].value.as_ref().unwrap();
+    assert!(alone["source"]["txId"].is_null(), "{alone}");
+    assert!(alone["transaction"].is_null(), "{alone}");
+    let kept = messages[0].value.as_ref().unwrap();
+    assert!(kept["source"]["txId"].is_i64(), "{kept}");
+    assert!(!kept["transaction"].is_null(), "{kept}");
+
+    // END records: the TRUNCATE's transaction counts its insert and two truncates; the
+    // message transaction counts the kept message only.
+    let transactions = consume_records(
+        bootstrap,
+        &format!("{}.transaction", db.name),
+        Some(&url),
+        8,
+    )
+    .await;
+    let ends: Vec<i64> = transactions
+        .iter()
+        .filter_map(|r| r.value.as_ref())
+        .filter(|v| v["status"] == "END")
+        .map(|v| v["event_count"].as_i64().unwrap())
+        .collect();
+    assert!(ends.contains(&3), "insert + 2 truncates: {ends:?}");
+    assert_eq!(
+        ends.last(),
+        Some(&1),
+        "the filtered message is not counted: {ends:?}"
+    );
+    stop_with_sigterm(&mut walcast);
+    registry.shutdown().await.unwrap();
+}
