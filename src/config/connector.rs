@@ -129,6 +129,8 @@ pub struct Events {
     pub skipped: SkippedOperations,
     /// Which logical decoding messages are emitted, by prefix.
     pub messages: MessageFilter,
+    /// Debezium's `__debezium.context.*` headers on data events and tombstones.
+    pub extended_headers: bool,
 }
 
 impl Default for Events {
@@ -140,6 +142,7 @@ impl Default for Events {
             emit_key_change_headers: true,
             skipped: SkippedOperations::default(),
             messages: MessageFilter::All,
+            extended_headers: true,
         }
     }
 }

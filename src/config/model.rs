@@ -384,6 +384,10 @@ pub struct EventsSection {
     /// prefix (one of the two at most).
     pub message_prefix_include_list: Option<Spanned<EnvString>>,
     pub message_prefix_exclude_list: Option<Spanned<EnvString>>,
+    /// Debezium's `extended.headers.enabled`: the `__debezium.context.*` headers on
+    /// every data event and tombstone.
+    #[serde(default = "default_true")]
+    pub extended_headers_enabled: bool,
 }
 
 impl Default for EventsSection {
@@ -401,6 +405,7 @@ impl Default for EventsSection {
             skipped_operations: None,
             message_prefix_include_list: None,
             message_prefix_exclude_list: None,
+            extended_headers_enabled: true,
         }
     }
 }

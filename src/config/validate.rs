@@ -415,6 +415,7 @@ impl Validator<'_> {
             emit_key_change_headers: e.emit_key_change_headers,
             skipped,
             messages,
+            extended_headers: e.extended_headers_enabled,
         })
     }
 

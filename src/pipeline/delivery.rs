@@ -51,6 +51,7 @@ impl<S: RecordSink> Pipeline<S> {
                 key: encoded.key,
                 value: encoded.value,
                 headers: encoded.headers,
+                context: encoded.context,
                 position,
                 txid,
                 ticket: self.tracker.sent(position.index),

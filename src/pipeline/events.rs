@@ -45,6 +45,8 @@ pub struct Encoded {
     /// The `walcast_events_total` series a data event counts in once it is sent (none
     /// for tombstones and transaction metadata).
     pub counter: Option<prometheus::IntCounter>,
+    /// A data event or tombstone: it carries the connector's context headers.
+    pub context: bool,
 }
 
 impl Encoded {
@@ -67,6 +69,7 @@ impl Encoded {
             value,
             headers: Vec::new(),
             counter: None,
+            context: false,
         }
     }
 }

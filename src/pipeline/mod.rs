@@ -14,6 +14,7 @@
 //! change is neither lost (the slot resends everything after the confirmed position)
 //! nor repeated.
 
+pub mod context_headers;
 mod dedup;
 mod delivery;
 pub mod events;
@@ -140,11 +141,12 @@ async fn run_with<S: RecordSink>(
 /// the loop until shutdown or an error, and drains it.
 async fn run_started<S: RecordSink>(
     connector: Arc<Connector>,
-    sink: S,
+    mut sink: S,
     reports: mpsc::UnboundedReceiver<DeliveryReport>,
     dedup: Dedup,
     shutdown: watch::Receiver<bool>,
 ) -> Result<(), PipelineError> {
+    sink.set_context_headers(context_headers::for_run(&connector));
     let (incremental, plan) = prepare_snapshots(&connector, &dedup).await?;
     let stage = EventStage::new(connector.clone(), registry_client(&connector)?);
 

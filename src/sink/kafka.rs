@@ -101,6 +101,8 @@ impl ProducerContext for Reporter {
 /// The producer and what it knows about its topics.
 pub struct KafkaSink {
     producer: ThreadedProducer<Reporter>,
+    /// Debezium's `__debezium.context.*` headers, for data events and tombstones.
+    context_headers: Vec<(&'static str, Vec<u8>)>,
     admin: AdminClient<QuietAdmin>,
     last_error: Arc<std::sync::Mutex<Option<String>>>,
     settings: Kafka,
@@ -185,6 +187,7 @@ impl KafkaSink {
         Ok((
             Self {
                 producer,
+                context_headers: Vec::new(),
                 admin,
                 settings: settings.clone(),
                 partitions: Default::default(),
@@ -332,6 +335,10 @@ impl RecordSink for KafkaSink {
         self.transactional
     }
 
+    fn set_context_headers(&mut self, headers: Vec<(&'static str, Vec<u8>)>) {
+        self.context_headers = headers;
+    }
+
     fn queue_depth(&self) -> usize {
         usize::try_from(self.producer.in_flight_count()).unwrap_or(0)
     }
@@ -457,7 +464,12 @@ impl RecordSink for KafkaSink {
                     key: HEADER_SOURCE,
                     value: Some(self.identity.as_bytes()),
                 });
-            for (key, value) in &record.headers {
+            let context = if record.context {
+                self.context_headers.as_slice()
+            } else {
+                &[]
+            };
+            for (key, value) in record.headers.iter().chain(context) {
                 headers = headers.insert(Header {
                     key,
                     value: Some(value.as_slice()),

@@ -25,6 +25,9 @@ pub struct OutRecord {
     /// Headers written after walcast's position headers (e.g. Debezium's
     /// `__debezium.oldkey` / `__debezium.newkey`).
     pub headers: Vec<(&'static str, Vec<u8>)>,
+    /// A data event or tombstone: gets the connector's context headers
+    /// ([`RecordSink::set_context_headers`]) after `headers`.
+    pub context: bool,
     pub position: Position,
     pub txid: u32,
     /// The acknowledgement tracker's entry this record counts in; its delivery report
@@ -97,6 +100,11 @@ pub trait RecordSink: Send {
     fn queue_depth(&self) -> usize {
         0
     }
+
+    /// Headers every data event and tombstone carries after its own (Debezium's
+    /// `__debezium.context.*`); the same for the connector's whole run, so the sink
+    /// keeps them instead of each record.
+    fn set_context_headers(&mut self, _headers: Vec<(&'static str, Vec<u8>)>) {}
 
     /// For exactly-once restarts: the position in the last record `origin` wrote to each
     /// partition of `topic` (partitions holding none of its records are absent).

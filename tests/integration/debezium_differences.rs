@@ -57,6 +57,24 @@ async fn truncates_keyless_deletes_and_filtered_messages_look_as_debezium_emits_
         audit.iter().all(|r| r.key.is_none()),
         "a keyless table's records have null keys"
     );
+    // Debezium 3.2+'s context headers on every data event and tombstone.
+    for record in &audit {
+        assert_eq!(
+            record.headers["__debezium.context.connectorLogicalName"], db.name,
+            "{:?}",
+            record.headers
+        );
+        assert_eq!(record.headers["__debezium.context.taskId"], "0");
+        assert_eq!(
+            record.headers["__debezium.context.connectorName"],
+            "postgresql"
+        );
+        let run = &record.headers["__debezium.context.runId"];
+        assert!(
+            run.len() == 36 && run.as_bytes()[14] == b'7',
+            "a UUIDv7: {run}"
+        );
+    }
     let truncate = audit[3].value.as_ref().unwrap();
     assert!(
         truncate["before"].is_null() && truncate["after"].is_null(),
@@ -89,6 +107,12 @@ async fn truncates_keyless_deletes_and_filtered_messages_look_as_debezium_emits_
         prefixes,
         ["audit.kept", "audit.alone"],
         "filtered by prefix"
+    );
+    assert!(
+        messages
+            .iter()
+            .all(|m| !m.headers.contains_key("__debezium.context.runId")),
+        "messages carry no context headers, as Debezium's"
     );
     let alone = messages[1].value.as_ref().unwrap();
     assert!(alone["source"]["txId"].is_null(), "{alone}");

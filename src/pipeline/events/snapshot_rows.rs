@@ -60,6 +60,7 @@ impl EventStage {
         let value = state.encode_value(&event)?;
         let mut record = Encoded::new(state.topic.clone(), key, Some(value));
         record.counter = state.counters.of(Op::Read);
+        record.context = true;
         out.push(record);
         Ok(())
     }

@@ -65,6 +65,7 @@ impl TableRecords<'_> {
             value: Some(value),
             headers: headers.clone(),
             counter: state.counters.of(event.op),
+            context: true,
         });
         // Also after a delete without a key (REPLICA IDENTITY FULL, no primary key): a
         // tombstone with a null key, as Debezium emits it.
@@ -77,6 +78,7 @@ impl TableRecords<'_> {
                 value: None,
                 headers,
                 counter: None,
+                context: true,
             });
         }
         Ok(())
