@@ -392,6 +392,11 @@ impl JsonRecord {
         &self.schema
     }
 
+    /// `json_with_schema` (else `json`).
+    pub fn with_schema(&self) -> bool {
+        self.prefix.is_some()
+    }
+
     /// The record for an Avro `datum` of the schema into `out` (cleared first).
     pub fn write(&self, datum: &[u8], out: &mut Vec<u8>) -> Result<()> {
         let mut text = String::with_capacity(datum.len() * 2 + 16);
@@ -413,6 +418,18 @@ impl JsonRecord {
         let (_, datum) = wire::split(framed).ok_or(DatumError("not a framed record"))?;
         self.write(datum, out)
     }
+}
+
+/// A null payload as Kafka Connect's JsonConverter writes it for a null value that has
+/// a schema: `null`, or with the schema `{"schema":<S>,"payload":null}`.
+pub fn null_payload(schema: &ConnectSchema, with_schema: bool) -> Vec<u8> {
+    if !with_schema {
+        return b"null".to_vec();
+    }
+    let mut text = String::from("{\"schema\":");
+    write_schema(&mut text, schema, None);
+    text.push_str(",\"payload\":null}");
+    text.into_bytes()
 }
 
 /// A table version's key and envelope in a JSON format, over its [`TableCodec`].

@@ -40,4 +40,5 @@ pub use json::{JsonRecord, JsonTableCodec};
 pub use mapping::{parse_default_expression, ColumnSpec};
 pub use options::{CodecOptions, EventFormat};
 pub use records::{MessageCodec, TransactionCodec};
+pub mod unwrap;
 pub use table::{EncodeError, EncodeStats, SchemaError, TableCodec, TableSpec};

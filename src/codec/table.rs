@@ -25,6 +25,8 @@ pub struct TableSpec {
     /// primary key (or `message.key.columns`); empty for a table without a key (null
     /// Kafka keys).
     pub key: Vec<usize>,
+    /// The unwrap transform: the value is the row, not the envelope.
+    pub unwrap: Option<std::sync::Arc<super::unwrap::Unwrap>>,
 }
 
 impl TableSpec {
@@ -45,7 +47,11 @@ impl TableSpec {
                 default: None,
             })
             .collect();
-        TableSpec { columns, key }
+        TableSpec {
+            columns,
+            key,
+            unwrap: None,
+        }
     }
 }
 
@@ -130,6 +136,9 @@ pub struct TableCodec {
     key_json: Option<String>,
     envelope_json: String,
     opts: CodecOptions,
+    /// With the unwrap transform: the transform, and the row record (`.Value`) the
+    /// unwrapped value extends.
+    unwrap: Option<(std::sync::Arc<super::unwrap::Unwrap>, ConnectSchema)>,
 }
 
 impl TableCodec {
@@ -211,10 +220,14 @@ impl TableCodec {
                 Some(plans),
             )
         };
-        let envelope_schema = schemas::envelope_schema(
-            avro_full_name(&[base[0], base[1], base[2], "Envelope"]),
-            value_schema,
-        );
+        let unwrap = spec.unwrap.clone().map(|u| (u, value_schema.clone()));
+        let envelope_schema = match &unwrap {
+            Some((u, row)) => u.value_schema(row),
+            None => schemas::envelope_schema(
+                avro_full_name(&[base[0], base[1], base[2], "Envelope"]),
+                value_schema,
+            ),
+        };
         Ok(TableCodec {
             table,
             column_count: relation.columns.len(),
@@ -227,7 +240,13 @@ impl TableCodec {
             key_fields,
             value_fields,
             opts: opts.clone(),
+            unwrap,
         })
+    }
+
+    /// The unwrap transform, and the row record its value extends.
+    pub fn unwrap(&self) -> Option<(&super::unwrap::Unwrap, &ConnectSchema)> {
+        self.unwrap.as_ref().map(|(u, row)| (&**u, row))
     }
 
     /// The table, `schema.table`.
@@ -298,6 +317,22 @@ impl TableCodec {
         out: &mut Vec<u8>,
         stats: &mut EncodeStats,
     ) -> Result<(), EncodeError> {
+        if let Some((unwrap, _)) = &self.unwrap {
+            // The row after the change; a rewritten delete's row before it.
+            let row = match event.op {
+                super::event::Op::Delete => event.before.as_ref(),
+                _ => event.after.as_ref(),
+            };
+            let row = row.ok_or_else(|| EncodeError::RowLength {
+                table: self.table.clone(),
+                expected: self.column_count,
+                got: 0,
+            })?;
+            self.check_row(row)?;
+            self.write_record(&self.value_fields, row, out, stats)?;
+            unwrap.write_tail(event, &self.schema_name, &self.table_name, out);
+            return Ok(());
+        }
         for row in [&event.before, &event.after] {
             match row {
                 Some(row) => {

@@ -131,6 +131,8 @@ pub struct Events {
     pub messages: MessageFilter,
     /// Debezium's `__debezium.context.*` headers on data events and tombstones.
     pub extended_headers: bool,
+    /// `[transforms.unwrap]`: table topics carry the row, not the envelope.
+    pub unwrap: Option<std::sync::Arc<crate::codec::unwrap::Unwrap>>,
 }
 
 impl Default for Events {
@@ -143,6 +145,7 @@ impl Default for Events {
             skipped: SkippedOperations::default(),
             messages: MessageFilter::All,
             extended_headers: true,
+            unwrap: None,
         }
     }
 }
@@ -277,6 +280,8 @@ pub struct TableRule {
     pub key: Option<Vec<String>>,
     pub topic: Option<String>,
     pub tombstones: bool,
+    /// Overrides whether the unwrap transform applies to the table.
+    pub unwrap: Option<bool>,
     pub masks: Vec<ColumnMask>,
     /// Tables a pattern must skip.
     pub exclude: Vec<TableSelector>,

@@ -32,6 +32,9 @@ pub struct ConnectorFile {
     pub heartbeat: HeartbeatSection,
     #[serde(default)]
     pub events: EventsSection,
+    /// `[transforms.unwrap]`: Debezium's single message transforms walcast applies.
+    #[serde(default)]
+    pub transforms: TransformsSection,
     /// `[tables."schema.table"]` or `[tables."schema.*"]` entries.
     #[serde(default)]
     pub tables: BTreeMap<Spanned<String>, TableSection>,
@@ -410,6 +413,27 @@ impl Default for EventsSection {
     }
 }
 
+/// `[transforms]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TransformsSection {
+    pub unwrap: Option<UnwrapSection>,
+}
+
+/// `[transforms.unwrap]`: Debezium's ExtractNewRecordState, with its option names.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UnwrapSection {
+    /// drop | tombstone (default) | rewrite | rewrite-with-tombstone | delete-to-tombstone.
+    pub delete_tombstone_handling_mode: Option<Spanned<EnvString>>,
+    /// Envelope fields appended to the value, e.g. "op,table,lsn,source.ts_ms".
+    pub add_fields: Option<Spanned<EnvString>>,
+    pub add_fields_prefix: Option<String>,
+    /// Envelope fields added as headers.
+    pub add_headers: Option<Spanned<EnvString>>,
+    pub add_headers_prefix: Option<String>,
+}
+
 /// `[tables."schema.table"]`: how one table (or every table a pattern matches) is captured.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -429,6 +453,9 @@ pub struct TableSection {
     pub topic: Option<Spanned<EnvString>>,
     /// Emit a tombstone (null value) after each delete; default true.
     pub tombstones: Option<bool>,
+    /// `false`: this table keeps the envelope although `[transforms.unwrap]` is set;
+    /// `true`: unwrap this table (with `[transforms.unwrap]`'s options, or the defaults).
+    pub unwrap: Option<bool>,
     /// Column masking: `column = { hash = "sha256", salt = "..." }`, `{ fixed = "***" }`
     /// or `{ truncate = 20 }`.
     #[serde(default)]

@@ -10,7 +10,7 @@ use toml::Spanned;
 
 use super::connector::*;
 use super::error::{ConfigError, Location};
-use super::model::{ConnectorFile, EventsSection, MaskSection, TableSection};
+use super::model::{ConnectorFile, EventsSection, MaskSection, TableSection, UnwrapSection};
 use super::selector::TableSelector;
 use super::sql_expression::check_sql_expression;
 use super::values::{EnvString, Secret};
@@ -240,7 +240,10 @@ impl Validator<'_> {
             producer,
         };
 
-        let events = self.events(file.events)?;
+        let mut events = self.events(file.events)?;
+        if let Some(u) = file.transforms.unwrap {
+            events.unwrap = Some(std::sync::Arc::new(self.unwrap(u)?));
+        }
         let registry = match file.registry {
             Some(r) => {
                 let url = r.url.get_ref().to_string();
@@ -416,6 +419,38 @@ impl Validator<'_> {
             skipped,
             messages,
             extended_headers: e.extended_headers_enabled,
+            unwrap: None,
+        })
+    }
+
+    fn unwrap(&self, u: UnwrapSection) -> Result<crate::codec::unwrap::Unwrap, ConfigError> {
+        use crate::codec::unwrap::{DeleteHandling, Reference, Unwrap};
+        let delete_handling = match &u.delete_tombstone_handling_mode {
+            None => DeleteHandling::default(),
+            Some(m) => DeleteHandling::parse(m.get_ref()).map_err(|reason| {
+                self.err(
+                    &m.span(),
+                    format!("[transforms.unwrap] delete_tombstone_handling_mode: {reason}"),
+                )
+            })?,
+        };
+        let list = |text: &Option<Spanned<EnvString>>, prefix: &Option<String>, what: &str| {
+            let Some(text) = text else {
+                return Ok(Vec::new());
+            };
+            Reference::parse_list(text.get_ref(), prefix.as_deref().unwrap_or("__")).map_err(
+                |reason| {
+                    self.err(
+                        &text.span(),
+                        format!("[transforms.unwrap] {what}: {reason}"),
+                    )
+                },
+            )
+        };
+        Ok(Unwrap {
+            delete_handling,
+            add_fields: list(&u.add_fields, &u.add_fields_prefix, "add_fields")?,
+            add_headers: list(&u.add_headers, &u.add_headers_prefix, "add_headers")?,
         })
     }
 
@@ -559,6 +594,7 @@ impl Validator<'_> {
             key: key_columns,
             topic,
             tombstones: t.tombstones.unwrap_or(true),
+            unwrap: t.unwrap,
             masks,
             exclude,
         })

@@ -190,6 +190,19 @@ impl TableState {
         serializer.finish(buf, self.codec.table()).map(Some)
     }
 
+    /// The value of an unwrapped delete in `tombstone` mode: Debezium's transform leaves
+    /// a null value with the row's (optional) schema, which the Avro converter writes as
+    /// a real null and the JSON converter as `null` or `{"schema":…,"payload":null}`.
+    fn unwrapped_null(&self) -> Option<Vec<u8>> {
+        let (Serializer::Json(record), Some((_, row))) = (&self.value, self.codec.unwrap()) else {
+            return None;
+        };
+        Some(crate::codec::json::null_payload(
+            &row.clone().optional(),
+            record.with_schema(),
+        ))
+    }
+
     /// The Kafka value of `event`.
     fn encode_value(&self, event: &ChangeEvent) -> Result<Vec<u8>, EventError> {
         let mut buf = Vec::with_capacity(256);
@@ -341,6 +354,11 @@ impl EventStage {
                 })
                 .collect(),
             key: key_columns.clone(),
+            unwrap: match rule.as_ref().and_then(|r| r.unwrap) {
+                Some(false) => None,
+                Some(true) => Some(self.connector.events.unwrap.clone().unwrap_or_default()),
+                None => self.connector.events.unwrap.clone(),
+            },
         };
         let codec = TableCodec::new(
             &projected,

@@ -812,3 +812,118 @@ async fn messages_are_filtered_by_prefix_and_a_filtered_one_is_not_counted() {
     assert!(alone.contains("\"txId\":null"), "{alone}");
     assert!(alone.contains("\"transaction\":null"), "{alone}");
 }
+
+fn delete(id: i32, lsn: u64) -> TxEvent {
+    TxEvent::Change(RowChange {
+        relation: relation(),
+        op: RowOp::Delete,
+        old: Some(crate::model::change::OldRow::Key(vec![
+            Value::Int4(id),
+            Value::Null,
+        ])),
+        new: None,
+        lsn: Lsn(lsn),
+    })
+}
+
+/// Every visible record's headers named `name`, as text.
+fn header_values(h: &Harness, name: &str) -> Vec<Option<String>> {
+    h.sink
+        .lock()
+        .visible
+        .iter()
+        .map(|s| {
+            s.record
+                .headers
+                .iter()
+                .find(|(n, _)| *n == name)
+                .map(|(_, v)| String::from_utf8_lossy(v).into_owned())
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn unwrap_makes_the_row_the_value_and_a_delete_a_tombstone_by_default() {
+    let mut h = harness_with("unwrap-default", "[transforms.unwrap]");
+    h.feed(in_transaction(
+        1,
+        1_000,
+        vec![insert(1, 990), delete(1, 995), truncate(996)],
+    ))
+    .await
+    .unwrap();
+    let records = h.records();
+    assert_eq!(
+        records,
+        [
+            (Some("{\"id\":1}".into()), Some("{\"id\":1,\"note\":\"n1\"}".into())),
+            // JsonConverter writes a null value that has a schema as `null`.
+            (Some("{\"id\":1}".into()), Some("null".into())),
+        ],
+        "the row; the delete as Debezium's tombstone mode leaves it; no second tombstone; the truncate dropped"
+    );
+}
+
+#[tokio::test]
+async fn unwrap_rewrite_adds_deleted_and_the_named_fields_and_headers() {
+    let mut h = harness_with(
+        "unwrap-rewrite",
+        "[transforms.unwrap]\ndelete_tombstone_handling_mode = \"rewrite-with-tombstone\"\nadd_fields = \"op,table,lsn,source.ts_ms\"\nadd_headers = \"op\"",
+    );
+    h.feed(in_transaction(
+        1,
+        1_000,
+        vec![insert(1, 990), delete(1, 995)],
+    ))
+    .await
+    .unwrap();
+    let records = h.records();
+    assert_eq!(records.len(), 3, "{records:?}");
+    assert_eq!(
+        records[0].1.as_deref(),
+        Some("{\"id\":1,\"note\":\"n1\",\"__deleted\":\"false\",\"__op\":\"c\",\"__table\":\"orders\",\"__lsn\":990,\"__source_ts_ms\":1700000000000}")
+    );
+    assert_eq!(
+        records[1].1.as_deref(),
+        Some("{\"id\":1,\"note\":null,\"__deleted\":\"true\",\"__op\":\"d\",\"__table\":\"orders\",\"__lsn\":995,\"__source_ts_ms\":1700000000000}")
+    );
+    assert_eq!(
+        records[2],
+        (Some("{\"id\":1}".into()), None),
+        "the tombstone kept"
+    );
+    assert_eq!(
+        header_values(&h, "__op"),
+        [Some("c".into()), Some("d".into()), Some("d".into())],
+        "a tombstone's op header is d, as Debezium adds it"
+    );
+}
+
+#[tokio::test]
+async fn unwrap_drop_mode_and_a_table_that_keeps_its_envelope() {
+    let mut h = harness_with(
+        "unwrap-drop",
+        "[transforms.unwrap]\ndelete_tombstone_handling_mode = \"drop\"",
+    );
+    h.feed(in_transaction(
+        1,
+        1_000,
+        vec![insert(1, 990), delete(1, 995)],
+    ))
+    .await
+    .unwrap();
+    assert_eq!(h.records().len(), 1, "the delete and its tombstone dropped");
+
+    let mut h = harness_with(
+        "unwrap-off",
+        "[transforms.unwrap]\n[tables.\"public.orders\"]\nunwrap = false",
+    );
+    h.feed(in_transaction(1, 1_000, vec![insert(1, 990)]))
+        .await
+        .unwrap();
+    let value = h.records()[0].1.clone().unwrap();
+    assert!(
+        value.contains("\"op\":\"c\"") && value.contains("\"after\""),
+        "{value}"
+    );
+}

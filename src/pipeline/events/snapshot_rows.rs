@@ -61,6 +61,13 @@ impl EventStage {
         let mut record = Encoded::new(state.topic.clone(), key, Some(value));
         record.counter = state.counters.of(Op::Read);
         record.context = true;
+        if let Some((unwrap, _)) = state.codec.unwrap() {
+            record.headers = unwrap.headers(
+                Some(&event),
+                &state.projected.schema,
+                &state.projected.table,
+            );
+        }
         out.push(record);
         Ok(())
     }

@@ -2,7 +2,8 @@
 //! after a delete, and the event's place in its transaction's metadata.
 
 use super::{Encoded, EventError, TableState, TransactionTopic, TxMeta};
-use crate::codec::{ChangeEvent, SourceInfo};
+use crate::codec::unwrap::{DeleteHandling, Unwrap};
+use crate::codec::{ChangeEvent, Op, SourceInfo};
 use crate::model::change::{OldRow, RowChange, RowOp};
 use crate::model::lsn::Lsn;
 use crate::model::value::Value;
@@ -58,6 +59,9 @@ impl TableRecords<'_> {
             Some(row) => state.encode_key(row)?,
             None => None,
         };
+        if let Some((unwrap, _)) = state.codec.unwrap() {
+            return self.push_unwrapped(unwrap, &event, tombstone, key, headers, out);
+        }
         let value = state.encode_value(&event)?;
         out.push(Encoded {
             topic: state.topic.clone(),
@@ -80,6 +84,54 @@ impl TableRecords<'_> {
                 counter: None,
                 context: true,
             });
+        }
+        Ok(())
+    }
+
+    /// The records of `event` after Debezium's ExtractNewRecordState: the row as the
+    /// value, deletes as `delete_tombstone_handling_mode` says, truncates dropped (they
+    /// were counted in the transaction's metadata already, as Debezium counts before its
+    /// transforms run), `add_headers` after the event's own headers.
+    fn push_unwrapped(
+        &self,
+        unwrap: &Unwrap,
+        event: &ChangeEvent,
+        tombstone: bool,
+        key: Option<Vec<u8>>,
+        mut headers: Vec<(&'static str, Vec<u8>)>,
+        out: &mut Vec<Encoded>,
+    ) -> Result<(), EventError> {
+        let state = self.state;
+        let (schema, table) = (&state.projected.schema, &state.projected.table);
+        let tombstone_headers = {
+            let mut h = headers.clone();
+            h.extend(unwrap.headers(None, schema, table));
+            h
+        };
+        headers.extend(unwrap.headers(Some(event), schema, table));
+        let record = |value: Option<Vec<u8>>, headers| Encoded {
+            topic: state.topic.clone(),
+            key: key.clone(),
+            value,
+            headers,
+            counter: state.counters.of(event.op),
+            context: true,
+        };
+        match (event.op, unwrap.delete_handling) {
+            (Op::Truncate, _) | (Op::Delete, DeleteHandling::Drop) => {}
+            (Op::Delete, DeleteHandling::Tombstone) => {
+                out.push(record(state.unwrapped_null(), headers));
+            }
+            (Op::Delete, DeleteHandling::DeleteToTombstone) => out.push(record(None, headers)),
+            (Op::Delete, mode) => {
+                out.push(record(Some(state.encode_value(event)?), headers));
+                if mode == DeleteHandling::RewriteWithTombstone && tombstone && state.tombstones {
+                    let mut t = record(None, tombstone_headers);
+                    t.counter = None;
+                    out.push(t);
+                }
+            }
+            _ => out.push(record(Some(state.encode_value(event)?), headers)),
         }
         Ok(())
     }
