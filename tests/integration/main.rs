@@ -22,3 +22,4 @@ mod snapshot_modes;
 mod stalls;
 mod tail;
 mod tls;
+mod transforms;

@@ -1,0 +1,116 @@
+//! Debezium's single message transforms as walcast applies them, end to end through
+//! PostgreSQL, Kafka and the registry (Avro): the schema registered for an unwrapped
+//! topic is the row record with `__deleted` and the added fields, and the records are
+//! what ExtractNewRecordState would leave.
+
+use crate::common::{
+    consume_records, stack, start_registry, start_streaming, stop_with_sigterm, TestDb,
+};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unwrap_registers_the_row_schema_and_rewrites_deletes() {
+    let (_registry_dir, registry) = start_registry().await;
+    let db = TestDb::new(stack());
+    db.psql("CREATE TABLE public.orders (id int PRIMARY KEY, status text NOT NULL, total numeric(10,2))");
+    db.psql("CREATE TABLE public.keep (id int PRIMARY KEY)");
+    let name = "unwrap";
+    let file = db.connector_with_registry(
+        name,
+        "",
+        "[tables.\"public.orders\"]\n[tables.\"public.keep\"]\nunwrap = false",
+        &registry.url(),
+    );
+    let text = std::fs::read_to_string(&file).unwrap().replace(
+        "[metrics]",
+        "[transforms.unwrap]\ndelete_tombstone_handling_mode = \"rewrite\"\nadd_fields = \"op,table,source.ts_ms\"\nadd_headers = \"op\"\n[metrics]",
+    );
+    std::fs::write(&file, text).unwrap();
+    let mut walcast = start_streaming(&db, &file, name);
+    db.psql("INSERT INTO orders VALUES (1, 'new', 9.50); INSERT INTO keep VALUES (1)");
+    db.psql("UPDATE orders SET status = 'paid' WHERE id = 1");
+    db.psql("DELETE FROM orders WHERE id = 1");
+
+    let bootstrap = stack().kafka_bootstrap();
+    let url = registry.url();
+    let topic = format!("{}.public.orders", db.name);
+    let records = consume_records(bootstrap, &topic, Some(&url), 3).await;
+    assert_eq!(
+        records.len(),
+        3,
+        "no tombstone in rewrite mode: {records:?}"
+    );
+    let values: Vec<&serde_json::Value> =
+        records.iter().map(|r| r.value.as_ref().unwrap()).collect();
+    assert_eq!(values[0]["status"], "new");
+    assert_eq!(values[0]["__deleted"], "false");
+    assert_eq!(values[0]["__op"], "c");
+    assert_eq!(values[0]["__table"], "orders");
+    assert!(values[0]["__source_ts_ms"].as_i64().unwrap() > 1_700_000_000_000);
+    assert!(
+        values[0].get("after").is_none(),
+        "no envelope: {}",
+        values[0]
+    );
+    assert_eq!(
+        (values[1]["status"].as_str(), values[1]["__op"].as_str()),
+        (Some("paid"), Some("u"))
+    );
+    assert_eq!(values[2]["__deleted"], "true");
+    assert_eq!(values[2]["__op"], "d");
+    assert_eq!(values[2]["id"], 1);
+    let ops: Vec<&str> = records.iter().map(|r| r.headers["__op"].as_str()).collect();
+    assert_eq!(ops, ["c", "u", "d"]);
+
+    // The registered value schema: the row record, then __deleted, then the fields.
+    let http = reqwest::Client::new();
+    let latest: serde_json::Value = serde_json::from_str(
+        &http
+            .get(format!("{url}/subjects/{topic}-value/versions/latest"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap(),
+    )
+    .unwrap();
+    let schema: serde_json::Value =
+        serde_json::from_str(latest["schema"].as_str().unwrap()).unwrap();
+    assert_eq!(schema["type"], "record", "{schema}");
+    assert_eq!(schema["name"], "Value");
+    assert_eq!(schema["namespace"], format!("{}.public.orders", db.name));
+    let fields: Vec<&str> = schema["fields"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        fields,
+        [
+            "id",
+            "status",
+            "total",
+            "__deleted",
+            "__op",
+            "__table",
+            "__source_ts_ms"
+        ]
+    );
+    assert_eq!(
+        schema["fields"][3]["type"],
+        serde_json::json!(["null", "string"])
+    );
+
+    // A table that opted out keeps the envelope.
+    let kept = consume_records(
+        bootstrap,
+        &format!("{}.public.keep", db.name),
+        Some(&url),
+        1,
+    )
+    .await;
+    assert_eq!(kept[0].value.as_ref().unwrap()["op"], "c");
+    stop_with_sigterm(&mut walcast);
+    registry.shutdown().await.unwrap();
+}
