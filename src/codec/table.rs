@@ -98,6 +98,8 @@ pub enum EncodeError {
     },
     #[error("table {table} has no key columns: its events have a null Kafka key")]
     NoKey { table: String },
+    #[error("table {table} has no captured column {column}")]
+    NoColumn { table: String, column: String },
     #[error("table {table}: the JSON form of an event could not be written: {reason}")]
     Transcode { table: String, reason: &'static str },
 }
@@ -139,6 +141,9 @@ pub struct TableCodec {
     /// With the unwrap transform: the transform, and the row record (`.Value`) the
     /// unwrapped value extends.
     unwrap: Option<(std::sync::Arc<super::unwrap::Unwrap>, ConnectSchema)>,
+    /// The row record `<prefix>.<schema>.<table>.Value`, its fields in `value_fields`'
+    /// order.
+    row_schema: ConnectSchema,
 }
 
 impl TableCodec {
@@ -221,6 +226,7 @@ impl TableCodec {
             )
         };
         let unwrap = spec.unwrap.clone().map(|u| (u, value_schema.clone()));
+        let row_schema = value_schema.clone();
         let envelope_schema = match &unwrap {
             Some((u, row)) => u.value_schema(row),
             None => schemas::envelope_schema(
@@ -241,12 +247,52 @@ impl TableCodec {
             value_fields,
             opts: opts.clone(),
             unwrap,
+            row_schema,
         })
     }
 
     /// The unwrap transform, and the row record its value extends.
     pub fn unwrap(&self) -> Option<(&super::unwrap::Unwrap, &ConnectSchema)> {
         self.unwrap.as_ref().map(|(u, row)| (&**u, row))
+    }
+
+    /// The schema of the field of `column` in the row record (optional when the column
+    /// is nullable), e.g. an outbox payload's; `None` when the column is not captured.
+    pub fn column_schema(&self, column: &str) -> Option<ConnectSchema> {
+        let i = self.value_fields.iter().position(|f| f.column == column)?;
+        self.row_schema.fields().get(i).map(|f| f.schema.clone())
+    }
+
+    /// The row index of `column`, if it is captured.
+    pub fn column_index(&self, column: &str) -> Option<usize> {
+        self.value_fields
+            .iter()
+            .find(|f| f.column == column)
+            .map(|f| f.index)
+    }
+
+    /// Encodes `row`'s value of `column` alone, as a datum of [`Self::column_schema`],
+    /// framed with `schema_id`.
+    pub fn encode_column(
+        &self,
+        column: &str,
+        row: &[Value],
+        schema_id: u32,
+        out: &mut Vec<u8>,
+    ) -> Result<EncodeStats, EncodeError> {
+        self.check_row(row)?;
+        let f = self
+            .value_fields
+            .iter()
+            .find(|f| f.column == column)
+            .ok_or_else(|| EncodeError::NoColumn {
+                table: self.table.clone(),
+                column: column.to_owned(),
+            })?;
+        wire::start(out, schema_id);
+        let mut stats = EncodeStats::default();
+        self.write_field(f, &row[f.index], out, &mut stats)?;
+        Ok(stats)
     }
 
     /// The table, `schema.table`.

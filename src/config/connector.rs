@@ -150,6 +150,43 @@ impl Default for Events {
     }
 }
 
+/// Debezium's outbox EventRouter, for one table.
+#[derive(Debug, Clone)]
+pub struct Outbox {
+    pub event_id: String,
+    pub event_key: String,
+    pub payload: String,
+    pub route_by: String,
+    pub route_regex: regex::Regex,
+    /// Java/Rust `${group}` syntax, and `${topic_prefix}`.
+    pub route_replacement: String,
+    /// (column, header name) for `column:header[:alias]` placements.
+    pub headers: Vec<(String, &'static str)>,
+}
+
+impl Outbox {
+    /// The topic of an event whose route column holds `value`: the replacement when
+    /// the regex matches the whole value, else the value itself (as Kafka's RegexRouter).
+    pub fn topic(&self, value: &str, topic_prefix: &str) -> String {
+        match self.route_regex.captures(value) {
+            Some(c)
+                if c.get(0)
+                    .is_some_and(|m| m.start() == 0 && m.end() == value.len()) =>
+            {
+                let mut out = String::new();
+                c.expand(
+                    &self
+                        .route_replacement
+                        .replace("${topic_prefix}", topic_prefix),
+                    &mut out,
+                );
+                out
+            }
+            _ => value.to_owned(),
+        }
+    }
+}
+
 /// Debezium's `skipped.operations`: which operations produce no event.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SkippedOperations {
@@ -282,6 +319,8 @@ pub struct TableRule {
     pub tombstones: bool,
     /// Overrides whether the unwrap transform applies to the table.
     pub unwrap: Option<bool>,
+    /// The table is an outbox: its inserts become events routed by a column.
+    pub outbox: Option<std::sync::Arc<Outbox>>,
     pub masks: Vec<ColumnMask>,
     /// Tables a pattern must skip.
     pub exclude: Vec<TableSelector>,

@@ -413,6 +413,27 @@ impl Default for EventsSection {
     }
 }
 
+/// `[tables."…".outbox]`: Debezium's EventRouter options (dots as underscores).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OutboxSection {
+    /// The event id column, sent as the `id` header (default `id`).
+    pub table_field_event_id: Option<String>,
+    /// The Kafka key column (default `aggregateid`).
+    pub table_field_event_key: Option<String>,
+    /// The value column (default `payload`).
+    pub table_field_event_payload: Option<String>,
+    /// The column whose value routes the event (default `aggregatetype`).
+    pub route_by_field: Option<String>,
+    /// Matched against the route value (default `(?<routedByValue>.*)`).
+    pub route_topic_regex: Option<String>,
+    /// The topic, with the regex's groups and `${topic_prefix}` (default
+    /// `${topic_prefix}.outbox.${routedByValue}`).
+    pub route_topic_replacement: Option<String>,
+    /// `column:header[:alias]` items, comma separated.
+    pub table_fields_additional_placement: Option<String>,
+}
+
 /// `[transforms]`.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -453,6 +474,8 @@ pub struct TableSection {
     pub topic: Option<Spanned<EnvString>>,
     /// Emit a tombstone (null value) after each delete; default true.
     pub tombstones: Option<bool>,
+    /// Debezium's outbox EventRouter for this table.
+    pub outbox: Option<OutboxSection>,
     /// `false`: this table keeps the envelope although `[transforms.unwrap]` is set;
     /// `true`: unwrap this table (with `[transforms.unwrap]`'s options, or the defaults).
     pub unwrap: Option<bool>,

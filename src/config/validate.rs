@@ -423,6 +423,65 @@ impl Validator<'_> {
         })
     }
 
+    fn outbox(
+        &self,
+        o: super::model::OutboxSection,
+        selector: &TableSelector,
+        span: &Range<usize>,
+    ) -> Result<Outbox, ConfigError> {
+        let fail = |message: String| self.err(span, format!("table {selector} outbox: {message}"));
+        let regex = o
+            .route_topic_regex
+            .unwrap_or_else(|| "(?<routedByValue>.*)".to_owned());
+        let route_regex = regex::Regex::new(&regex).map_err(|e| {
+            fail(format!(
+                "route_topic_regex `{regex}` is not a regular expression: {e}"
+            ))
+        })?;
+        let mut headers = Vec::new();
+        for item in o
+            .table_fields_additional_placement
+            .as_deref()
+            .unwrap_or_default()
+            .split(',')
+            .map(str::trim)
+            .filter(|i| !i.is_empty())
+        {
+            let parts: Vec<&str> = item.split(':').map(str::trim).collect();
+            match parts.as_slice() {
+                [column, place] | [column, place, _] if place.eq_ignore_ascii_case("header") => {
+                    let alias = parts.get(2).copied().unwrap_or(column);
+                    headers.push(((*column).to_owned(), &*Box::leak(alias.to_owned().into_boxed_str())));
+                }
+                [_, place] | [_, place, _] => {
+                    return Err(fail(format!(
+                        "table_fields_additional_placement `{item}`: placement {place} is not supported (walcast places extra columns as headers: column:header[:alias])"
+                    )))
+                }
+                _ => {
+                    return Err(fail(format!(
+                        "table_fields_additional_placement `{item}` is not column:header[:alias]"
+                    )))
+                }
+            }
+        }
+        Ok(Outbox {
+            event_id: o.table_field_event_id.unwrap_or_else(|| "id".into()),
+            event_key: o
+                .table_field_event_key
+                .unwrap_or_else(|| "aggregateid".into()),
+            payload: o
+                .table_field_event_payload
+                .unwrap_or_else(|| "payload".into()),
+            route_by: o.route_by_field.unwrap_or_else(|| "aggregatetype".into()),
+            route_regex,
+            route_replacement: o
+                .route_topic_replacement
+                .unwrap_or_else(|| "${topic_prefix}.outbox.${routedByValue}".into()),
+            headers,
+        })
+    }
+
     fn unwrap(&self, u: UnwrapSection) -> Result<crate::codec::unwrap::Unwrap, ConfigError> {
         use crate::codec::unwrap::{DeleteHandling, Reference, Unwrap};
         let delete_handling = match &u.delete_tombstone_handling_mode {
@@ -585,6 +644,10 @@ impl Validator<'_> {
         for e in t.exclude {
             exclude.push(TableSelector::parse(e.get_ref()).map_err(|m| self.err(&e.span(), m))?);
         }
+        let outbox = match t.outbox {
+            Some(o) => Some(std::sync::Arc::new(self.outbox(o, &selector, &span)?)),
+            None => None,
+        };
         Ok(TableRule {
             location: self.loc(&span),
             selector,
@@ -595,6 +658,7 @@ impl Validator<'_> {
             topic,
             tombstones: t.tombstones.unwrap_or(true),
             unwrap: t.unwrap,
+            outbox,
             masks,
             exclude,
         })

@@ -243,6 +243,8 @@ pub struct EventStage {
     messages: Option<(MessageCodec, Serializer, Serializer, Arc<str>)>,
     transactions: Option<TransactionTopic>,
     tx: TxMeta,
+    /// The serializers of each outbox route topic (and table version) seen so far.
+    outbox_topics: HashMap<(String, (u32, u64)), (Serializer, Serializer)>,
 }
 
 impl EventStage {
@@ -262,6 +264,7 @@ impl EventStage {
             messages: None,
             transactions: None,
             tx: TxMeta::default(),
+            outbox_topics: HashMap::new(),
         }
     }
 
@@ -510,6 +513,9 @@ impl EventStage {
         if self.skips(&change.relation) || self.skipped_operation(change.op) {
             return Ok(());
         }
+        if let Some(outbox) = self.outbox_of(&change.relation) {
+            return self.outbox_change(&outbox, change, out).await;
+        }
         let metadata = self.connector.events.provide_transaction_metadata;
         if metadata {
             self.transaction_topic().await?;
@@ -716,6 +722,7 @@ fn now_ns() -> i64 {
 }
 
 mod masks;
+mod outbox;
 mod projection;
 mod snapshot_rows;
 mod table_records;

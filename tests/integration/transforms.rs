@@ -114,3 +114,79 @@ async fn unwrap_registers_the_row_schema_and_rewrites_deletes() {
     stop_with_sigterm(&mut walcast);
     registry.shutdown().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn outbox_rows_become_events_on_their_aggregate_topics() {
+    let (_registry_dir, registry) = start_registry().await;
+    let db = TestDb::new(stack());
+    db.psql("CREATE TABLE public.outbox (id uuid PRIMARY KEY, aggregatetype text NOT NULL, aggregateid text NOT NULL, type text NOT NULL, payload jsonb)");
+    db.psql("CREATE TABLE public.orders (id int PRIMARY KEY, status text)");
+    let name = "outbox";
+    let file = db.connector_with_registry(
+        name,
+        "",
+        "[tables.\"public.orders\"]\n[tables.\"public.outbox\"]\noutbox = { table_fields_additional_placement = \"type:header:eventType\" }",
+        &registry.url(),
+    );
+    let mut walcast = start_streaming(&db, &file, name);
+    // A service's transaction: its state change and its event, together.
+    db.psql("BEGIN; INSERT INTO orders VALUES (7, 'placed'); INSERT INTO outbox VALUES ('8c5e4f4a-52f6-4c1f-9f43-7d0c3a1b2c3d', 'order', '7', 'OrderPlaced', '{\"id\": 7, \"total\": 9.5}'); COMMIT");
+    db.psql("INSERT INTO outbox VALUES ('0b1d0c6e-8d64-4d3b-a1d5-3c2f1e0d9a8b', 'customer', 'c-1', 'CustomerCreated', '{\"name\": \"Ann\"}')");
+    // Updates and deletes of outbox rows are not events.
+    db.psql("UPDATE outbox SET type = 'Changed' WHERE aggregateid = '7'");
+    db.psql("DELETE FROM outbox");
+    db.psql("INSERT INTO outbox VALUES ('5a7c9e1b-3d2f-4b6a-8c0e-1f2a3b4c5d6e', 'order', '7', 'OrderPaid', NULL)");
+
+    let bootstrap = stack().kafka_bootstrap();
+    let url = registry.url();
+    let orders = consume_records(
+        bootstrap,
+        &format!("{}.outbox.order", db.name),
+        Some(&url),
+        2,
+    )
+    .await;
+    assert_eq!(orders.len(), 2, "{orders:?}");
+    assert_eq!(
+        orders[0].key,
+        Some(serde_json::json!("7")),
+        "key = aggregateid"
+    );
+    let payload: serde_json::Value =
+        serde_json::from_str(orders[0].value.as_ref().unwrap().as_str().unwrap()).unwrap();
+    assert_eq!(
+        payload,
+        serde_json::json!({"id": 7, "total": 9.5}),
+        "value = the payload as written"
+    );
+    assert_eq!(
+        orders[0].headers["id"],
+        "8c5e4f4a-52f6-4c1f-9f43-7d0c3a1b2c3d"
+    );
+    assert_eq!(orders[0].headers["eventType"], "OrderPlaced");
+    assert_eq!(orders[1].headers["eventType"], "OrderPaid");
+    assert_eq!(
+        orders[1].value, None,
+        "a NULL payload is a null value, as the Avro converter writes it"
+    );
+    let customers = consume_records(
+        bootstrap,
+        &format!("{}.outbox.customer", db.name),
+        Some(&url),
+        1,
+    )
+    .await;
+    assert_eq!(customers.len(), 1);
+    assert_eq!(customers[0].key, Some(serde_json::json!("c-1")));
+    // The service's own table streams as usual.
+    let order_rows = consume_records(
+        bootstrap,
+        &format!("{}.public.orders", db.name),
+        Some(&url),
+        1,
+    )
+    .await;
+    assert_eq!(order_rows[0].value.as_ref().unwrap()["op"], "c");
+    stop_with_sigterm(&mut walcast);
+    registry.shutdown().await.unwrap();
+}

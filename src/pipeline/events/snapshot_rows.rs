@@ -18,6 +18,9 @@ impl EventStage {
     ) -> Result<(), EventError> {
         use crate::codec::{Op, SnapshotRecord};
         use crate::model::change::RowMarker;
+        if let Some(outbox) = self.outbox_of(&relation) {
+            return self.outbox_event(&outbox, &relation, row, out).await;
+        }
         let meta = self.meta.clone();
         let state = self.table(&relation).await?;
         let row = match &state.projection {

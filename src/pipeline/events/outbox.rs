@@ -1,0 +1,202 @@
+//! Debezium's outbox EventRouter, for tables configured with `outbox`: services publish
+//! domain events by inserting rows into an outbox table in the same transaction as
+//! their state change, and each insert (or snapshot read) becomes one event on the
+//! topic its route column names: key = the aggregate id column, value = the payload
+//! column as it is, the event id as the `id` header and placed columns as headers.
+//! Updates are dropped with a warning and deletes silently, as Debezium does (services
+//! usually delete outbox rows right after inserting them).
+
+use std::sync::Arc;
+
+use tracing::warn;
+
+use super::*;
+use crate::config::Outbox;
+
+impl EventStage {
+    /// The outbox rule of `relation`'s table, if it has one.
+    pub(super) fn outbox_of(&self, relation: &RelationInfo) -> Option<Arc<Outbox>> {
+        self.rule_for(relation).and_then(|r| r.outbox.clone())
+    }
+
+    /// One change of an outbox table: an insert becomes its event (counted in the
+    /// transaction's metadata, as Debezium counts before its transforms run).
+    pub(super) async fn outbox_change(
+        &mut self,
+        outbox: &Outbox,
+        change: RowChange,
+        out: &mut Vec<Encoded>,
+    ) -> Result<(), EventError> {
+        match change.op {
+            RowOp::Insert => {}
+            RowOp::Update => {
+                warn!(table = %change.relation.qualified(), "an UPDATE of an outbox table is ignored (outbox rows are inserted, then deleted or left)");
+                return Ok(());
+            }
+            RowOp::Delete => return Ok(()),
+        }
+        let Some(row) = change.new else {
+            return Ok(());
+        };
+        if self.connector.events.provide_transaction_metadata {
+            self.transaction_topic().await?;
+            if let Some(topic) = &self.transactions {
+                let collection = change.relation.qualified();
+                self.tx.event(topic, &collection, change.lsn, out)?;
+            }
+        }
+        self.outbox_event(outbox, &change.relation, row, out).await
+    }
+
+    /// The event of one outbox row (an insert, or a snapshot read).
+    pub(super) async fn outbox_event(
+        &mut self,
+        outbox: &Outbox,
+        relation: &Arc<RelationInfo>,
+        row: Vec<Value>,
+        out: &mut Vec<Encoded>,
+    ) -> Result<(), EventError> {
+        let prefix = self.connector.kafka.topic_prefix.clone();
+        let state = self.table(relation).await?;
+        let row = match &state.projection {
+            Some(keep) => keep.iter().map(|&i| row[i].clone()).collect(),
+            None => row,
+        };
+        let row = apply_masks(row, &state.masks);
+        let table = state.projected.qualified();
+        let column_text = |name: &str| -> Result<Option<String>, EventError> {
+            let i = state
+                .projected
+                .columns
+                .iter()
+                .position(|c| c.name == name)
+                .ok_or_else(|| EventError::Encode {
+                    table: table.clone(),
+                    message: format!("the outbox has no captured column {name}; capture it or set the outbox's column options"),
+                })?;
+            Ok(header_text(&row[i]))
+        };
+        let route = column_text(&outbox.route_by)?.ok_or_else(|| EventError::Encode {
+            table: table.clone(),
+            message: format!(
+                "an outbox row has a null {}, so it has no topic",
+                outbox.route_by
+            ),
+        })?;
+        let topic: Arc<str> = outbox.topic(&route, &prefix).into();
+        let mut headers = Vec::with_capacity(1 + outbox.headers.len());
+        if let Some(id) = column_text(&outbox.event_id)? {
+            headers.push(("id", id.into_bytes()));
+        }
+        for (column, name) in &outbox.headers {
+            if let Some(v) = column_text(column)? {
+                headers.push((*name, v.into_bytes()));
+            }
+        }
+        let counter = state.counters.of(crate::codec::Op::Create);
+        let id = (relation.oid, relation.version);
+        let (key_serializer, value_serializer) =
+            self.outbox_serializers(&topic, id, outbox).await?;
+        let codec = &self
+            .tables
+            .get(&id)
+            .ok_or_else(|| EventError::Schema("table state vanished".into()))?
+            .codec;
+        let encode = |column: &str, serializer: &Serializer| -> Result<Vec<u8>, EventError> {
+            let mut buf = Vec::with_capacity(64);
+            codec
+                .encode_column(column, &row, serializer.id(), &mut buf)
+                .map_err(|e| EventError::Encode {
+                    table: table.clone(),
+                    message: e.to_string(),
+                })?;
+            serializer.finish(buf, &topic)
+        };
+        let key = encode(&outbox.event_key, &key_serializer)?;
+        let payload_is_null = codec
+            .column_index(&outbox.payload)
+            .is_some_and(|i| matches!(row[i], Value::Null));
+        // A NULL payload: the Avro converter writes a null value as a real null, the
+        // JSON converter as `null` (or the schema with a null payload).
+        let value = match (&value_serializer, payload_is_null) {
+            (Serializer::Avro(_), true) => None,
+            (Serializer::Json(record), true) => Some(crate::codec::json::null_payload(
+                record.schema(),
+                record.with_schema(),
+            )),
+            (_, false) => Some(encode(&outbox.payload, &value_serializer)?),
+        };
+        out.push(Encoded {
+            topic: topic.clone(),
+            key: Some(key),
+            value,
+            headers,
+            counter,
+            context: true,
+        });
+        Ok(())
+    }
+
+    /// The key and value serializers of an outbox route's topic: the aggregate id and
+    /// payload columns' schemas, registered under the route topic's subjects.
+    async fn outbox_serializers(
+        &mut self,
+        topic: &str,
+        table: (u32, u64),
+        outbox: &Outbox,
+    ) -> Result<(Serializer, Serializer), EventError> {
+        let cache_key = (topic.to_owned(), table);
+        if let Some(found) = self.outbox_topics.get(&cache_key) {
+            return Ok(found.clone());
+        }
+        let codec = &self
+            .tables
+            .get(&table)
+            .ok_or_else(|| EventError::Schema("table state vanished".into()))?
+            .codec;
+        let schema_of = |column: &str| {
+            codec.column_schema(column).ok_or_else(|| EventError::Schema(format!(
+                "outbox table {}: column {column} is not captured (or has a type walcast leaves out)",
+                codec.table()
+            )))
+        };
+        let key_schema = schema_of(&outbox.event_key)?;
+        let value_schema = schema_of(&outbox.payload)?;
+        let key = self
+            .serializer(
+                topic,
+                SubjectKind::Key,
+                &key_schema,
+                &key_schema.to_avro_json(),
+            )
+            .await?;
+        let value = self
+            .serializer(
+                topic,
+                SubjectKind::Value,
+                &value_schema,
+                &value_schema.to_avro_json(),
+            )
+            .await?;
+        self.outbox_topics
+            .insert(cache_key, (key.clone(), value.clone()));
+        Ok((key, value))
+    }
+}
+
+/// A column value as Kafka Connect's SimpleHeaderConverter writes a primitive: text as
+/// it is, numbers in decimal; `None` for NULL.
+fn header_text(value: &Value) -> Option<String> {
+    Some(match value {
+        Value::Null | Value::UnchangedToast => return None,
+        Value::Text(s) | Value::Enum(s) | Value::Json(s) | Value::Xml(s) | Value::Uuid(s) => {
+            s.clone()
+        }
+        Value::Bool(b) => b.to_string(),
+        Value::Int2(n) => n.to_string(),
+        Value::Int4(n) => n.to_string(),
+        Value::Int8(n) => n.to_string(),
+        Value::Oid(n) => n.to_string(),
+        other => format!("{other:?}"),
+    })
+}
