@@ -135,7 +135,8 @@ def variable_scale_decimal(value: Optional[dict]) -> Optional[Decimal]:
     if value is None:
         return None
     unscaled = int.from_bytes(value["value"], "big", signed=True)
-    return Decimal(unscaled).scaleb(-value["scale"])
+    # From the digits, not arithmetic: exact whatever the decimal context's precision.
+    return Decimal((int(unscaled < 0), tuple(int(d) for d in str(abs(unscaled))), -value["scale"]))
 
 
 def to_jsonb(value: Any) -> Optional[str]:
@@ -398,6 +399,7 @@ class ReadModel:
         self.statements: dict[tuple, sql.Composed] = {}
         self.failpoint = self._failpoint()
         self.last_activity = time.monotonic()
+        self.assigned = False
 
     @staticmethod
     def _failpoint() -> Optional[int]:
@@ -943,7 +945,9 @@ class ReadModel:
                     elif err.code() != KafkaError._PARTITION_EOF:
                         log.warning("Kafka: %s", err.str())
                 if not records:
-                    if args.idle_exit and now - self.last_activity >= args.idle_exit:
+                    # Idle only counts once the group gave this member partitions: joining
+                    # can take a session timeout while a killed member is still counted.
+                    if args.idle_exit and self.assigned and now - self.last_activity >= args.idle_exit:
                         log.info("no records for %gs: exiting (--idle-exit)", args.idle_exit)
                         break
                     continue
@@ -997,6 +1001,7 @@ class ReadModel:
 
     def _on_assign(self, consumer, partitions) -> None:
         self.last_activity = time.monotonic()   # joining the group is not idleness
+        self.assigned = True
         log.info("assigned %s", ", ".join(f"{p.topic}[{p.partition}]" for p in partitions) or "nothing")
 
     @staticmethod
@@ -1037,7 +1042,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
                    help="partitions without a committed offset start at the beginning "
                         "(auto.offset.reset=earliest); default: at the end")
     p.add_argument("--idle-exit", type=float, default=0, metavar="SECONDS",
-                   help="exit 0 after this long without records (default: never)")
+                   help="exit 0 after this long without records, counted from the first "
+                        "partition assignment (default: never)")
     p.add_argument("--batch-size", type=int, default=500,
                    help="records per database transaction at most (default 500)")
     p.add_argument("--max-retries", type=int, default=8,

@@ -41,4 +41,4 @@ pub use mapping::{parse_default_expression, ColumnSpec};
 pub use options::{CodecOptions, EventFormat};
 pub use records::{MessageCodec, TransactionCodec};
 pub mod unwrap;
-pub use table::{EncodeError, EncodeStats, SchemaError, TableCodec, TableSpec};
+pub use table::{EncodeError, EncodeStats, SchemaError, TableCodec, TableRoute, TableSpec};

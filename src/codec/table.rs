@@ -27,6 +27,18 @@ pub struct TableSpec {
     pub key: Vec<usize>,
     /// The unwrap transform: the value is the row, not the envelope.
     pub unwrap: Option<std::sync::Arc<super::unwrap::Unwrap>>,
+    /// Topic routing (Debezium's ByLogicalTableRouter): the topic the table's events go
+    /// to instead, which also names the schemas.
+    pub route: Option<TableRoute>,
+}
+
+/// Where a routed table's events go, and the field that keeps its rows distinct there.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TableRoute {
+    pub topic: String,
+    /// (field name, value) appended to the key: by default
+    /// `__dbz__physicalTableIdentifier` = the table's original topic.
+    pub key_field: Option<(String, String)>,
 }
 
 impl TableSpec {
@@ -51,6 +63,7 @@ impl TableSpec {
             columns,
             key,
             unwrap: None,
+            route: None,
         }
     }
 }
@@ -144,6 +157,8 @@ pub struct TableCodec {
     /// The row record `<prefix>.<schema>.<table>.Value`, its fields in `value_fields`'
     /// order.
     row_schema: ConnectSchema,
+    /// A routed table's identifier, written after the key's columns.
+    route_key: Option<String>,
 }
 
 impl TableCodec {
@@ -163,7 +178,19 @@ impl TableCodec {
                 relation: relation.columns.len(),
             });
         }
-        let base = [topic_prefix, &relation.schema, &relation.table];
+        let routed;
+        let base: &[&str] = match &spec.route {
+            Some(route) => {
+                routed = [route.topic.as_str()];
+                &routed
+            }
+            None => &[topic_prefix, &relation.schema, &relation.table],
+        };
+        let name = |last: &str| {
+            let mut parts = base.to_vec();
+            parts.push(last);
+            avro_full_name(&parts)
+        };
         let mut value_fields = Vec::new();
         let mut value_schema_fields = Vec::new();
         let mut seen: HashSet<String> = HashSet::new();
@@ -189,10 +216,7 @@ impl TableCodec {
             value_fields.push(plan(i, &column.name, &m.kind, &m.schema, &spec.columns[i]));
             value_schema_fields.push(field(m.field_name, m.schema));
         }
-        let value_schema = ConnectSchema::record(
-            avro_full_name(&[base[0], base[1], base[2], "Value"]),
-            value_schema_fields,
-        );
+        let value_schema = ConnectSchema::record(name("Value"), value_schema_fields);
 
         let (key_schema, key_fields) = if spec.key.is_empty() {
             (None, None)
@@ -217,11 +241,11 @@ impl TableCodec {
                 plans.push(plan(i, &column.name, &m.kind, &m.schema, &spec.columns[i]));
                 fields.push(field(m.field_name, m.schema));
             }
+            if let Some((field_name, _)) = spec.route.as_ref().and_then(|r| r.key_field.as_ref()) {
+                fields.push(field(field_name.clone(), ConnectSchema::string()));
+            }
             (
-                Some(ConnectSchema::record(
-                    avro_full_name(&[base[0], base[1], base[2], "Key"]),
-                    fields,
-                )),
+                Some(ConnectSchema::record(name("Key"), fields)),
                 Some(plans),
             )
         };
@@ -229,10 +253,7 @@ impl TableCodec {
         let row_schema = value_schema.clone();
         let envelope_schema = match &unwrap {
             Some((u, row)) => u.value_schema(row),
-            None => schemas::envelope_schema(
-                avro_full_name(&[base[0], base[1], base[2], "Envelope"]),
-                value_schema,
-            ),
+            None => schemas::envelope_schema(name("Envelope"), value_schema),
         };
         Ok(TableCodec {
             table,
@@ -248,6 +269,11 @@ impl TableCodec {
             opts: opts.clone(),
             unwrap,
             row_schema,
+            route_key: spec
+                .route
+                .as_ref()
+                .and_then(|r| r.key_field.as_ref())
+                .map(|(_, v)| v.clone()),
         })
     }
 
@@ -339,6 +365,9 @@ impl TableCodec {
         wire::start(out, schema_id);
         let mut stats = EncodeStats::default();
         self.write_record(fields, row, out, &mut stats)?;
+        if let Some(identifier) = &self.route_key {
+            put_str(out, identifier);
+        }
         Ok(stats)
     }
 

@@ -133,6 +133,62 @@ pub struct Events {
     pub extended_headers: bool,
     /// `[transforms.unwrap]`: table topics carry the row, not the envelope.
     pub unwrap: Option<std::sync::Arc<crate::codec::unwrap::Unwrap>>,
+    /// `[transforms.route]`: tables' topics rewritten.
+    pub route: Option<std::sync::Arc<Route>>,
+}
+
+/// Debezium's ByLogicalTableRouter: table topics matching a regex go to its
+/// replacement, the original topic kept in the key.
+#[derive(Debug, Clone)]
+pub struct Route {
+    /// Anchored: matches a whole topic.
+    pub topic_regex: regex::Regex,
+    pub topic_replacement: String,
+    /// `None`: `key_enforce_uniqueness = false`.
+    pub key_field_name: Option<String>,
+    /// The identifier is the original topic, or this replacement when the regex
+    /// matches it.
+    pub key_field: Option<(regex::Regex, String)>,
+}
+
+impl PartialEq for Route {
+    fn eq(&self, other: &Self) -> bool {
+        let key = |r: &Route| {
+            r.key_field
+                .as_ref()
+                .map(|(re, s)| (re.as_str().to_owned(), s.clone()))
+        };
+        self.topic_regex.as_str() == other.topic_regex.as_str()
+            && self.topic_replacement == other.topic_replacement
+            && self.key_field_name == other.key_field_name
+            && key(self) == key(other)
+    }
+}
+
+impl Eq for Route {}
+
+impl Route {
+    /// The topic and key identifier field for a table whose topic is `topic`, when
+    /// the route applies to it.
+    pub fn apply(&self, topic: &str) -> Option<crate::codec::TableRoute> {
+        if !self.topic_regex.is_match(topic) {
+            return None;
+        }
+        let new_topic = self
+            .topic_regex
+            .replace(topic, self.topic_replacement.as_str())
+            .into_owned();
+        let identifier = match &self.key_field {
+            Some((regex, replacement)) if regex.is_match(topic) => {
+                regex.replace(topic, replacement.as_str()).into_owned()
+            }
+            _ => topic.to_owned(),
+        };
+        Some(crate::codec::TableRoute {
+            topic: new_topic,
+            key_field: self.key_field_name.clone().map(|name| (name, identifier)),
+        })
+    }
 }
 
 impl Default for Events {
@@ -146,6 +202,7 @@ impl Default for Events {
             messages: MessageFilter::All,
             extended_headers: true,
             unwrap: None,
+            route: None,
         }
     }
 }

@@ -439,6 +439,22 @@ pub struct OutboxSection {
 #[serde(deny_unknown_fields)]
 pub struct TransformsSection {
     pub unwrap: Option<UnwrapSection>,
+    pub route: Option<RouteSection>,
+}
+
+/// `[transforms.route]`: Debezium's ByLogicalTableRouter.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RouteSection {
+    /// Must match a table's whole topic, e.g. "shop\\.public\\.orders_(.*)".
+    pub topic_regex: Spanned<String>,
+    /// The new topic, with the regex's groups (`$1`, `${name}`).
+    pub topic_replacement: String,
+    /// Add the table's identity to the key (default true).
+    pub key_enforce_uniqueness: Option<bool>,
+    pub key_field_name: Option<String>,
+    pub key_field_regex: Option<Spanned<String>>,
+    pub key_field_replacement: Option<String>,
 }
 
 /// `[transforms.unwrap]`: Debezium's ExtractNewRecordState, with its option names.

@@ -244,6 +244,9 @@ impl Validator<'_> {
         if let Some(u) = file.transforms.unwrap {
             events.unwrap = Some(std::sync::Arc::new(self.unwrap(u)?));
         }
+        if let Some(r) = file.transforms.route {
+            events.route = Some(std::sync::Arc::new(self.route(r)?));
+        }
         let registry = match file.registry {
             Some(r) => {
                 let url = r.url.get_ref().to_string();
@@ -420,6 +423,7 @@ impl Validator<'_> {
             messages,
             extended_headers: e.extended_headers_enabled,
             unwrap: None,
+            route: None,
         })
     }
 
@@ -479,6 +483,41 @@ impl Validator<'_> {
                 .route_topic_replacement
                 .unwrap_or_else(|| "${topic_prefix}.outbox.${routedByValue}".into()),
             headers,
+        })
+    }
+
+    fn route(&self, r: super::model::RouteSection) -> Result<Route, ConfigError> {
+        let anchored = |text: &Spanned<String>, what: &str| {
+            regex::Regex::new(&format!("^(?:{})$", text.get_ref())).map_err(|e| {
+                self.err(
+                    &text.span(),
+                    format!(
+                        "[transforms.route] {what} `{}` is not a regular expression: {e}",
+                        text.get_ref()
+                    ),
+                )
+            })
+        };
+        let key_field = match (&r.key_field_regex, r.key_field_replacement) {
+            (Some(regex), Some(replacement)) => {
+                Some((anchored(regex, "key_field_regex")?, replacement))
+            }
+            (Some(regex), None) => {
+                return Err(self.err(
+                    &regex.span(),
+                    "[transforms.route] key_field_regex needs key_field_replacement",
+                ))
+            }
+            (None, _) => None,
+        };
+        Ok(Route {
+            topic_regex: anchored(&r.topic_regex, "topic_regex")?,
+            topic_replacement: r.topic_replacement,
+            key_field_name: r.key_enforce_uniqueness.unwrap_or(true).then(|| {
+                r.key_field_name
+                    .unwrap_or_else(|| "__dbz__physicalTableIdentifier".to_owned())
+            }),
+            key_field,
         })
     }
 

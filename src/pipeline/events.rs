@@ -362,7 +362,26 @@ impl EventStage {
                 Some(true) => Some(self.connector.events.unwrap.clone().unwrap_or_default()),
                 None => self.connector.events.unwrap.clone(),
             },
+            route: None,
         };
+        let own_topic = match rule.as_ref().and_then(|r| r.topic.clone()) {
+            Some(t) => t,
+            None => format!(
+                "{}.{}.{}",
+                self.connector.kafka.topic_prefix, projected.schema, projected.table
+            ),
+        };
+        let route = self
+            .connector
+            .events
+            .route
+            .as_ref()
+            .and_then(|r| r.apply(&own_topic));
+        let topic: Arc<str> = route
+            .as_ref()
+            .map_or(own_topic.as_str(), |r| r.topic.as_str())
+            .into();
+        let spec = TableSpec { route, ..spec };
         let codec = TableCodec::new(
             &projected,
             &spec,
@@ -370,14 +389,6 @@ impl EventStage {
             &self.options,
         )
         .map_err(|e| EventError::Schema(e.to_string()))?;
-        let topic: Arc<str> = match rule.as_ref().and_then(|r| r.topic.clone()) {
-            Some(t) => t.into(),
-            None => format!(
-                "{}.{}.{}",
-                self.connector.kafka.topic_prefix, projected.schema, projected.table
-            )
-            .into(),
-        };
         let masks = projected
             .columns
             .iter()

@@ -190,3 +190,60 @@ async fn outbox_rows_become_events_on_their_aggregate_topics() {
     stop_with_sigterm(&mut walcast);
     registry.shutdown().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn routed_tables_share_a_topic_and_keep_their_identity_in_the_key() {
+    let (_registry_dir, registry) = start_registry().await;
+    let db = TestDb::new(stack());
+    db.psql("CREATE TABLE public.shard_1 (id int PRIMARY KEY, v text)");
+    db.psql("CREATE TABLE public.shard_2 (id int PRIMARY KEY, v text)");
+    let name = "route";
+    let file = db.connector_with_registry(name, "", "[tables.\"public.shard_*\"]", &registry.url());
+    let text = std::fs::read_to_string(&file).unwrap().replace(
+        "[metrics]",
+        &format!(
+            "[transforms.route]\ntopic_regex = '{0}\\.public\\.shard_(.*)'\ntopic_replacement = '{0}.shards'\n[metrics]",
+            db.name
+        ),
+    );
+    std::fs::write(&file, text).unwrap();
+    let mut walcast = start_streaming(&db, &file, name);
+    db.psql("INSERT INTO shard_1 VALUES (1, 'one'); INSERT INTO shard_2 VALUES (1, 'uno')");
+    db.psql("DELETE FROM shard_2 WHERE id = 1");
+
+    let url = registry.url();
+    let topic = format!("{}.shards", db.name);
+    let records = consume_records(stack().kafka_bootstrap(), &topic, Some(&url), 4).await;
+    let keys: Vec<serde_json::Value> = records.iter().map(|r| r.key.clone().unwrap()).collect();
+    let id = |table: &str| serde_json::json!({"id": 1, "__dbz__physicalTableIdentifier": format!("{}.public.{table}", db.name)});
+    assert_eq!(
+        keys,
+        [id("shard_1"), id("shard_2"), id("shard_2"), id("shard_2")],
+        "create, create, delete, tombstone"
+    );
+    assert_eq!(
+        records[0].value.as_ref().unwrap()["source"]["table"],
+        "shard_1",
+        "source still names the table"
+    );
+    let http = reqwest::Client::new();
+    let latest: serde_json::Value = serde_json::from_str(
+        &http
+            .get(format!("{url}/subjects/{topic}-value/versions/latest"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap(),
+    )
+    .unwrap();
+    let schema: serde_json::Value =
+        serde_json::from_str(latest["schema"].as_str().unwrap()).unwrap();
+    assert_eq!(
+        (schema["name"].as_str(), schema["namespace"].as_str()),
+        (Some("Envelope"), Some(topic.as_str()))
+    );
+    stop_with_sigterm(&mut walcast);
+    registry.shutdown().await.unwrap();
+}
