@@ -387,6 +387,10 @@ pub struct EventsSection {
     /// prefix (one of the two at most).
     pub message_prefix_include_list: Option<Spanned<EnvString>>,
     pub message_prefix_exclude_list: Option<Spanned<EnvString>>,
+    /// Debezium's `include.unknown.datatypes`: columns of types without a mapping are
+    /// sent as the bytes of their text form instead of left out.
+    #[serde(default)]
+    pub include_unknown_datatypes: bool,
     /// Debezium's `extended.headers.enabled`: the `__debezium.context.*` headers on
     /// every data event and tombstone.
     #[serde(default = "default_true")]
@@ -409,6 +413,7 @@ impl Default for EventsSection {
             message_prefix_include_list: None,
             message_prefix_exclude_list: None,
             extended_headers_enabled: true,
+            include_unknown_datatypes: false,
         }
     }
 }

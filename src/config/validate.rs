@@ -372,6 +372,7 @@ impl Validator<'_> {
             binary_handling: self.mode(e.binary_handling_mode, "binary_handling_mode")?,
             hstore_handling: self.mode(e.hstore_handling_mode, "hstore_handling_mode")?,
             interval_handling: self.mode(e.interval_handling_mode, "interval_handling_mode")?,
+            include_unknown_datatypes: e.include_unknown_datatypes,
             ..Default::default()
         };
         if let Some(p) = e.unavailable_value_placeholder {
