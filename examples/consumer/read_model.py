@@ -66,6 +66,7 @@ import hashlib
 import json
 import logging
 import os
+import random
 import re
 import signal
 import sys
@@ -139,9 +140,9 @@ def variable_scale_decimal(value: Optional[dict]) -> Optional[Decimal]:
     return Decimal((int(unscaled < 0), tuple(int(d) for d in str(abs(unscaled))), -value["scale"]))
 
 
-def to_jsonb(value: Any) -> Optional[str]:
-    if value is None or isinstance(value, str):   # io.debezium.data.Json is already JSON text
-        return value
+def to_jsonb(value: Any) -> str:
+    """A decoded record, map, array or union member as JSON text. (Values typed
+    io.debezium.data.Json are JSON text already and are not converted.)"""
     return json.dumps(value, default=json_default)
 
 
@@ -228,10 +229,9 @@ def map_type(t: Any, names: dict[str, dict]) -> tuple[str, Optional[Callable[[An
     if kind == "array":
         item_pg, item_convert, item_semantic = map_type(t["items"], names)
         if item_pg == "jsonb":
-            def convert_json(v, ic=item_convert):
-                return json.dumps([json.loads(x) if isinstance(x, str) else x for x in v],
-                                  default=json_default)
-            return "jsonb", convert_json, item_semantic
+            if item_convert is None:   # items of JSON text (io.debezium.data.Json)
+                return "jsonb", (lambda v: json.dumps([None if x is None else json.loads(x) for x in v])), item_semantic
+            return "jsonb", to_jsonb, item_semantic
         if item_convert is None:
             return f"{item_pg}[]", None, item_semantic
         return f"{item_pg}[]", (lambda v, ic=item_convert: [None if x is None else ic(x) for x in v]), item_semantic
@@ -260,15 +260,27 @@ class ValueSchema:
     by_name: dict[str, Column]
 
 
+def value_kind(schema_str: str) -> str:
+    """envelope (a change event), transaction (BEGIN/END), message (op m), or other (a
+    transformed value: unwrap, outbox; or not walcast's)."""
+    schema = json.loads(schema_str)
+    fields = {f["name"] for f in schema.get("fields", [])} if isinstance(schema, dict) else set()
+    if {"before", "after", "op", "source"} <= fields:
+        return "envelope"
+    if {"status", "id", "event_count"} <= fields:
+        return "transaction"
+    if {"op", "message"} <= fields:
+        return "message"
+    return "other"
+
+
 def parse_value_schema(schema_str: str) -> Optional[ValueSchema]:
     """The columns of an Envelope's `after` record, or None for another kind of value
-    (transaction metadata, messages)."""
+    (transaction metadata, messages, transformed values)."""
+    if value_kind(schema_str) != "envelope":
+        return None
     schema = json.loads(schema_str)
-    if not isinstance(schema, dict) or schema.get("type") != "record":
-        return None
     fields = {f["name"]: f for f in schema.get("fields", [])}
-    if "after" not in fields or "op" not in fields:
-        return None
     names: dict[str, dict] = {}
     collect_names(schema, schema.get("namespace", ""), names)
     after = resolve(fields["after"]["type"], names)
@@ -332,6 +344,8 @@ class Event:
     after: Optional[dict] = None
     key_fields: Optional[list[str]] = None
     schema: Optional[ValueSchema] = None
+    schema_id: int = 0
+    headers: dict[str, str] = field(default_factory=dict)
 
     def where(self) -> str:
         return f"{self.topic}[{self.partition}]@{self.offset}"
@@ -346,6 +360,7 @@ class TableState:
     columns: dict[str, str] = field(default_factory=dict)   # name -> PostgreSQL type
     key: list[str] = field(default_factory=list)
     warned: set = field(default_factory=set)
+    checked: set = field(default_factory=set)    # value schema ids its columns were checked for
 
     def ident(self) -> sql.Identifier:
         return sql.Identifier(self.schema, self.name)
@@ -362,14 +377,16 @@ class Stats:
     truncates: int = 0
     stale: int = 0
     ignored: int = 0
+    copied: int = 0
     filled: int = 0
     batches: int = 0
 
     def line(self) -> str:
         return (f"{self.records} records in {self.batches} batches: {self.upserts} upserts, "
                 f"{self.deletes} deletes, {self.truncates} truncates, {self.stale} older than "
-                f"the stored row or truncate (skipped), {self.ignored} ignored, "
-                f"{self.filled} unavailable values filled after a key change")
+                f"the stored row or truncate (skipped), {self.ignored} ignored; new keys "
+                f"of key changes whose TOASTed values were unchanged: {self.copied} completed "
+                f"from the old row at once, {self.filled} when the old key's delete came")
 
 
 def header_map(message) -> dict[str, str]:
@@ -389,15 +406,21 @@ class ReadModel:
         self.keys = AvroDeserializer(self.registry)
         self.values = AvroDeserializer(self.registry)
         self.value_schemas: dict[int, Optional[ValueSchema]] = {}
+        self.value_kinds: dict[int, str] = {}
         self.key_schemas: dict[int, list[str]] = {}
         self.placeholder = Placeholder(args.unavailable_placeholder)
         self.tables: dict[tuple[str, str], TableState] = {}
-        self.keyless_warned: set[tuple[str, str]] = set()
+        self.warned_once: set[tuple[str, str]] = set()
         self.stats = Stats()
         self.stop = False
         self.conn: Optional[psycopg.Connection] = None
         self.statements: dict[tuple, sql.Composed] = {}
         self.failpoint = self._failpoint()
+        # READ_MODEL_TEST_INTERLEAVE=SEED (for tests): apply each batch in a random
+        # interleaving of its partitions, each partition's records kept in order. Kafka
+        # promises no more than that, and the result must not depend on it.
+        interleave = os.environ.get("READ_MODEL_TEST_INTERLEAVE", "")
+        self.interleave = random.Random(int(interleave)) if interleave else None
         self.last_activity = time.monotonic()
         self.assigned = False
 
@@ -511,16 +534,14 @@ class ReadModel:
 
     def ensure_table(self, st: TableState, ev: Event) -> None:
         """The target table exists and has every column of the record's schema."""
+        if st.exists and ev.schema_id in st.checked:
+            return
         columns = ev.schema.columns
         for c in columns:
             if c.name in BOOKKEEPING:
                 raise Fatal(f"{ev.where()}: source column {c.name} clashes with the read "
                             f"model's bookkeeping columns")
         if not st.exists:
-            missing_key = [k for k in ev.key_fields if k not in ev.schema.by_name]
-            if missing_key:
-                raise Fatal(f"{ev.where()}: key fields {missing_key} are not in the value's "
-                            f"`after` record")
             with self.conn.transaction():
                 self.conn.execute("SELECT pg_advisory_xact_lock(%s)", (DDL_LOCK,))
                 self._load_table(st)
@@ -551,6 +572,7 @@ class ReadModel:
                 log.warning("%s.%s is %s in the read model but its events now map to %s; "
                             "values are cast to the existing type", st.qualified(), c.name,
                             have, c.pg_type)
+        st.checked.add(ev.schema_id)
 
     def _create_table(self, st: TableState, ev: Event) -> None:
         cols = [sql.SQL("{} {}{}").format(
@@ -599,18 +621,22 @@ class ReadModel:
             return ev                                   # tombstone
         if len(value_bytes) < 5 or value_bytes[0] != 0:
             # Not Confluent's wire format (e.g. walcast.offsets, or a JSON-format connector).
-            if ("wire", topic) not in self.keyless_warned:
-                self.keyless_warned.add(("wire", topic))
+            if ("wire", topic) not in self.warned_once:
+                self.warned_once.add(("wire", topic))
                 log.warning("%s: records are not Avro in Confluent's wire format; ignoring the topic", topic)
             return ev
-        try:
-            value = self.values(value_bytes, SerializationContext(topic, MessageField.VALUE))
-            schema = self._value_schema(int.from_bytes(value_bytes[1:5], "big"))
-        except Exception as e:  # registry unreachable, unknown schema id, corrupt record
-            raise Fatal(f"{ev.where()}: cannot decode the value: {type(e).__name__}: {e}") from e
-        if schema is None or not isinstance(value, dict) or value.get("op") not in ("c", "u", "r", "d", "t"):
+        ev.schema_id = int.from_bytes(value_bytes[1:5], "big")
+        value = self._deserialize(self.values, value_bytes, MessageField.VALUE, ev)
+        schema = self._value_schema(ev.schema_id, ev)
+        if schema is None:
+            if self.value_kinds.get(ev.schema_id) == "other" and ("shape", topic) not in self.warned_once:
+                self.warned_once.add(("shape", topic))
+                log.warning("%s: values are not Debezium change envelopes (an unwrap or outbox "
+                            "transform?); the read model needs the envelope: ignoring the topic", topic)
             return ev                                   # transaction metadata, messages (op m)
-        headers = header_map(message)
+        if not isinstance(value, dict) or value.get("op") not in ("c", "u", "r", "d", "t"):
+            return ev
+        headers = ev.headers = header_map(message)
         if POSITION_HEADER not in headers:
             raise Fatal(f"{ev.where()}: no {POSITION_HEADER} header: not written by walcast, "
                         f"so it cannot be ordered against the stored rows")
@@ -630,31 +656,73 @@ class ReadModel:
             return ev
         key_bytes = message.key()
         if key_bytes is None:
-            if ev.table not in self.keyless_warned:
-                self.keyless_warned.add(ev.table)
+            if ev.table not in self.warned_once:
+                self.warned_once.add(ev.table)
                 log.warning("%s.%s (%s): events without a Kafka key (a table without a primary "
                             "key, or with REPLICA IDENTITY FULL and no [tables] key): rows cannot "
                             "be told apart, so its row changes are ignored", *ev.table, topic)
             return ev
-        try:
-            ev.key = self.keys(key_bytes, SerializationContext(topic, MessageField.KEY))
-            ev.key_fields = self._key_schema(int.from_bytes(key_bytes[1:5], "big"))
-        except Exception as e:
-            raise Fatal(f"{ev.where()}: cannot decode the key: {type(e).__name__}: {e}") from e
+        ev.key = self._deserialize(self.keys, key_bytes, MessageField.KEY, ev)
+        fields = self._key_schema(int.from_bytes(key_bytes[1:5], "big"), ev)
+        # Topic routing adds the physical table to the key (__dbz__physicalTableIdentifier);
+        # the read model has a table per physical table, keyed by the row's own columns.
+        ev.key_fields = [k for k in fields if k in schema.by_name]
+        if not ev.key_fields:
+            raise Fatal(f"{ev.where()}: none of the key's fields ({', '.join(fields)}) is a column "
+                        f"of the row")
+        if len(ev.key_fields) < len(fields) and ("keyfields", ev.table) not in self.warned_once:
+            self.warned_once.add(("keyfields", ev.table))
+            log.info("%s.%s: key field(s) %s are not columns of the row (topic routing's table "
+                     "identity?); rows are keyed by %s", *ev.table,
+                     ", ".join(k for k in fields if k not in schema.by_name), ", ".join(ev.key_fields))
         ev.after = value.get("after")
         if ev.op != "d" and ev.after is None:
             raise Fatal(f"{ev.where()}: op {ev.op} without `after`")
         ev.kind = "row"
         return ev
 
-    def _value_schema(self, schema_id: int) -> Optional[ValueSchema]:
+    def _registry(self, what: str, ev: Event, call: Callable[[], Any]) -> Any:
+        """`call`, retried with backoff while the registry is unreachable or answers
+        5xx; any other failure is fatal."""
+        delay = 0.5
+        for attempt in range(1, self.args.max_retries + 1):
+            try:
+                return call()
+            except Exception as e:
+                status = getattr(e, "http_status_code", None)
+                # Connection problems (httpx's TransportError, whichever httpx the client
+                # bundles) and 5xx answers pass; a 4xx or an undecodable record does not.
+                transient = (isinstance(e, OSError)
+                             or any(c.__name__ == "TransportError" for c in type(e).__mro__)
+                             or (isinstance(status, int) and status >= 500))
+                message = f"{ev.where()}: {what}: {type(e).__name__}: {str(e).strip()}"
+                if not transient:
+                    raise Fatal(message) from e
+                if attempt == self.args.max_retries or self.stop:
+                    raise Fatal(f"{message} (gave up after {attempt} attempts)") from e
+                log.warning("%s; retrying in %.1fs (attempt %d of %d)", message, delay, attempt,
+                            self.args.max_retries)
+                time.sleep(delay)
+                delay = min(delay * 2, 10.0)
+
+    def _deserialize(self, deserializer, data: bytes, field_: str, ev: Event) -> Any:
+        context = SerializationContext(ev.topic, field_)
+        return self._registry(f"cannot decode the {'key' if field_ == MessageField.KEY else 'value'}",
+                              ev, lambda: deserializer(data, context))
+
+    def _value_schema(self, schema_id: int, ev: Event) -> Optional[ValueSchema]:
         if schema_id not in self.value_schemas:
-            self.value_schemas[schema_id] = parse_value_schema(self.registry.get_schema(schema_id).schema_str)
+            text = self._registry(f"value schema {schema_id}", ev,
+                                  lambda: self.registry.get_schema(schema_id).schema_str)
+            self.value_kinds[schema_id] = value_kind(text)
+            self.value_schemas[schema_id] = parse_value_schema(text)
         return self.value_schemas[schema_id]
 
-    def _key_schema(self, schema_id: int) -> list[str]:
+    def _key_schema(self, schema_id: int, ev: Event) -> list[str]:
         if schema_id not in self.key_schemas:
-            self.key_schemas[schema_id] = parse_key_schema(self.registry.get_schema(schema_id).schema_str)
+            text = self._registry(f"key schema {schema_id}", ev,
+                                  lambda: self.registry.get_schema(schema_id).schema_str)
+            self.key_schemas[schema_id] = parse_key_schema(text)
         return self.key_schemas[schema_id]
 
     # --- applying ------------------------------------------------------------------------
@@ -702,9 +770,10 @@ class ReadModel:
                     done.stale += 1 - applied
                     done.filled += filled
                 else:
-                    applied = self._upsert(st, ev)
+                    applied, copied = self._upsert(st, ev)
                     done.upserts += applied
                     done.stale += 1 - applied
+                    done.copied += copied
         return done
 
     def _key_params(self, st: TableState, ev: Event, source: dict) -> list[Any]:
@@ -719,17 +788,25 @@ class ReadModel:
             sql.SQL("{}.{} = {}").format(sql.Identifier(alias), sql.Identifier(k), self._cast(st, k))
             for k in st.key)
 
-    def _upsert(self, st: TableState, ev: Event) -> int:
+    def _key_change_lock(self, st: TableState, lsn: int) -> None:
+        """Serializes the two halves of a key change (the old key's delete, the new key's
+        create) across instances of the group: each sees what the other committed."""
+        digest = hashlib.sha1(f"{st.schema}.{st.name}@{lsn}".encode()).digest()
+        self.conn.execute("SELECT pg_advisory_xact_lock(%s)", (int.from_bytes(digest[:8], "big", signed=True),))
+
+    def _upsert(self, st: TableState, ev: Event) -> tuple[int, int]:
         after = ev.after
         names = [c.name for c in ev.schema.columns]
         unavailable = [n for n in names if n not in st.key and self.placeholder.matches(after.get(n))]
         params = {n: ev.schema.by_name[n].param(after.get(n)) for n in names if n not in unavailable}
         key_change = ev.op == "c" and bool(unavailable)
         still_unavailable = unavailable
+        copied = 0
         if key_change:
             # An INSERT always carries every value; a create with a placeholder is the new
             # key of a key change. Its old row is the delete just before it in the same
             # transaction: (lsn, index - 2) with a tombstone between them, else index - 1.
+            self._key_change_lock(st, ev.position[0])
             found = self.conn.execute(sql.SQL(
                 "SELECT {}, _walcast_unavailable FROM {} WHERE _walcast_deleted "
                 "AND _walcast_commit_lsn = %s AND _walcast_index IN (%s, %s) "
@@ -741,6 +818,7 @@ class ReadModel:
                 for n, v in zip(unavailable, found[:-1]):
                     params[n] = v
                 still_unavailable = [n for n in unavailable if n in old_unavailable]
+                copied = int(len(still_unavailable) < len(unavailable))
             for n in still_unavailable:
                 params[n] = None
         else:
@@ -768,7 +846,7 @@ class ReadModel:
                 + self._key_params(st, ev, after))
             log.debug("%s: key change at %s: %s not known until the old key's delete",
                       st.qualified(), format_position(ev.position), still_unavailable)
-        return applied
+        return applied, (copied if applied else 0)
 
     def _upsert_sql(self, st: TableState, names: tuple, keep: tuple, key_change: bool) -> sql.Composed:
         cache_key = ("upsert", st.schema, st.name, names, keep, key_change)
@@ -811,6 +889,8 @@ class ReadModel:
                     sql.SQL(", ").join(map(sql.Identifier, st.key)))
             self.statements[cache_key] = statement
         key = self._key_params(st, ev, ev.key)
+        if "__debezium.newkey" in ev.headers:   # the old half of a key change
+            self._key_change_lock(st, ev.position[0])
         applied = self.conn.execute(statement, key + [ev.position[0], ev.position[1]]).rowcount
         filled = 0
         if applied:
@@ -896,8 +976,10 @@ class ReadModel:
                 first = events[0]
                 raise Fatal(f"target database{where}: {str(e).strip()}{detail} while applying "
                             f"{len(events)} records from {first.where()}") from e
-            for name in ("records", "upserts", "deletes", "truncates", "stale", "ignored", "filled", "batches"):
+            for name in ("records", "upserts", "deletes", "truncates", "stale", "ignored", "copied",
+                         "filled", "batches"):
                 setattr(self.stats, name, getattr(self.stats, name) + getattr(done, name))
+            log.debug("applied the batch from %s: %s", events[0].where(), done.line())
             return True
         return False
 
@@ -953,6 +1035,8 @@ class ReadModel:
                     continue
                 self.last_activity = now
                 events = [self.decode(m) for m in records]
+                if self.interleave is not None:
+                    events = interleave(events, self.interleave)
                 if not self.apply_with_retries(events):
                     log.info("stopping before the batch at %s was applied; it is read again "
                              "on the next start", events[0].where())
@@ -1009,6 +1093,21 @@ class ReadModel:
         # Every batch is applied and committed before the next poll, so there is nothing
         # in flight to finish here.
         log.info("revoked %s", ", ".join(f"{p.topic}[{p.partition}]" for p in partitions) or "nothing")
+
+
+def interleave(events: list[Event], rng: random.Random) -> list[Event]:
+    queues: dict[tuple[str, int], list[Event]] = {}
+    for ev in events:
+        queues.setdefault((ev.topic, ev.partition), []).append(ev)
+    for queue in queues.values():
+        queue.reverse()
+    out = []
+    while queues:
+        where = rng.choice(sorted(queues))
+        out.append(queues[where].pop())
+        if not queues[where]:
+            del queues[where]
+    return out
 
 
 def same_type(have: str, want: str) -> bool:
@@ -1076,9 +1175,15 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
 
 def main(argv: list[str]) -> int:
     args = parse_args(argv)
-    logging.basicConfig(stream=sys.stderr, level=args.log_level.upper(),
-                        format="%(asctime)s %(levelname)s read_model: %(message)s")
-    logging.getLogger("httpx").setLevel(logging.WARNING)   # the registry client's requests
+    # Libraries (the registry client's HTTP requests, psycopg) only say warnings.
+    logging.basicConfig(stream=sys.stderr, level=logging.WARNING,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        log.setLevel(args.log_level.upper())
+    except ValueError:
+        print(f"read_model.py: --log-level {args.log_level!r}: not a level (DEBUG, INFO, WARNING, ERROR)",
+              file=sys.stderr)
+        return 2
     model = ReadModel(args)
 
     def stop(signum, _frame):

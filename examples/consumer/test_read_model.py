@@ -32,6 +32,7 @@ from __future__ import annotations
 import datetime
 import os
 import random
+import re
 import shlex
 import signal
 import subprocess
@@ -100,7 +101,8 @@ class Test:
         self.workdir = os.environ.get("WALCAST_TEST_WORKDIR") or tempfile.mkdtemp(prefix="read-model-test-")
         os.makedirs(self.workdir, exist_ok=True)
         self.name = f"rm{int(time.time()) % 1000000}p{os.getpid() % 1000}"
-        self.src_db, self.g1_db, self.g2_db = (f"{self.name}_src", f"{self.name}_g1", f"{self.name}_g2")
+        self.src_db, self.g1_db, self.g2_db, self.g3_db = (
+            f"{self.name}_src", f"{self.name}_g1", f"{self.name}_g2", f"{self.name}_g3")
         self.connector = os.path.join(self.workdir, f"{self.name}.toml")
         self.walcast: subprocess.Popen | None = None
         self.children: list[subprocess.Popen] = []
@@ -110,6 +112,9 @@ class Test:
         self.workload_error: BaseException | None = None
 
     # --- plumbing ---------------------------------------------------------------------------
+
+    def databases(self) -> tuple[str, ...]:
+        return (self.src_db, self.g1_db, self.g2_db, self.g3_db)
 
     def dsn(self, db: str) -> str:
         return (f"host={self.stack['WALCAST_PG_HOST']} port={self.stack['WALCAST_PG_PORT']} "
@@ -148,7 +153,7 @@ class Test:
 
     def create_databases(self) -> None:
         with self.connect("postgres") as admin:
-            for db in (self.src_db, self.g1_db, self.g2_db):
+            for db in self.databases():
                 admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(db)))
         with self.connect(self.src_db) as src:
             src.execute("""
@@ -411,13 +416,13 @@ provide_transaction_metadata = true
     # --- the read model ---------------------------------------------------------------------
 
     def consumer(self, group: str, db: str, topics: str, log_name: str, idle_exit: float,
-                 env: dict | None = None) -> subprocess.Popen:
+                 env: dict | None = None, batch_size: int = 40) -> subprocess.Popen:
         s = self.stack
         return self.start([sys.executable, READ_MODEL,
                            "--bootstrap-servers", s["WALCAST_KAFKA_BOOTSTRAP"],
                            "--registry", s["WALCAST_REGISTRY_URL"],
                            "--group", group, "--topics", topics, "--target", self.dsn(db),
-                           "--from-beginning", "--idle-exit", str(idle_exit), "--batch-size", "40",
+                           "--from-beginning", "--idle-exit", str(idle_exit), "--batch-size", str(batch_size),
                            "--report-interval", "5",
                            # A killed member holds its partitions until its session times
                            # out (45 s by default): the broker's minimum keeps restarts quick.
@@ -537,7 +542,8 @@ provide_transaction_metadata = true
         self.run_summaries.append("run 1 killed at its failpoint")
 
         # 2. SIGKILLed once it applied more, while phase 2 (truncates, a new column) streams in.
-        run2 = self.consumer(g1, self.g1_db, g1_topics, "g1-run2.log", idle_exit=120)
+        run2 = self.consumer(g1, self.g1_db, g1_topics, "g1-run2.log", idle_exit=120,
+                             env={"READ_MODEL_LOG_LEVEL": "DEBUG"})   # a line per batch
         workload = threading.Thread(target=self.phase2, name="phase2")
         workload.start()
         deadline = time.monotonic() + 90
@@ -551,8 +557,14 @@ provide_transaction_metadata = true
             time.sleep(0.05)
         run2.send_signal(signal.SIGKILL)
         run2.wait(10)
-        say(f"G1 run 2 SIGKILLed after applying (at least) {rows - after_run1} more rows")
-        self.run_summaries.append("run 2 SIGKILLed")
+        # Run 1's last batch was applied but not committed: run 2 read it again and
+        # found every change of it already there.
+        replayed = sum(int(m) for m in re.findall(r"applied the batch from .*?, (\d+) older than",
+                                                  tail(run2.log_path, 100000)))
+        check(replayed > 0, f"G1 run 2 did not apply run 1's uncommitted batch again:\n{tail(run2.log_path)}")
+        say(f"G1 run 2 SIGKILLed after applying (at least) {rows - after_run1} more rows; "
+            f"{replayed} records of run 1's uncommitted batch found applied already")
+        self.run_summaries.append(f"run 2 SIGKILLed ({replayed} replayed records already applied)")
         workload.join(300)
         check(not workload.is_alive(), "phase 2's workload did not finish in 300 s")
         if self.workload_error is not None:
@@ -577,10 +589,22 @@ provide_transaction_metadata = true
         counts2 = self.compare(self.g2_db, "G2")
         check(all(counts2[k] == counts[k] for k in counts if not k.endswith("markers")),
               f"G2 counts {counts2} differ from G1's {counts}")
+
+        # G3: a fresh target from the beginning in big batches, each applied in a random
+        # interleaving of its partitions (each partition in order): what Kafka allows.
+        run = self.consumer(f"{self.name}-g3", self.g3_db, topics, "g3.log", idle_exit=8,
+                            env={"READ_MODEL_TEST_INTERLEAVE": str(self.seed)}, batch_size=100000)
+        code = self.wait_exit(run, 300, "G3")
+        check(code == 0, f"G3 exited {code}:\n{tail(run.log_path)}")
+        g3_summary = self.summary_of(run)
+        counts3 = self.compare(self.g3_db, "G3 (partitions interleaved)")
+        check(all(counts3[k] == counts[k] for k in counts if not k.endswith("markers")),
+              f"G3 counts {counts3} differ from G1's {counts}")
+
         rows = ", ".join(f"{k}={v}" for k, v in counts.items() if not k.endswith("markers"))
         markers = sum(v for k, v in counts.items() if k.endswith("markers"))
         return (f"OK: source rows {rows}; G1 ({markers} deleted markers) {'; '.join(self.run_summaries)}; "
-                f"G2 from the beginning: {g2_summary}")
+                f"G2 from the beginning: {g2_summary}; G3 with partitions interleaved: {g3_summary}")
 
     def cleanup(self, ok: bool) -> None:
         for proc in self.children:
@@ -590,7 +614,7 @@ provide_transaction_metadata = true
         if self.walcast is not None:
             self.stop(self.walcast)
         if not ok or os.environ.get("KEEP") == "1":
-            say(f"kept: databases {self.src_db}, {self.g1_db}, {self.g2_db}, slot walcast_{self.name}, "
+            say(f"kept: databases {', '.join(self.databases())}, slot walcast_{self.name}, "
                 f"logs in {self.workdir}; clean up with: {self.walcast_bin} teardown {self.connector} "
                 f"&& dropdb {self.src_db} ...")
             return
@@ -599,7 +623,7 @@ provide_transaction_metadata = true
             say(f"walcast teardown failed: {teardown.stderr.strip()}")
         try:
             with self.connect("postgres") as admin:
-                for db in (self.src_db, self.g1_db, self.g2_db):
+                for db in self.databases():
                     admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(db)))
         except psycopg.Error as e:
             say(f"dropping the databases: {e}")

@@ -114,6 +114,8 @@ pub struct Metrics {
 pub struct Heartbeat {
     pub interval: Duration,
     pub action_query: Option<String>,
+    /// Where heartbeat records go, when they are emitted.
+    pub records_topic: Option<String>,
 }
 
 /// `[events]`: the shape and serialization of change events.

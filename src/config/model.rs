@@ -338,6 +338,15 @@ pub struct HeartbeatSection {
     /// SQL run on every beat (e.g. an upsert into `walcast.heartbeat`), so WAL that
     /// other databases on the server generate can be released too.
     pub action_query: Option<EnvString>,
+    /// Also write a heartbeat record on every beat, as Debezium does, for consumers
+    /// that watch the connector's liveness.
+    #[serde(default)]
+    pub emit_records: bool,
+    /// Debezium's `topic.heartbeat.prefix` (default `__debezium-heartbeat`): the
+    /// records go to `<prefix>.<topic_prefix>`.
+    pub topic_heartbeat_prefix: Option<String>,
+    /// Debezium's `topic.heartbeat.name`: the whole topic name instead.
+    pub topic_heartbeat_name: Option<String>,
 }
 
 impl Default for HeartbeatSection {
@@ -345,6 +354,9 @@ impl Default for HeartbeatSection {
         Self {
             interval: default_heartbeat_interval(),
             action_query: None,
+            emit_records: false,
+            topic_heartbeat_prefix: None,
+            topic_heartbeat_name: None,
         }
     }
 }

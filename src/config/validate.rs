@@ -230,6 +230,13 @@ impl Validator<'_> {
             }
             producer.insert(key.into_inner(), value);
         }
+        let heartbeat_prefix = file
+            .heartbeat
+            .topic_heartbeat_prefix
+            .clone()
+            .unwrap_or_else(|| "__debezium-heartbeat".to_owned());
+        let records_topic_name = file.heartbeat.topic_heartbeat_name.clone();
+        let emit_heartbeats = file.heartbeat.emit_records;
         let kafka = Kafka {
             bootstrap_servers: k.bootstrap_servers.to_string(),
             topic_prefix,
@@ -239,6 +246,10 @@ impl Validator<'_> {
             cleanup_policy: k.cleanup_policy,
             producer,
         };
+        let records_topic = emit_heartbeats.then(|| {
+            records_topic_name
+                .unwrap_or_else(|| format!("{heartbeat_prefix}.{}", kafka.topic_prefix))
+        });
 
         let mut events = self.events(file.events)?;
         if let Some(u) = file.transforms.unwrap {
@@ -337,6 +348,7 @@ impl Validator<'_> {
             heartbeat: Heartbeat {
                 interval: file.heartbeat.interval.0,
                 action_query: file.heartbeat.action_query.map(|q| q.to_string()),
+                records_topic,
             },
             events,
             tables,

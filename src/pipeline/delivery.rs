@@ -179,6 +179,29 @@ impl<S: RecordSink> Pipeline<S> {
         self.settle_snapshot(checkpoint);
     }
 
+    /// Writes a heartbeat record (`[heartbeat] emit_records`): inside the open Kafka
+    /// transaction if there is one, in one of its own in transactional mode otherwise. A
+    /// failed write is a warning; a failed Kafka commit stops the connector, as any.
+    pub(super) async fn emit_heartbeat(&mut self) -> Result<(), PipelineError> {
+        let Some(record) = self.stage.heartbeat().await? else {
+            return Ok(());
+        };
+        let (Some(key), Some(value)) = (&record.key, &record.value) else {
+            return Ok(());
+        };
+        let own_transaction = self.sink.is_transactional() && self.batch.is_none();
+        if own_transaction {
+            self.sink.begin_transaction()?;
+        }
+        if let Err(e) = self.sink.write_heartbeat(&record.topic, key, value).await {
+            warn!(error = %e, "could not write a heartbeat record");
+        }
+        if own_transaction {
+            self.sink.commit_transaction()?;
+        }
+        Ok(())
+    }
+
     /// `walcast_delivery_errors_total` by what the producer said.
     fn count_delivery_error(&self, error: &str) {
         let lower = error.to_ascii_lowercase();

@@ -243,6 +243,8 @@ pub struct EventStage {
     messages: Option<(MessageCodec, Serializer, Serializer, Arc<str>)>,
     transactions: Option<TransactionTopic>,
     tx: TxMeta,
+    /// The heartbeat records' topic and serializers, once the first is written.
+    heartbeats: Option<(Arc<str>, Serializer, Serializer)>,
     /// The serializers of each outbox route topic (and table version) seen so far.
     outbox_topics: HashMap<(String, (u32, u64)), (Serializer, Serializer)>,
 }
@@ -265,6 +267,7 @@ impl EventStage {
             transactions: None,
             tx: TxMeta::default(),
             outbox_topics: HashMap::new(),
+            heartbeats: None,
         }
     }
 
@@ -454,6 +457,60 @@ impl EventStage {
     }
 
     /// Makes sure the transaction topic's schemas are ready (registered for Avro).
+    /// A heartbeat record as Debezium writes it: key
+    /// `io.debezium.connector.common.ServerNameKey {serverName}` = the topic prefix,
+    /// value `io.debezium.connector.common.Heartbeat {ts_ms}` = now; `None` when
+    /// `[heartbeat] emit_records` is off.
+    pub async fn heartbeat(&mut self) -> Result<Option<Encoded>, EventError> {
+        let Some(topic_name) = self.connector.heartbeat.records_topic.clone() else {
+            return Ok(None);
+        };
+        if self.heartbeats.is_none() {
+            use crate::codec::connect::field;
+            let key_schema = ConnectSchema::record(
+                "io.debezium.connector.common.ServerNameKey",
+                vec![field("serverName", ConnectSchema::string())],
+            )
+            .version(1);
+            let value_schema = ConnectSchema::record(
+                "io.debezium.connector.common.Heartbeat",
+                vec![field("ts_ms", ConnectSchema::int64())],
+            )
+            .version(1);
+            let key = self
+                .serializer(
+                    &topic_name,
+                    SubjectKind::Key,
+                    &key_schema,
+                    &key_schema.to_avro_json(),
+                )
+                .await?;
+            let value = self
+                .serializer(
+                    &topic_name,
+                    SubjectKind::Value,
+                    &value_schema,
+                    &value_schema.to_avro_json(),
+                )
+                .await?;
+            self.heartbeats = Some((topic_name.into(), key, value));
+        }
+        let Some((topic, key_serializer, value_serializer)) = &self.heartbeats else {
+            return Ok(None);
+        };
+        let mut key = Vec::with_capacity(32);
+        crate::codec::wire::start(&mut key, key_serializer.id());
+        crate::codec::encode::put_str(&mut key, &self.connector.kafka.topic_prefix);
+        let mut value = Vec::with_capacity(16);
+        crate::codec::wire::start(&mut value, value_serializer.id());
+        crate::codec::encode::put_long(&mut value, now_ns().div_euclid(1_000_000));
+        Ok(Some(Encoded::new(
+            topic.clone(),
+            Some(key_serializer.finish(key, topic)?),
+            Some(value_serializer.finish(value, topic)?),
+        )))
+    }
+
     async fn transaction_topic(&mut self) -> Result<(), EventError> {
         if self.transactions.is_some() {
             return Ok(());

@@ -154,6 +154,12 @@ impl<S: RecordSink> Pipeline<S> {
         let mut reports_closed = false;
         let mut batch_timer = tokio::time::interval(MAX_TRANSACTION_AGE);
         batch_timer.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let emit_heartbeats = self.connector.heartbeat.records_topic.is_some();
+        let mut heartbeats = tokio::time::interval_at(
+            Instant::now() + self.connector.heartbeat.interval,
+            self.connector.heartbeat.interval,
+        );
+        heartbeats.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut watchdog = tokio::time::interval(OBSERVE_INTERVAL);
         watchdog.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
@@ -186,6 +192,9 @@ impl<S: RecordSink> Pipeline<S> {
                         let more_queued = i + 1 < count || !inputs.events.is_empty();
                         self.on_event(event, more_queued).await?;
                     }
+                }
+                _ = heartbeats.tick(), if emit_heartbeats && !self.tracker.mid_transaction() => {
+                    self.emit_heartbeat().await?;
                 }
                 _ = watchdog.tick() => {
                     self.check_stall();

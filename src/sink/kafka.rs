@@ -521,6 +521,26 @@ impl RecordSink for KafkaSink {
             })
     }
 
+    async fn write_heartbeat(
+        &mut self,
+        topic: &Arc<str>,
+        key: &[u8],
+        value: &[u8],
+    ) -> Result<(), SinkError> {
+        self.ensure_topic(topic).await?;
+        let base: BaseRecord<'_, [u8], [u8], usize> =
+            BaseRecord::with_opaque_to(topic, Ticket::NONE.0 as usize)
+                .partition(0)
+                .key(key)
+                .payload(value);
+        self.producer
+            .send(base)
+            .map_err(|(e, _)| SinkError::Delivery {
+                commit_lsn: Lsn::ZERO,
+                message: format!("heartbeat record: {e}"),
+            })
+    }
+
     fn flush(&self, timeout: Duration) -> Result<(), SinkError> {
         self.producer
             .flush(timeout)

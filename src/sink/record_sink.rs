@@ -101,6 +101,18 @@ pub trait RecordSink: Send {
         0
     }
 
+    /// A heartbeat record (Debezium's, for consumers that watch liveness): to
+    /// partition 0 of `topic`, without headers, acknowledged by nobody (its report
+    /// carries [`Ticket::NONE`]); inside an open Kafka transaction it commits with it.
+    fn write_heartbeat(
+        &mut self,
+        _topic: &Arc<str>,
+        _key: &[u8],
+        _value: &[u8],
+    ) -> impl Future<Output = Result<(), SinkError>> + Send {
+        async { Ok(()) }
+    }
+
     /// Headers every data event and tombstone carries after its own (Debezium's
     /// `__debezium.context.*`); the same for the connector's whole run, so the sink
     /// keeps them instead of each record.

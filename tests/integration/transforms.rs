@@ -247,3 +247,38 @@ async fn routed_tables_share_a_topic_and_keep_their_identity_in_the_key() {
     stop_with_sigterm(&mut walcast);
     registry.shutdown().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn heartbeat_records_reach_their_topic_in_transactional_mode() {
+    let (_registry_dir, registry) = start_registry().await;
+    let db = TestDb::new(stack());
+    db.psql("CREATE TABLE public.quiet (id int PRIMARY KEY)");
+    let name = "beats";
+    let file = db.connector_with_registry(name, "", "[tables.\"public.quiet\"]", &registry.url());
+    let text = std::fs::read_to_string(&file).unwrap().replace(
+        "[metrics]",
+        "[delivery]\nmode = \"transactional\"\n[heartbeat]\ninterval = \"4s\"\nemit_records = true\n[metrics]",
+    );
+    std::fs::write(&file, text).unwrap();
+    let mut walcast = start_streaming(&db, &file, name);
+    // read_committed: a heartbeat is visible only once its Kafka transaction committed.
+    let beats = consume_records(
+        stack().kafka_bootstrap(),
+        &format!("__debezium-heartbeat.{}", db.name),
+        Some(&registry.url()),
+        2,
+    )
+    .await;
+    assert!(beats.len() >= 2, "{beats:?}");
+    assert_eq!(
+        beats[0].key,
+        Some(serde_json::json!({"serverName": db.name}))
+    );
+    let ts = beats[0].value.as_ref().unwrap()["ts_ms"].as_i64().unwrap();
+    assert!(ts > 1_700_000_000_000, "{ts}");
+    assert!(beats
+        .iter()
+        .all(|b| !b.headers.contains_key("__debezium.context.runId")));
+    stop_with_sigterm(&mut walcast);
+    registry.shutdown().await.unwrap();
+}

@@ -210,7 +210,10 @@ pub(crate) async fn consume_until(
             headers,
         });
     }
-    got.sort_by_key(Consumed::position);
+    // Records without walcast's position (heartbeats) stay in arrival order.
+    if got.iter().all(|c| c.headers.contains_key("walcast.position")) {
+        got.sort_by_key(Consumed::position);
+    }
     got
 }
 
