@@ -13,7 +13,6 @@ use super::options::CodecOptions;
 use super::schemas;
 use super::wire;
 use crate::model::relation::RelationInfo;
-use crate::model::relation::ReplicaIdentity;
 use crate::model::value::Value;
 
 /// What the catalog knows about a table that pgoutput's Relation message does not.
@@ -46,13 +45,10 @@ impl TableSpec {
     /// IDENTITY FULL, where pgoutput flags every column), a column optional unless it
     /// is NOT NULL or a key column, no defaults.
     pub fn from_relation(relation: &RelationInfo) -> Self {
-        let key: Vec<usize> = if relation.replica_identity == ReplicaIdentity::Full {
-            Vec::new()
-        } else {
-            (0..relation.columns.len())
-                .filter(|&i| relation.columns[i].is_key)
-                .collect()
-        };
+        // With REPLICA IDENTITY FULL, the primary key (none: a null key).
+        let key: Vec<usize> = (0..relation.columns.len())
+            .filter(|&i| relation.columns[i].is_key)
+            .collect();
         let columns = (0..relation.columns.len())
             .map(|i| ColumnSpec {
                 optional: !(relation.columns[i].not_null || key.contains(&i)),

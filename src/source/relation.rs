@@ -58,11 +58,14 @@ impl RelationCache {
         message: &Relation,
         catalog: &Client,
     ) -> Result<(Arc<RelationInfo>, bool), RelationError> {
-        // NOT NULL and defaults are not in the Relation message: read them from the
-        // catalog (as of now, which matches the stream except across concurrent DDL).
-        let attributes: std::collections::HashMap<String, (bool, Option<String>)> = catalog
+        // NOT NULL, defaults and the primary key are not in the Relation message: read
+        // them from the catalog (as of now, which matches the stream except across
+        // concurrent DDL).
+        type Attribute = (bool, Option<String>, bool);
+        let attributes: std::collections::HashMap<String, Attribute> = catalog
             .query(
-                "SELECT a.attname::text, a.attnotnull, pg_get_expr(d.adbin, d.adrelid)
+                "SELECT a.attname::text, a.attnotnull, pg_get_expr(d.adbin, d.adrelid),
+                        EXISTS (SELECT 1 FROM pg_index i WHERE i.indrelid = a.attrelid AND i.indisprimary AND a.attnum = ANY(i.indkey))
                  FROM pg_attribute a LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum
                  WHERE a.attrelid = $1 AND a.attnum > 0 AND NOT a.attisdropped",
                 &[&message.oid],
@@ -70,17 +73,27 @@ impl RelationCache {
             .await
             .map_err(|e| RelationError { oid: message.oid, detail: e.to_string() })?
             .iter()
-            .filter_map(|r| Some((r.try_get::<_, String>(0).ok()?, (r.try_get(1).ok()?, r.try_get(2).ok()?))))
+            .filter_map(|r| {
+                Some((
+                    r.try_get::<_, String>(0).ok()?,
+                    (r.try_get(1).ok()?, r.try_get(2).ok()?, r.try_get(3).ok()?),
+                ))
+            })
             .collect();
+        let full = message.replica_identity == b'f';
         let mut columns = Vec::with_capacity(message.columns.len());
         for c in &message.columns {
-            let (not_null, default_expr) =
-                attributes.get(&c.name).cloned().unwrap_or((false, None));
+            let (not_null, default_expr, primary) = attributes
+                .get(&c.name)
+                .cloned()
+                .unwrap_or((false, None, false));
             columns.push(ColumnInfo {
                 name: c.name.clone(),
                 type_info: self.resolve(c.type_oid, catalog).await?,
                 type_modifier: c.type_modifier,
-                is_key: c.is_key(),
+                // With REPLICA IDENTITY FULL pgoutput flags every column; the key is
+                // still the primary key, as Debezium keys such a table (none: a null key).
+                is_key: if full { primary } else { c.is_key() },
                 not_null,
                 default_expr,
             });

@@ -145,3 +145,54 @@ async fn truncates_keyless_deletes_and_filtered_messages_look_as_debezium_emits_
     stop_with_sigterm(&mut walcast);
     registry.shutdown().await.unwrap();
 }
+
+/// REPLICA IDENTITY FULL on a table with a primary key: Debezium keys it by the primary
+/// key (pgoutput flags every column as part of the identity), so a key change is a
+/// delete, its tombstone and a create, as on any keyed table.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replica_identity_full_table_is_keyed_by_its_primary_key() {
+    let (_registry_dir, registry) = start_registry().await;
+    let db = TestDb::new(stack());
+    db.psql("CREATE TABLE public.accounts (id int PRIMARY KEY, owner text)");
+    db.psql("INSERT INTO accounts VALUES (1, 'ann')");
+    db.psql("ALTER TABLE public.accounts REPLICA IDENTITY FULL");
+    let name = "fullpk";
+    let file =
+        db.connector_with_registry(name, "", "[tables.\"public.accounts\"]", &registry.url());
+    let mut walcast = start_streaming(&db, &file, name);
+    db.psql("UPDATE accounts SET owner = 'bob' WHERE id = 1");
+    db.psql("UPDATE accounts SET id = 2 WHERE id = 1");
+    let topic = format!("{}.public.accounts", db.name);
+    let records =
+        consume_records(stack().kafka_bootstrap(), &topic, Some(&registry.url()), 5).await;
+    let seen: Vec<(serde_json::Value, Option<String>)> = records
+        .iter()
+        .map(|r| {
+            (
+                r.key.clone().unwrap_or_default(),
+                r.value
+                    .as_ref()
+                    .map(|v| v["op"].as_str().unwrap_or("?").to_owned()),
+            )
+        })
+        .collect();
+    let key = |id: i64| serde_json::json!({ "id": id });
+    assert_eq!(
+        seen,
+        [
+            (key(1), Some("r".into())),
+            (key(1), Some("u".into())),
+            (key(1), Some("d".into())),
+            (key(1), None),
+            (key(2), Some("c".into())),
+        ],
+        "snapshot read, update, key change as delete + tombstone + create"
+    );
+    let update = records[1].value.as_ref().unwrap();
+    assert_eq!(
+        update["before"]["owner"], "ann",
+        "FULL: the whole old row: {update}"
+    );
+    stop_with_sigterm(&mut walcast);
+    registry.shutdown().await.unwrap();
+}

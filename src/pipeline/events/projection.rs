@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use super::EventError;
 use crate::config::{ColumnSelection, TableRule};
-use crate::model::relation::{RelationInfo, ReplicaIdentity};
+use crate::model::relation::RelationInfo;
 
 /// The columns of `relation` its rule keeps (when the publication could not leave the
 /// others out): the keep list, `None` when all are kept, and the table as projected.
@@ -18,7 +18,7 @@ pub(super) fn project(
             let configured_key = rule
                 .and_then(|r| r.key.as_ref())
                 .is_some_and(|k| k.contains(&c.name));
-            c.is_key && relation.replica_identity != ReplicaIdentity::Full
+            c.is_key
                 || configured_key
                 || match rule.map(|r| &r.columns) {
                     Some(ColumnSelection::Include(list)) => list.contains(&c.name),
@@ -58,7 +58,6 @@ pub(super) fn key_columns(
                     })
             })
             .collect::<Result<_, _>>()?,
-        None if projected.replica_identity == ReplicaIdentity::Full => Vec::new(),
         None => (0..projected.columns.len())
             .filter(|&i| projected.columns[i].is_key)
             .collect(),

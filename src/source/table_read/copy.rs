@@ -5,7 +5,6 @@ use futures_util::StreamExt;
 use tokio_postgres::Client;
 
 use super::SnapshotError;
-use crate::model::relation::ReplicaIdentity;
 use crate::model::relation::{ColumnInfo, RelationInfo};
 use crate::model::value::{parse_text, Value};
 use crate::postgres::{quote_ident, quote_table};
@@ -191,12 +190,9 @@ pub async fn read_rows<'a>(
     })
 }
 
-/// The primary key columns a table is read in order of (none for REPLICA IDENTITY
-/// FULL tables, whose "key" is every column, and tables without a key).
+/// The primary key columns a table is read in order of (none for a table without a
+/// key).
 pub fn ordered_key(relation: &RelationInfo) -> Vec<usize> {
-    if relation.replica_identity == ReplicaIdentity::Full {
-        return Vec::new();
-    }
     relation
         .columns
         .iter()

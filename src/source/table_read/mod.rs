@@ -20,7 +20,6 @@ use super::relation::RelationCache;
 use crate::model::change::RowMarker;
 use crate::model::change::{Row, SnapshotRead, TxEvent};
 use crate::model::lsn::Lsn;
-use crate::model::relation::ReplicaIdentity;
 use crate::model::relation::{ColumnInfo, RelationInfo};
 use crate::postgres::CatalogTable;
 pub use copy::{ordered_key, read_chunk, ChunkRow};
@@ -78,7 +77,6 @@ pub async fn relation_for(
         )
         .await
         .map_err(|e| err(e.to_string()))?;
-    let full = table.replica_identity == ReplicaIdentity::Full;
     let mut columns = Vec::with_capacity(rows.len());
     for row in rows {
         let name: String = row.try_get(0).map_err(|e| err(e.to_string()))?;
@@ -91,7 +89,7 @@ pub async fn relation_for(
             .await
             .map_err(|e| err(e.to_string()))?;
         columns.push(ColumnInfo {
-            is_key: full || table.primary_key.contains(&name),
+            is_key: table.primary_key.contains(&name),
             name,
             type_info,
             type_modifier,

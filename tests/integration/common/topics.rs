@@ -211,7 +211,10 @@ pub(crate) async fn consume_until(
         });
     }
     // Records without walcast's position (heartbeats) stay in arrival order.
-    if got.iter().all(|c| c.headers.contains_key("walcast.position")) {
+    if got
+        .iter()
+        .all(|c| c.headers.contains_key("walcast.position"))
+    {
         got.sort_by_key(Consumed::position);
     }
     got
