@@ -261,8 +261,8 @@ class ValueSchema:
 
 
 def value_kind(schema_str: str) -> str:
-    """envelope (a change event), transaction (BEGIN/END), message (op m), or other (a
-    transformed value: unwrap, outbox; or not walcast's)."""
+    """envelope (a change event), transaction (BEGIN/END), message (op m), heartbeat, or
+    other (a transformed value: unwrap, outbox; or not walcast's)."""
     schema = json.loads(schema_str)
     fields = {f["name"] for f in schema.get("fields", [])} if isinstance(schema, dict) else set()
     if {"before", "after", "op", "source"} <= fields:
@@ -271,6 +271,8 @@ def value_kind(schema_str: str) -> str:
         return "transaction"
     if {"op", "message"} <= fields:
         return "message"
+    if fields == {"ts_ms"}:
+        return "heartbeat"    # __debezium-heartbeat.<prefix>
     return "other"
 
 

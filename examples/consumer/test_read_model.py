@@ -19,7 +19,9 @@ array, jsonb and bytea columns, in two schemas.
 The read model group G1 runs three times: killed by its own failpoint right after a
 batch's database commit (before the offsets' commit), then SIGKILLed while the second
 part of the workload streams in, then until idle. Its live rows must equal the source
-tables. Then group G2 builds a fresh target from the beginning, and must equal them too.
+tables. Then group G2 builds a fresh target from the beginning, and group G3 another
+with each (large) batch applied in a random interleaving of its partitions; both must
+equal the source too.
 
 Exit status 0 when everything matched, 1 otherwise (with what differed). Every wait is
 bounded. The databases are dropped and the slot torn down on success and kept (named

@@ -3,6 +3,7 @@
 mod chaos;
 mod check;
 mod common;
+mod consumer_example;
 mod debezium_differences;
 mod foreign_records;
 mod incremental;
