@@ -16,12 +16,7 @@ async fn truncates_keyless_deletes_and_filtered_messages_look_as_debezium_emits_
     db.psql("CREATE TABLE public.audit (who text, what text)");
     db.psql("ALTER TABLE public.audit REPLICA IDENTITY FULL");
     let name = "differences";
-    let file = db.connector_with_registry(name, "", "[tables.\"public.*\"]", &registry.url());
-    let text = std::fs::read_to_string(&file).unwrap().replace(
-        "[metrics]",
-        "[events]\nprovide_transaction_metadata = true\nskipped_operations = \"none\"\nmessage_prefix_include_list = \"audit\\\\..*\"\n[metrics]",
-    );
-    std::fs::write(&file, text).unwrap();
+    let file = db.connector_with_sections(name, "[tables.\"public.*\"]", &registry.url(), "[events]\nprovide_transaction_metadata = true\nskipped_operations = \"none\"\nmessage_prefix_include_list = \"audit\\\\..*\"");
     let mut walcast = start_streaming(&db, &file, name);
 
     db.psql("INSERT INTO orders VALUES (1, 'new'); INSERT INTO audit VALUES ('ann', 'login')");

@@ -9,49 +9,11 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use crate::common::http::{sample, wait_for};
 use crate::common::{
     consume_records, log_excerpt, operate_kafka, operate_postgres, stack, start_registry,
     start_walcast, stop_with_sigterm, walcast, TestDb,
 };
-
-/// The value of the sample whose series (name and labels) is exactly `series`.
-fn sample(body: &str, series: &str) -> Option<f64> {
-    body.lines()
-        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))
-        .and_then(|v| v.trim().parse().ok())
-}
-
-async fn get(http: &reqwest::Client, url: &str) -> (u16, String) {
-    match http.get(url).send().await {
-        Ok(r) => (r.status().as_u16(), r.text().await.unwrap_or_default()),
-        Err(_) => (0, String::new()),
-    }
-}
-
-/// Polls `url` (at most `limit`) until `done` accepts its answer.
-async fn wait_for(
-    http: &reqwest::Client,
-    url: &str,
-    limit: Duration,
-    what: &str,
-    log: &Path,
-    done: impl Fn(u16, &str) -> bool,
-) -> String {
-    let started = Instant::now();
-    loop {
-        let (status, body) = get(http, url).await;
-        if done(status, &body) {
-            return body;
-        }
-        assert!(
-            started.elapsed() < limit,
-            "{what}: last answer {status} {}\n{}",
-            body.chars().take(3000).collect::<String>(),
-            log_excerpt(log)
-        );
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
-}
 
 /// Debian's Chromium, headless, as a user's browser: the page's DOM after it loaded,
 /// and a screenshot when `screenshot` is given.
@@ -175,7 +137,7 @@ async fn an_operator_sees_state_counts_lag_and_progress_through_outages() {
         &metrics,
         Duration::from_secs(90),
         "the snapshot read",
-        &log,
+        Some(&log),
         |_, b| sample(b, &format!("walcast_snapshot_tables_done{{{c}}}")) == Some(1.0),
     )
     .await;
@@ -204,7 +166,7 @@ async fn an_operator_sees_state_counts_lag_and_progress_through_outages() {
         &format!("{base}/readyz"),
         Duration::from_secs(60),
         "ready",
-        &log,
+        Some(&log),
         |s, _| s == 200,
     )
     .await;
@@ -249,7 +211,7 @@ async fn an_operator_sees_state_counts_lag_and_progress_through_outages() {
         &metrics,
         Duration::from_secs(20),
         "counted",
-        &log,
+        Some(&log),
         |_, b| sample(b, &events("u")) == Some(TRANSACTIONS as f64),
     )
     .await;
@@ -317,7 +279,7 @@ async fn an_operator_sees_state_counts_lag_and_progress_through_outages() {
         &metrics,
         Duration::from_secs(40),
         "lag rising while the broker is away",
-        &log,
+        Some(&log),
         |_, b| sample(b, &lag).is_some_and(|l| l >= 3.0),
     )
     .await;
@@ -327,7 +289,7 @@ async fn an_operator_sees_state_counts_lag_and_progress_through_outages() {
         &metrics,
         Duration::from_secs(20),
         "lag still rising",
-        &log,
+        Some(&log),
         |_, b| sample(b, &lag).is_some_and(|l| l >= first + 2.0),
     )
     .await;
@@ -336,7 +298,7 @@ async fn an_operator_sees_state_counts_lag_and_progress_through_outages() {
         &format!("{base}/status"),
         Duration::from_secs(30),
         "Kafka shown as retried",
-        &log,
+        Some(&log),
         |_, b| b.contains("\"kafka\"") && b.contains("\"state\": \"retrying\""),
     )
     .await;
@@ -350,7 +312,7 @@ async fn an_operator_sees_state_counts_lag_and_progress_through_outages() {
         &metrics,
         Duration::from_secs(90),
         "lag back down after the broker returned",
-        &log,
+        Some(&log),
         |_, b| {
             sample(b, &lag).is_some_and(|l| l < 2.0)
                 && sample(b, &events("c")) == Some((TRANSACTIONS + 10) as f64)
@@ -362,7 +324,7 @@ async fn an_operator_sees_state_counts_lag_and_progress_through_outages() {
         &format!("{base}/readyz"),
         Duration::from_secs(30),
         "ready again",
-        &log,
+        Some(&log),
         |s, _| s == 200,
     )
     .await;
@@ -374,7 +336,7 @@ async fn an_operator_sees_state_counts_lag_and_progress_through_outages() {
         &format!("{base}/readyz"),
         Duration::from_secs(30),
         "not ready while PostgreSQL is down",
-        &log,
+        Some(&log),
         |s, _| s == 503,
     )
     .await;
@@ -401,7 +363,7 @@ async fn an_operator_sees_state_counts_lag_and_progress_through_outages() {
         &format!("{base}/readyz"),
         Duration::from_secs(60),
         "ready after PostgreSQL returned",
-        &log,
+        Some(&log),
         |s, _| s == 200,
     )
     .await;

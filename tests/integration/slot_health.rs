@@ -10,45 +10,9 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use crate::common::http::{sample, wait_for};
 use crate::common::start_walcast;
 use crate::common::{slot_health_postgres, stack, start_registry, TestDb};
-
-/// The value of the first sample of `metric` whose line starts with `prefix`.
-fn sample(body: &str, prefix: &str) -> Option<f64> {
-    body.lines()
-        .find(|l| l.starts_with(prefix))
-        .and_then(|l| l.rsplit(' ').next())
-        .and_then(|v| v.parse().ok())
-}
-
-async fn get(http: &reqwest::Client, url: &str) -> (u16, String) {
-    match http.get(url).send().await {
-        Ok(r) => (r.status().as_u16(), r.text().await.unwrap_or_default()),
-        Err(_) => (0, String::new()),
-    }
-}
-
-/// Polls `url` (at most `limit`) until `done` accepts its answer.
-async fn wait_for(
-    http: &reqwest::Client,
-    url: &str,
-    limit: Duration,
-    what: &str,
-    done: impl Fn(u16, &str) -> bool,
-) -> String {
-    let started = Instant::now();
-    loop {
-        let (status, body) = get(http, url).await;
-        if done(status, &body) {
-            return body;
-        }
-        assert!(
-            started.elapsed() < limit,
-            "{what}: last answer {status} {body}"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn slot_health_is_exported_warned_about_and_a_lost_slot_stops_the_connector() {
@@ -93,6 +57,7 @@ async fn slot_health_is_exported_warned_about_and_a_lost_slot_stops_the_connecto
         &format!("{base}/metrics"),
         Duration::from_secs(20),
         "slot metrics",
+        None,
         |_, body| {
             sample(body, &format!("walcast_slot_retained_wal_bytes{label}"))
                 .is_some_and(|v| v > 0.0)
@@ -126,6 +91,7 @@ async fn slot_health_is_exported_warned_about_and_a_lost_slot_stops_the_connecto
         &format!("{base}/readyz"),
         Duration::from_secs(20),
         "ready",
+        None,
         |s, _| s == 200,
     )
     .await;
@@ -135,6 +101,7 @@ async fn slot_health_is_exported_warned_about_and_a_lost_slot_stops_the_connecto
         &format!("{base}/readyz"),
         Duration::from_secs(30),
         "not ready while PostgreSQL is down",
+        None,
         |s, _| s == 503,
     )
     .await;
@@ -144,6 +111,7 @@ async fn slot_health_is_exported_warned_about_and_a_lost_slot_stops_the_connecto
         &format!("{base}/readyz"),
         Duration::from_secs(60),
         "ready after the reconnect",
+        None,
         |s, _| s == 200,
     )
     .await;

@@ -14,17 +14,12 @@ async fn unwrap_registers_the_row_schema_and_rewrites_deletes() {
     db.psql("CREATE TABLE public.orders (id int PRIMARY KEY, status text NOT NULL, total numeric(10,2))");
     db.psql("CREATE TABLE public.keep (id int PRIMARY KEY)");
     let name = "unwrap";
-    let file = db.connector_with_registry(
+    let file = db.connector_with_sections(
         name,
-        "",
         "[tables.\"public.orders\"]\n[tables.\"public.keep\"]\nunwrap = false",
         &registry.url(),
+        "[transforms.unwrap]\ndelete_tombstone_handling_mode = \"rewrite\"\nadd_fields = \"op,table,source.ts_ms\"\nadd_headers = \"op\"",
     );
-    let text = std::fs::read_to_string(&file).unwrap().replace(
-        "[metrics]",
-        "[transforms.unwrap]\ndelete_tombstone_handling_mode = \"rewrite\"\nadd_fields = \"op,table,source.ts_ms\"\nadd_headers = \"op\"\n[metrics]",
-    );
-    std::fs::write(&file, text).unwrap();
     let mut walcast = start_streaming(&db, &file, name);
     db.psql("INSERT INTO orders VALUES (1, 'new', 9.50); INSERT INTO keep VALUES (1)");
     db.psql("UPDATE orders SET status = 'paid' WHERE id = 1");
@@ -198,15 +193,15 @@ async fn routed_tables_share_a_topic_and_keep_their_identity_in_the_key() {
     db.psql("CREATE TABLE public.shard_1 (id int PRIMARY KEY, v text)");
     db.psql("CREATE TABLE public.shard_2 (id int PRIMARY KEY, v text)");
     let name = "route";
-    let file = db.connector_with_registry(name, "", "[tables.\"public.shard_*\"]", &registry.url());
-    let text = std::fs::read_to_string(&file).unwrap().replace(
-        "[metrics]",
+    let file = db.connector_with_sections(
+        name,
+        "[tables.\"public.shard_*\"]",
+        &registry.url(),
         &format!(
-            "[transforms.route]\ntopic_regex = '{0}\\.public\\.shard_(.*)'\ntopic_replacement = '{0}.shards'\n[metrics]",
+            "[transforms.route]\ntopic_regex = '{0}\\.public\\.shard_(.*)'\ntopic_replacement = '{0}.shards'",
             db.name
         ),
     );
-    std::fs::write(&file, text).unwrap();
     let mut walcast = start_streaming(&db, &file, name);
     db.psql("INSERT INTO shard_1 VALUES (1, 'one'); INSERT INTO shard_2 VALUES (1, 'uno')");
     db.psql("DELETE FROM shard_2 WHERE id = 1");
@@ -254,12 +249,12 @@ async fn heartbeat_records_reach_their_topic_in_transactional_mode() {
     let db = TestDb::new(stack());
     db.psql("CREATE TABLE public.quiet (id int PRIMARY KEY)");
     let name = "beats";
-    let file = db.connector_with_registry(name, "", "[tables.\"public.quiet\"]", &registry.url());
-    let text = std::fs::read_to_string(&file).unwrap().replace(
-        "[metrics]",
-        "[delivery]\nmode = \"transactional\"\n[heartbeat]\ninterval = \"4s\"\nemit_records = true\n[metrics]",
+    let file = db.connector_with_sections(
+        name,
+        "[tables.\"public.quiet\"]",
+        &registry.url(),
+        "[delivery]\nmode = \"transactional\"\n[heartbeat]\ninterval = \"4s\"\nemit_records = true",
     );
-    std::fs::write(&file, text).unwrap();
     let mut walcast = start_streaming(&db, &file, name);
     // read_committed: a heartbeat is visible only once its Kafka transaction committed.
     let beats = consume_records(

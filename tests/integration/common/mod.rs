@@ -9,6 +9,7 @@
 
 #![allow(dead_code)]
 
+pub(crate) mod http;
 mod oracle;
 pub mod proxy;
 mod scenario;
@@ -413,6 +414,23 @@ impl TestDb {
         let text = std::fs::read_to_string(&file)
             .expect("read connector")
             .replace("http://127.0.0.1:8081", registry_url);
+        std::fs::write(&file, text).expect("write connector");
+        file
+    }
+
+    /// [`Self::connector_with_registry`] with more sections (e.g. `[events]`,
+    /// `[transforms.unwrap]`) written before `[metrics]`.
+    pub fn connector_with_sections(
+        &self,
+        name: &str,
+        tables: &str,
+        registry_url: &str,
+        sections: &str,
+    ) -> PathBuf {
+        let file = self.connector_with_registry(name, "", tables, registry_url);
+        let text = std::fs::read_to_string(&file)
+            .expect("read connector")
+            .replace("[metrics]", &format!("{sections}\n[metrics]"));
         std::fs::write(&file, text).expect("write connector");
         file
     }
