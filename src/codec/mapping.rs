@@ -98,6 +98,8 @@ pub enum Kind {
     /// bit(n>1) / varbit: little-endian bytes of the bit string's value.
     Bits,
     Point,
+    /// PostGIS geometry / geography: the EWKB as received, and its SRID.
+    Geometry,
     HstoreJson,
     HstoreMap,
     Array {
@@ -221,6 +223,31 @@ fn variable_scale_decimal_schema() -> ConnectSchema {
     )
     .version(1)
     .doc("Variable scaled decimal")
+}
+
+/// PostGIS `geometry` (`geography: false`; optional whatever the column, as Debezium's
+/// builder makes it) and `geography`: `{wkb: bytes, srid: optional int32}`, version 1.
+fn geometry_schema(geography: bool) -> ConnectSchema {
+    use super::connect::field;
+    let (name, doc) = if geography {
+        ("io.debezium.data.geometry.Geography", "Geography")
+    } else {
+        ("io.debezium.data.geometry.Geometry", "Geometry")
+    };
+    let schema = ConnectSchema::record(
+        name,
+        vec![
+            field("wkb", ConnectSchema::bytes()),
+            field("srid", ConnectSchema::int32().optional()),
+        ],
+    )
+    .version(1)
+    .doc(doc);
+    if geography {
+        schema
+    } else {
+        schema.optional()
+    }
 }
 
 fn point_schema() -> ConnectSchema {
@@ -428,6 +455,12 @@ fn scalar(
         PgType::Enum => (enum_schema(enum_labels), Kind::String),
         PgType::Range(_) if STRING_RANGES.contains(&oid) => (ConnectSchema::string(), Kind::String),
         PgType::Unknown if bare_name(type_name) == "ltree" => string("io.debezium.data.Ltree"),
+        PgType::Unknown if bare_name(type_name) == "geometry" => {
+            (geometry_schema(false), Kind::Geometry)
+        }
+        PgType::Unknown if bare_name(type_name) == "geography" => {
+            (geometry_schema(true), Kind::Geometry)
+        }
         PgType::Unknown if bare_name(type_name) == "isbn" => {
             (ConnectSchema::string(), Kind::String)
         }
@@ -538,7 +571,9 @@ pub fn map_column(
         PgType::Array(elem) => array(elem, ti.oid, &ti.name, labels, column.type_modifier, opts)?,
         other => scalar(other, ti.oid, &ti.name, labels, column.type_modifier, opts)?,
     };
-    let mut schema = schema.optional_if(spec.optional);
+    // Debezium's Geometry schema is optional even for a NOT NULL column.
+    let optional = spec.optional || schema.optional;
+    let mut schema = schema.optional_if(optional);
     if let Some(d) = &spec.default {
         schema.default = default_json(&kind, d, opts);
     }

@@ -580,5 +580,6 @@ fn insert_event_decodes_to_debeziums_values() {
 }
 
 /// One column's schema JSON and decoded value under `opts`.
+mod geometry;
 mod options;
 mod row_cases;
