@@ -37,7 +37,7 @@ pub use event::{
     TransactionMetadataEvent, TransactionStatus,
 };
 pub use json::{JsonRecord, JsonTableCodec};
-pub use mapping::{parse_default_expression, ColumnSpec};
+pub use mapping::{avro_full_name, parse_default_expression, ColumnSpec};
 pub use options::{CodecOptions, EventFormat};
 pub use records::{MessageCodec, TransactionCodec};
 pub mod unwrap;

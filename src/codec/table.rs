@@ -285,6 +285,37 @@ impl TableCodec {
         self.row_schema.fields().get(i).map(|f| f.schema.clone())
     }
 
+    /// Encodes the record of `columns` of `row` (a struct whose fields are those
+    /// columns' fields, in that order), framed with `schema_id`.
+    pub fn encode_columns(
+        &self,
+        columns: &[&str],
+        row: &[Value],
+        schema_id: u32,
+        out: &mut Vec<u8>,
+    ) -> Result<EncodeStats, EncodeError> {
+        self.check_row(row)?;
+        wire::start(out, schema_id);
+        let mut stats = EncodeStats::default();
+        for column in columns {
+            let f = self
+                .value_fields
+                .iter()
+                .find(|f| f.column == *column)
+                .ok_or_else(|| EncodeError::NoColumn {
+                    table: self.table.clone(),
+                    column: (*column).to_owned(),
+                })?;
+            self.write_field(f, &row[f.index], out, &mut stats)?;
+        }
+        Ok(stats)
+    }
+
+    /// The name of the row record (`<prefix>.<schema>.<table>.Value`).
+    pub fn row_schema_name(&self) -> &str {
+        self.row_schema.name.as_deref().unwrap_or_default()
+    }
+
     /// The row index of `column`, if it is captured.
     pub fn column_index(&self, column: &str) -> Option<usize> {
         self.value_fields

@@ -221,6 +221,9 @@ pub struct Outbox {
     pub route_replacement: String,
     /// (column, header name) for `column:header[:alias]` placements.
     pub headers: Vec<(String, &'static str)>,
+    /// (column, field name) for `column:envelope[:alias]` placements: the value is then
+    /// a struct `{payload, <fields>}` instead of the bare payload.
+    pub envelope: Vec<(String, String)>,
 }
 
 impl Outbox {

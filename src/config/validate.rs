@@ -456,6 +456,7 @@ impl Validator<'_> {
             ))
         })?;
         let mut headers = Vec::new();
+        let mut envelope = Vec::new();
         for item in o
             .table_fields_additional_placement
             .as_deref()
@@ -470,9 +471,13 @@ impl Validator<'_> {
                     let alias = parts.get(2).copied().unwrap_or(column);
                     headers.push(((*column).to_owned(), &*Box::leak(alias.to_owned().into_boxed_str())));
                 }
+                [column, place] | [column, place, _] if place.eq_ignore_ascii_case("envelope") => {
+                    let alias = parts.get(2).copied().unwrap_or(column);
+                    envelope.push(((*column).to_owned(), alias.to_owned()));
+                }
                 [_, place] | [_, place, _] => {
                     return Err(fail(format!(
-                        "table_fields_additional_placement `{item}`: placement {place} is not supported (walcast places extra columns as headers: column:header[:alias])"
+                        "table_fields_additional_placement `{item}`: placement {place} is not supported (walcast places extra columns as headers or envelope fields: column:header[:alias], column:envelope[:alias])"
                     )))
                 }
                 _ => {
@@ -496,6 +501,7 @@ impl Validator<'_> {
                 .route_topic_replacement
                 .unwrap_or_else(|| "${topic_prefix}.outbox.${routedByValue}".into()),
             headers,
+            envelope,
         })
     }
 

@@ -7,6 +7,18 @@ use crate::common::{
     consume_records, stack, start_registry, start_streaming, stop_with_sigterm, TestDb,
 };
 
+/// The latest value schema registered for `topic`, as JSON.
+async fn latest_value_schema(registry: &str, topic: &str) -> serde_json::Value {
+    let body = reqwest::get(format!("{registry}/subjects/{topic}-value/versions/latest"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let latest: serde_json::Value = serde_json::from_str(&body).unwrap();
+    serde_json::from_str(latest["schema"].as_str().unwrap()).unwrap()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unwrap_registers_the_row_schema_and_rewrites_deletes() {
     let (_registry_dir, registry) = start_registry().await;
@@ -57,20 +69,7 @@ async fn unwrap_registers_the_row_schema_and_rewrites_deletes() {
     assert_eq!(ops, ["c", "u", "d"]);
 
     // The registered value schema: the row record, then __deleted, then the fields.
-    let http = reqwest::Client::new();
-    let latest: serde_json::Value = serde_json::from_str(
-        &http
-            .get(format!("{url}/subjects/{topic}-value/versions/latest"))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap(),
-    )
-    .unwrap();
-    let schema: serde_json::Value =
-        serde_json::from_str(latest["schema"].as_str().unwrap()).unwrap();
+    let schema = latest_value_schema(&url, &topic).await;
     assert_eq!(schema["type"], "record", "{schema}");
     assert_eq!(schema["name"], "Value");
     assert_eq!(schema["namespace"], format!("{}.public.orders", db.name));
@@ -221,20 +220,7 @@ async fn routed_tables_share_a_topic_and_keep_their_identity_in_the_key() {
         "shard_1",
         "source still names the table"
     );
-    let http = reqwest::Client::new();
-    let latest: serde_json::Value = serde_json::from_str(
-        &http
-            .get(format!("{url}/subjects/{topic}-value/versions/latest"))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap(),
-    )
-    .unwrap();
-    let schema: serde_json::Value =
-        serde_json::from_str(latest["schema"].as_str().unwrap()).unwrap();
+    let schema = latest_value_schema(&url, &topic).await;
     assert_eq!(
         (schema["name"].as_str(), schema["namespace"].as_str()),
         (Some("Envelope"), Some(topic.as_str()))
@@ -274,6 +260,42 @@ async fn heartbeat_records_reach_their_topic_in_transactional_mode() {
     assert!(beats
         .iter()
         .all(|b| !b.headers.contains_key("__debezium.context.runId")));
+    stop_with_sigterm(&mut walcast);
+    registry.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn outbox_envelope_placements_make_the_value_a_struct() {
+    let (_registry_dir, registry) = start_registry().await;
+    let db = TestDb::new(stack());
+    db.psql("CREATE TABLE public.outbox (id uuid PRIMARY KEY, aggregatetype text NOT NULL, aggregateid text NOT NULL, type text NOT NULL, payload jsonb)");
+    let name = "outboxenv";
+    let file = db.connector_with_registry(
+        name,
+        "",
+        "[tables.\"public.outbox\"]\noutbox = { table_fields_additional_placement = \"type:envelope:eventType, aggregateid:envelope\" }",
+        &registry.url(),
+    );
+    let mut walcast = start_streaming(&db, &file, name);
+    db.psql("INSERT INTO outbox VALUES ('8c5e4f4a-52f6-4c1f-9f43-7d0c3a1b2c3d', 'order', '7', 'OrderPlaced', '{\"id\": 7}')");
+    let url = registry.url();
+    let topic = format!("{}.outbox.order", db.name);
+    let events = consume_records(stack().kafka_bootstrap(), &topic, Some(&url), 1).await;
+    let value = events[0].value.as_ref().unwrap();
+    assert_eq!(value["eventType"], "OrderPlaced", "{value}");
+    assert_eq!(value["aggregateid"], "7", "{value}");
+    let payload: serde_json::Value =
+        serde_json::from_str(value["payload"].as_str().unwrap()).unwrap();
+    assert_eq!(payload, serde_json::json!({"id": 7}));
+    let schema = latest_value_schema(&url, &topic).await;
+    assert_eq!(
+        (schema["namespace"].as_str(), schema["name"].as_str()),
+        (
+            Some(format!("{}.public.outbox.order", db.name).as_str()),
+            Some("Value")
+        ),
+        "named after the row record with the route inserted: {schema}"
+    );
     stop_with_sigterm(&mut walcast);
     registry.shutdown().await.unwrap();
 }

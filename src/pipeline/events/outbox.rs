@@ -96,7 +96,7 @@ impl EventStage {
         let counter = state.counters.of(crate::codec::Op::Create);
         let id = (relation.oid, relation.version);
         let (key_serializer, value_serializer) =
-            self.outbox_serializers(&topic, id, outbox).await?;
+            self.outbox_serializers(&topic, &route, id, outbox).await?;
         let codec = &self
             .tables
             .get(&id)
@@ -119,6 +119,19 @@ impl EventStage {
         // A NULL payload: the Avro converter writes a null value as a real null, the
         // JSON converter as `null` (or the schema with a null payload).
         let value = match (&value_serializer, payload_is_null) {
+            // With envelope placements the value is `{payload, <fields>}`.
+            _ if !outbox.envelope.is_empty() => {
+                let mut columns = vec![outbox.payload.as_str()];
+                columns.extend(outbox.envelope.iter().map(|(c, _)| c.as_str()));
+                let mut buf = Vec::with_capacity(128);
+                codec
+                    .encode_columns(&columns, &row, value_serializer.id(), &mut buf)
+                    .map_err(|e| EventError::Encode {
+                        table: table.clone(),
+                        message: e.to_string(),
+                    })?;
+                Some(value_serializer.finish(buf, &topic)?)
+            }
             (Serializer::Avro(_), true) => None,
             (Serializer::Json(record), true) => Some(crate::codec::json::null_payload(
                 record.schema(),
@@ -142,6 +155,7 @@ impl EventStage {
     async fn outbox_serializers(
         &mut self,
         topic: &str,
+        route: &str,
         table: (u32, u64),
         outbox: &Outbox,
     ) -> Result<(Serializer, Serializer), EventError> {
@@ -161,7 +175,26 @@ impl EventStage {
             )))
         };
         let key_schema = schema_of(&outbox.event_key)?;
-        let value_schema = schema_of(&outbox.payload)?;
+        let payload_schema = schema_of(&outbox.payload)?;
+        let value_schema = if outbox.envelope.is_empty() {
+            payload_schema
+        } else {
+            // Debezium names it after the row record with the route value inserted
+            // before `.Value`, e.g. `shop.public.outbox.order.Value`.
+            let row_name = codec.row_schema_name();
+            let name = match row_name.rsplit_once('.') {
+                Some((head, last)) => format!("{head}.{route}.{last}"),
+                None => format!("{route}.{row_name}"),
+            };
+            let mut fields = vec![crate::codec::connect::field("payload", payload_schema)];
+            for (column, alias) in &outbox.envelope {
+                fields.push(crate::codec::connect::field(
+                    alias.clone(),
+                    schema_of(column)?,
+                ));
+            }
+            ConnectSchema::record(crate::codec::avro_full_name(&[&name]), fields)
+        };
         let key = self
             .serializer(
                 topic,
