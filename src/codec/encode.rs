@@ -222,66 +222,6 @@ fn put_binary(out: &mut Vec<u8>, mode: BinaryHandling, bytes: &[u8]) {
     }
 }
 
-/// `GEOMETRYCOLLECTION EMPTY` as EWKB hex: Debezium's fallback for a value it cannot
-/// read.
-const EMPTY_GEOMETRY_COLLECTION: &str = "010700000000000000";
-
-/// A PostGIS value (pgoutput sends the hex EWKB) as Debezium's Geometry/Geography:
-/// `wkb` = the EWKB bytes as received (SRID and flags kept), `srid` = the SRID when the
-/// type word's SRID flag (0x20000000) is set. Unreadable EWKB (shorter than 9 bytes,
-/// not hex) becomes `GEOMETRYCOLLECTION EMPTY`, as Debezium falls back.
-fn put_geometry(out: &mut Vec<u8>, hex: &str) {
-    let decoded: Option<Vec<u8>> = (hex.len() % 2 == 0)
-        .then(|| {
-            (0..hex.len())
-                .step_by(2)
-                .map(|i| u8::from_str_radix(hex.get(i..i + 2)?, 16).ok())
-                .collect()
-        })
-        .flatten()
-        .filter(|b: &Vec<u8>| b.len() >= 9);
-    let Some(wkb) = decoded else {
-        if hex != EMPTY_GEOMETRY_COLLECTION {
-            return put_geometry(out, EMPTY_GEOMETRY_COLLECTION);
-        }
-        put_bytes(out, &[1, 7, 0, 0, 0, 0, 0, 0, 0]);
-        put_long(out, 0);
-        return;
-    };
-    let little = wkb[0] != 0;
-    let word = |b: &[u8]| {
-        let arr = [b[0], b[1], b[2], b[3]];
-        if little {
-            u32::from_le_bytes(arr)
-        } else {
-            u32::from_be_bytes(arr)
-        }
-    };
-    let srid = (word(&wkb[1..5]) & 0x2000_0000 != 0).then(|| word(&wkb[5..9]) as i32);
-    put_bytes(out, &wkb);
-    match srid {
-        Some(srid) => {
-            put_long(out, 1);
-            put_int(out, srid);
-        }
-        None => put_long(out, 0),
-    }
-}
-
-fn put_point(out: &mut Vec<u8>, x: f64, y: f64) {
-    put_f64(out, x);
-    put_f64(out, y);
-    // wkb: ["null","bytes"] → branch 1, a 2D WKB point (little-endian).
-    put_long(out, 1);
-    put_long(out, 21);
-    out.push(1);
-    out.extend_from_slice(&1u32.to_le_bytes());
-    out.extend_from_slice(&x.to_le_bytes());
-    out.extend_from_slice(&y.to_le_bytes());
-    // srid: null
-    put_long(out, 0);
-}
-
 /// hstore as the JSON object Debezium writes (Jackson, `HashMap` iteration order).
 fn hstore_json(pairs: &[(String, Option<String>)]) -> String {
     let keys: Vec<&str> = pairs.iter().map(|(k, _)| k.as_str()).collect();
@@ -394,11 +334,11 @@ pub fn write_value(kind: &Kind, v: &Value, opts: &CodecOptions, out: &mut Vec<u8
             _ => return Err(MISMATCH),
         },
         Kind::Point => match v {
-            Value::Point { x, y } => put_point(out, *x, *y),
+            Value::Point { x, y } => super::geometry::put_point(out, *x, *y),
             _ => return Err(MISMATCH),
         },
         Kind::Geometry => match v {
-            Value::Unknown(hex) => put_geometry(out, hex),
+            Value::Unknown(hex) => super::geometry::put_geometry(out, hex),
             _ => return Err(MISMATCH),
         },
         Kind::HstoreJson => match v {
@@ -552,8 +492,8 @@ pub fn write_fallback(kind: &Kind, opts: &CodecOptions, out: &mut Vec<u8>) {
         Kind::ZonedTime => put_str(out, "00:00:00Z"),
         Kind::IntervalString => put_str(out, "P0Y0M0DT0H0M0S"),
         Kind::Bits => put_bytes(out, &[]),
-        Kind::Point => put_point(out, 0.0, 0.0),
-        Kind::Geometry => put_geometry(out, EMPTY_GEOMETRY_COLLECTION),
+        Kind::Point => super::geometry::put_point(out, 0.0, 0.0),
+        Kind::Geometry => super::geometry::put_empty_geometry(out),
         Kind::HstoreJson => put_str(out, "{}"),
         Kind::HstoreMap | Kind::Array { .. } => put_long(out, 0),
     }

@@ -225,46 +225,6 @@ fn variable_scale_decimal_schema() -> ConnectSchema {
     .doc("Variable scaled decimal")
 }
 
-/// PostGIS `geometry` (`geography: false`; optional whatever the column, as Debezium's
-/// builder makes it) and `geography`: `{wkb: bytes, srid: optional int32}`, version 1.
-fn geometry_schema(geography: bool) -> ConnectSchema {
-    use super::connect::field;
-    let (name, doc) = if geography {
-        ("io.debezium.data.geometry.Geography", "Geography")
-    } else {
-        ("io.debezium.data.geometry.Geometry", "Geometry")
-    };
-    let schema = ConnectSchema::record(
-        name,
-        vec![
-            field("wkb", ConnectSchema::bytes()),
-            field("srid", ConnectSchema::int32().optional()),
-        ],
-    )
-    .version(1)
-    .doc(doc);
-    if geography {
-        schema
-    } else {
-        schema.optional()
-    }
-}
-
-fn point_schema() -> ConnectSchema {
-    use super::connect::field;
-    ConnectSchema::record(
-        "io.debezium.data.geometry.Point",
-        vec![
-            field("x", ConnectSchema::float64()),
-            field("y", ConnectSchema::float64()),
-            field("wkb", ConnectSchema::bytes().optional()),
-            field("srid", ConnectSchema::int32().optional()),
-        ],
-    )
-    .version(1)
-    .doc("Geometry (POINT)")
-}
-
 fn decimal_schema(scale: i32) -> ConnectSchema {
     ConnectSchema::bytes()
         .named(DECIMAL_NAME)
@@ -449,17 +409,17 @@ fn scalar(
                 (ConnectSchema::boolean(), Kind::BitBoolean)
             }
         }
-        PgType::Point => (point_schema(), Kind::Point),
+        PgType::Point => (super::geometry::point_schema(), Kind::Point),
         PgType::TsVector => string("io.debezium.data.Tsvector"),
         PgType::Hstore => hstore(opts),
         PgType::Enum => (enum_schema(enum_labels), Kind::String),
         PgType::Range(_) if STRING_RANGES.contains(&oid) => (ConnectSchema::string(), Kind::String),
         PgType::Unknown if bare_name(type_name) == "ltree" => string("io.debezium.data.Ltree"),
         PgType::Unknown if bare_name(type_name) == "geometry" => {
-            (geometry_schema(false), Kind::Geometry)
+            (super::geometry::geometry_schema(false), Kind::Geometry)
         }
         PgType::Unknown if bare_name(type_name) == "geography" => {
-            (geometry_schema(true), Kind::Geometry)
+            (super::geometry::geometry_schema(true), Kind::Geometry)
         }
         PgType::Unknown if bare_name(type_name) == "isbn" => {
             (ConnectSchema::string(), Kind::String)

@@ -40,5 +40,6 @@ pub use json::{JsonRecord, JsonTableCodec};
 pub use mapping::{avro_full_name, parse_default_expression, ColumnSpec};
 pub use options::{CodecOptions, EventFormat};
 pub use records::{MessageCodec, TransactionCodec};
+mod geometry;
 pub mod unwrap;
 pub use table::{EncodeError, EncodeStats, SchemaError, TableCodec, TableRoute, TableSpec};

@@ -11,6 +11,7 @@ mod interpolate;
 mod model;
 mod selector;
 mod sql_expression;
+mod transforms;
 mod validate;
 mod values;
 

@@ -147,29 +147,6 @@ struct TableState {
     counters: OpCounters,
 }
 
-/// One table's event counters.
-struct OpCounters([prometheus::IntCounter; 4]);
-
-impl OpCounters {
-    fn new(connector: &str, table: &str) -> Self {
-        let m = crate::observe::metrics().connector(connector);
-        Self(['c', 'u', 'd', 'r'].map(|op| m.events(table, op)))
-    }
-
-    /// The counter of `op` (truncates and messages are counted elsewhere).
-    fn of(&self, op: crate::codec::Op) -> Option<prometheus::IntCounter> {
-        use crate::codec::Op;
-        let i = match op {
-            Op::Create => 0,
-            Op::Update => 1,
-            Op::Delete => 2,
-            Op::Read => 3,
-            _ => return None,
-        };
-        Some(self.0[i].clone())
-    }
-}
-
 impl TableState {
     fn encode_error(&self, e: crate::codec::EncodeError) -> EventError {
         EventError::Encode {
@@ -457,61 +434,24 @@ impl EventStage {
     }
 
     /// Makes sure the transaction topic's schemas are ready (registered for Avro).
-    /// A heartbeat record as Debezium writes it: key
-    /// `io.debezium.connector.common.ServerNameKey {serverName}` = the topic prefix,
-    /// value `io.debezium.connector.common.Heartbeat {ts_ms}` = now; `None` when
-    /// `[heartbeat] emit_records` is off.
-    pub async fn heartbeat(&mut self) -> Result<Option<Encoded>, EventError> {
-        let Some(topic_name) = self.connector.heartbeat.records_topic.clone() else {
-            return Ok(None);
-        };
-        if self.heartbeats.is_none() {
-            use crate::codec::connect::field;
-            let key_schema = ConnectSchema::record(
-                "io.debezium.connector.common.ServerNameKey",
-                vec![field("serverName", ConnectSchema::string())],
-            )
-            .version(1);
-            let value_schema = ConnectSchema::record(
-                "io.debezium.connector.common.Heartbeat",
-                vec![field("ts_ms", ConnectSchema::int64())],
-            )
-            .version(1);
-            let key = self
-                .serializer(
-                    &topic_name,
-                    SubjectKind::Key,
-                    &key_schema,
-                    &key_schema.to_avro_json(),
-                )
-                .await?;
-            let value = self
-                .serializer(
-                    &topic_name,
-                    SubjectKind::Value,
-                    &value_schema,
-                    &value_schema.to_avro_json(),
-                )
-                .await?;
-            self.heartbeats = Some((topic_name.into(), key, value));
-        }
-        let Some((topic, key_serializer, value_serializer)) = &self.heartbeats else {
-            return Ok(None);
-        };
-        let mut key = Vec::with_capacity(32);
-        crate::codec::wire::start(&mut key, key_serializer.id());
-        crate::codec::encode::put_str(&mut key, &self.connector.kafka.topic_prefix);
-        let mut value = Vec::with_capacity(16);
-        crate::codec::wire::start(&mut value, value_serializer.id());
-        crate::codec::encode::put_long(&mut value, now_ns().div_euclid(1_000_000));
-        Ok(Some(Encoded::new(
-            topic.clone(),
-            Some(key_serializer.finish(key, topic)?),
-            Some(value_serializer.finish(value, topic)?),
-        )))
+    /// The key and value serializers of `topic` for schemas built here (outbox routes,
+    /// heartbeats).
+    async fn serializers_for(
+        &self,
+        topic: &str,
+        key: &ConnectSchema,
+        value: &ConnectSchema,
+    ) -> Result<(Serializer, Serializer), EventError> {
+        let key = self
+            .serializer(topic, SubjectKind::Key, key, &key.to_avro_json())
+            .await?;
+        let value = self
+            .serializer(topic, SubjectKind::Value, value, &value.to_avro_json())
+            .await?;
+        Ok((key, value))
     }
 
-    async fn transaction_topic(&mut self) -> Result<(), EventError> {
+    pub(super) async fn transaction_topic(&mut self) -> Result<(), EventError> {
         if self.transactions.is_some() {
             return Ok(());
         }
@@ -655,53 +595,6 @@ impl EventStage {
         Ok(())
     }
 
-    /// `skipped_operations` names `op` (Debezium checks the source operation: an update
-    /// that changes the key is skipped whole when updates are).
-    fn skipped_operation(&self, op: RowOp) -> bool {
-        let skipped = &self.connector.events.skipped;
-        match op {
-            RowOp::Insert => skipped.creates,
-            RowOp::Update => skipped.updates,
-            RowOp::Delete => skipped.deletes,
-        }
-    }
-
-    /// A TRUNCATE of `relation` (when `skipped_operations` lets truncates through): an
-    /// `op = t` event with no before, no after and a null key on the table's topic,
-    /// counted in the transaction's metadata. One per table of a TRUNCATE.
-    pub async fn truncate(
-        &mut self,
-        relation: &Arc<RelationInfo>,
-        tx: &TxContext,
-        lsn: Lsn,
-        out: &mut Vec<Encoded>,
-    ) -> Result<(), EventError> {
-        if self.skips(relation) || self.connector.events.skipped.truncates {
-            return Ok(());
-        }
-        let metadata = self.connector.events.provide_transaction_metadata;
-        if metadata {
-            self.transaction_topic().await?;
-        }
-        let meta = self.meta.clone();
-        self.table(relation).await?;
-        let id = (relation.oid, relation.version);
-        let Some(state) = self.tables.get(&id) else {
-            return Err(EventError::Schema("table state vanished".into()));
-        };
-        let collection = state.projected.qualified();
-        let records = TableRecords {
-            state,
-            tx_topic: self.transactions.as_ref().filter(|_| metadata),
-            collection: &collection,
-            lsn,
-        };
-        let source =
-            SourceInfo::streaming(meta, tx.commit_time_us, tx.last_commit_lsn, lsn, tx.xid);
-        let event = ChangeEvent::truncate(state.projected.clone(), source, now_ns(), None);
-        records.push(&mut self.tx, event, false, Vec::new(), out)
-    }
-
     /// A logical decoding message, on `<prefix>.message`. A transactional one is an
     /// event of its transaction (counted in its metadata, with a `transaction` block);
     /// a non-transactional one stands alone.
@@ -793,6 +686,7 @@ mod masks;
 mod outbox;
 mod projection;
 mod snapshot_rows;
+mod stream_records;
 mod table_records;
 #[cfg(test)]
 mod tests;
@@ -800,5 +694,5 @@ mod transaction_metadata;
 
 pub use masks::apply_masks;
 use projection::{key_columns, project};
-use table_records::TableRecords;
+use table_records::{OpCounters, TableRecords};
 use transaction_metadata::{TransactionTopic, TxMeta};

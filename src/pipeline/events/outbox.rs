@@ -195,21 +195,8 @@ impl EventStage {
             }
             ConnectSchema::record(crate::codec::avro_full_name(&[&name]), fields)
         };
-        let key = self
-            .serializer(
-                topic,
-                SubjectKind::Key,
-                &key_schema,
-                &key_schema.to_avro_json(),
-            )
-            .await?;
-        let value = self
-            .serializer(
-                topic,
-                SubjectKind::Value,
-                &value_schema,
-                &value_schema.to_avro_json(),
-            )
+        let (key, value) = self
+            .serializers_for(topic, &key_schema, &value_schema)
             .await?;
         self.outbox_topics
             .insert(cache_key, (key.clone(), value.clone()));

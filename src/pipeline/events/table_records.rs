@@ -136,3 +136,26 @@ impl TableRecords<'_> {
         Ok(())
     }
 }
+
+/// One table's event counters.
+pub(super) struct OpCounters([prometheus::IntCounter; 4]);
+
+impl OpCounters {
+    pub(super) fn new(connector: &str, table: &str) -> Self {
+        let m = crate::observe::metrics().connector(connector);
+        Self(['c', 'u', 'd', 'r'].map(|op| m.events(table, op)))
+    }
+
+    /// The counter of `op` (truncates and messages are counted elsewhere).
+    pub(super) fn of(&self, op: crate::codec::Op) -> Option<prometheus::IntCounter> {
+        use crate::codec::Op;
+        let i = match op {
+            Op::Create => 0,
+            Op::Update => 1,
+            Op::Delete => 2,
+            Op::Read => 3,
+            _ => return None,
+        };
+        Some(self.0[i].clone())
+    }
+}
