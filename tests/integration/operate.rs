@@ -523,6 +523,7 @@ async fn slots_are_listed_and_teardown_refuses_an_active_slot_and_drops_an_idle_
 
 #[test]
 fn the_deploy_files_parse_and_the_alert_rules_pass_promtool() {
+    crate::common::test_deps();
     let out = Command::new(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("deploy/check"))
         .output()
         .expect("run deploy/check");

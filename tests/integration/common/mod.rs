@@ -111,8 +111,26 @@ fn remove_stale_state_dirs() {
     }
 }
 
+/// Makes sure what the suite needs besides the stack is installed
+/// (`deploy/local/test-deps`: Chromium, promtool, PostGIS, Python packages), once per
+/// test binary, so `cargo test` runs on a fresh machine.
+pub fn test_deps() {
+    static DONE: OnceLock<()> = OnceLock::new();
+    DONE.get_or_init(|| {
+        let out = Command::new(repo_root().join("deploy/local/test-deps"))
+            .output()
+            .expect("run deploy/local/test-deps");
+        assert!(
+            out.status.success(),
+            "deploy/local/test-deps failed:\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    });
+}
+
 /// Starts `services` in a new state directory, watched by this process.
 fn start(name: &str, services: &str, extra_env: &[(&str, &str)]) -> Stack {
+    test_deps();
     remove_stale_state_dirs();
     let dir = std::env::temp_dir().join(format!("walcast-test-{}-{name}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
@@ -140,15 +158,18 @@ fn start(name: &str, services: &str, extra_env: &[(&str, &str)]) -> Stack {
 /// PostgreSQL (wal_level=logical) and Kafka, shared by every test of this binary.
 pub fn stack() -> &'static Stack {
     static STACK: OnceLock<Stack> = OnceLock::new();
-    STACK.get_or_init(|| match std::env::var("WALCAST_TEST_STACK_DIR") {
-        Ok(dir) if !dir.is_empty() => {
-            let dir = PathBuf::from(dir);
-            Stack {
-                env: read_env(&dir),
-                dir,
+    STACK.get_or_init(|| {
+        test_deps();
+        match std::env::var("WALCAST_TEST_STACK_DIR") {
+            Ok(dir) if !dir.is_empty() => {
+                let dir = PathBuf::from(dir);
+                Stack {
+                    env: read_env(&dir),
+                    dir,
+                }
             }
+            _ => start("main", "postgres,kafka", &[]),
         }
-        _ => start("main", "postgres,kafka", &[]),
     })
 }
 
