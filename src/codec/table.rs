@@ -274,7 +274,7 @@ impl TableCodec {
     }
 
     /// The unwrap transform, and the row record its value extends.
-    pub fn unwrap(&self) -> Option<(&super::unwrap::Unwrap, &ConnectSchema)> {
+    pub fn unwrap_transform(&self) -> Option<(&super::unwrap::Unwrap, &ConnectSchema)> {
         self.unwrap.as_ref().map(|(u, row)| (&**u, row))
     }
 

@@ -171,7 +171,9 @@ impl TableState {
     /// a null value with the row's (optional) schema, which the Avro converter writes as
     /// a real null and the JSON converter as `null` or `{"schema":…,"payload":null}`.
     fn unwrapped_null(&self) -> Option<Vec<u8>> {
-        let (Serializer::Json(record), Some((_, row))) = (&self.value, self.codec.unwrap()) else {
+        let (Serializer::Json(record), Some((_, row))) =
+            (&self.value, self.codec.unwrap_transform())
+        else {
             return None;
         };
         Some(crate::codec::json::null_payload(

@@ -15,61 +15,10 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::api::{codes, ErrorBody, SubjectVersion, CONTENT_TYPE};
+use super::client_metrics::RegistryMetrics;
 use super::compat::CompatibilityLevel;
+pub use super::retry::RetryPolicy;
 use crate::config::Secret;
-
-/// How often and how patiently a failed request is retried. Only connection errors,
-/// timeouts, HTTP 5xx and 429 are retried; every other answer is final.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct RetryPolicy {
-    /// Retries after the first attempt (0 = one attempt only).
-    pub max_retries: u32,
-    /// The wait before the first retry; it doubles with each retry.
-    pub initial_backoff: Duration,
-    /// The longest wait between two attempts.
-    pub max_backoff: Duration,
-}
-
-impl Default for RetryPolicy {
-    /// 8 retries, 100 ms doubling up to 5 s: about 16 s in all before giving up.
-    fn default() -> Self {
-        Self {
-            max_retries: 8,
-            initial_backoff: Duration::from_millis(100),
-            max_backoff: Duration::from_secs(5),
-        }
-    }
-}
-
-impl RetryPolicy {
-    /// For a running connector: 40 retries, 100 ms doubling up to 10 s, about 5½
-    /// minutes in all, so a registry restart or a short outage only slows the stream
-    /// (the reader waits; nothing is lost), and a long one stops the connector with a
-    /// clear error instead of hanging without end.
-    pub fn patient() -> Self {
-        Self {
-            max_retries: 40,
-            initial_backoff: Duration::from_millis(100),
-            max_backoff: Duration::from_secs(10),
-        }
-    }
-
-    /// One attempt, no retry.
-    pub fn none() -> Self {
-        Self {
-            max_retries: 0,
-            ..Self::default()
-        }
-    }
-
-    /// The wait after failed attempt number `attempt` (0-based).
-    pub fn backoff(&self, attempt: u32) -> Duration {
-        let factor = 1u32.checked_shl(attempt.min(31)).unwrap_or(u32::MAX);
-        self.initial_backoff
-            .saturating_mul(factor)
-            .min(self.max_backoff)
-    }
-}
 
 /// Where the registry is and how to talk to it.
 #[derive(Debug, Clone)]
@@ -210,53 +159,6 @@ pub struct RegistryClient {
     requests: AtomicU64,
     /// The connector's registry series (none for a client outside a connector).
     metrics: Option<RegistryMetrics>,
-}
-
-/// `walcast_registry_*` of one connector, resolved once.
-struct RegistryMetrics {
-    register: prometheus::IntCounter,
-    lookup: prometheus::IntCounter,
-    register_errors: prometheus::IntCounter,
-    lookup_errors: prometheus::IntCounter,
-    cache_hits: prometheus::IntCounter,
-}
-
-impl RegistryMetrics {
-    fn of(connector: &str) -> Self {
-        let m = crate::observe::metrics();
-        Self {
-            register: m
-                .registry_requests
-                .with_label_values(&[connector, "register"]),
-            lookup: m
-                .registry_requests
-                .with_label_values(&[connector, "lookup"]),
-            register_errors: m
-                .registry_errors
-                .with_label_values(&[connector, "register"]),
-            lookup_errors: m.registry_errors.with_label_values(&[connector, "lookup"]),
-            cache_hits: m.registry_cache_hits.with_label_values(&[connector]),
-        }
-    }
-
-    /// A request of `method` was sent (POST registers, the rest look up).
-    fn sent(&self, method: &Method) {
-        if *method == Method::POST {
-            &self.register
-        } else {
-            &self.lookup
-        }
-        .inc();
-    }
-
-    fn failed(&self, method: &Method) {
-        if *method == Method::POST {
-            &self.register_errors
-        } else {
-            &self.lookup_errors
-        }
-        .inc();
-    }
 }
 
 impl std::fmt::Debug for RegistryClient {

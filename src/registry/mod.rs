@@ -11,8 +11,10 @@
 
 pub(crate) mod api;
 pub(crate) mod client;
+mod client_metrics;
 pub(crate) mod compat;
 pub(crate) mod dev;
+pub(crate) mod retry;
 pub(crate) mod subject;
 
 pub use client::{RegistryClient, RegistryClientConfig, RegistryError, RetryPolicy};

@@ -64,7 +64,7 @@ impl EventStage {
         let mut record = Encoded::new(state.topic.clone(), key, Some(value));
         record.counter = state.counters.of(Op::Read);
         record.context = true;
-        if let Some((unwrap, _)) = state.codec.unwrap() {
+        if let Some((unwrap, _)) = state.codec.unwrap_transform() {
             record.headers = unwrap.headers(
                 Some(&event),
                 &state.projected.schema,

@@ -59,7 +59,7 @@ impl TableRecords<'_> {
             Some(row) => state.encode_key(row)?,
             None => None,
         };
-        if let Some((unwrap, _)) = state.codec.unwrap() {
+        if let Some((unwrap, _)) = state.codec.unwrap_transform() {
             return self.push_unwrapped(unwrap, &event, tombstone, key, headers, out);
         }
         let value = state.encode_value(&event)?;
