@@ -13,7 +13,7 @@
 use std::collections::BTreeMap;
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus};
+use std::process::{Command, ExitStatus};
 use std::time::{Duration, Instant};
 
 use apache_avro::types::Value as Avro;
@@ -22,7 +22,7 @@ use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::{Headers, Message};
 use walcast::checkpoint::Position;
 
-use crate::common::{field, int, run_script, start_walcast_with_env, text};
+use crate::common::{field, int, run_script, start_walcast_with_env, text, WalcastProcess};
 use crate::common::{stack, start_registry, Stack, TestDb};
 
 /// The captured tables (`public.<name>`, topic `<db>.public.<name>`).
@@ -46,7 +46,7 @@ const COPY_BASE: u64 = 100_000_000;
 /// what else happened). Killed (SIGKILL) if still running when dropped, so a failing
 /// test leaves nothing behind.
 struct Walcast {
-    child: Child,
+    child: WalcastProcess,
     file: PathBuf,
     log: PathBuf,
     /// Exits by itself (the status and the last error walcast logged) and hung

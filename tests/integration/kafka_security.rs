@@ -10,7 +10,9 @@ use std::path::Path;
 use std::process::{Child, ExitStatus};
 use std::time::{Duration, Instant};
 
-use crate::common::{consume_changes, settled_oracle, start_walcast_with_env, Change};
+use crate::common::{
+    consume_changes, settled_oracle, start_walcast_with_env, Change, WalcastProcess,
+};
 use crate::common::{secured_kafka, stack, start_registry, stop_with_sigterm, KafkaAuth, TestDb};
 
 /// The environment variable the connector file takes the SASL password from.
@@ -55,7 +57,7 @@ fn connector(db: &TestDb, auth: &KafkaAuth, name: &str, registry: &str) -> std::
 }
 
 /// Starts `walcast run` with `secret` in `auth`'s variable.
-fn start_walcast(file: &Path, log: &Path, auth: &KafkaAuth, secret: &str) -> Child {
+fn start_walcast(file: &Path, log: &Path, auth: &KafkaAuth, secret: &str) -> WalcastProcess {
     start_walcast_with_env(file, log, &[(secret_var(auth), secret)])
 }
 

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use walcast::registry::RegistryServer;
 
 use crate::common::proxy::Proxy;
-use crate::common::{consume, settled_oracle, start_walcast};
+use crate::common::{consume, settled_oracle, start_walcast, WalcastProcess};
 use crate::common::{
     log_excerpt, run_script, stack, start_registry, OrdersScenario, Stack, TestDb,
 };
@@ -82,7 +82,7 @@ pub(crate) fn stop(walcast: &mut Child) -> std::process::ExitStatus {
 }
 
 /// Kills walcast if a test panics before stopping it.
-pub(crate) struct Guard(pub(crate) Option<Child>);
+pub(crate) struct Guard(pub(crate) Option<WalcastProcess>);
 
 impl Guard {
     pub(crate) fn child(&mut self) -> &mut Child {

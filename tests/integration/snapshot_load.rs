@@ -18,7 +18,7 @@ use rdkafka::{Message, Offset, TopicPartitionList};
 use walcast::checkpoint::Position;
 use walcast::model::lsn::Lsn;
 
-use crate::common::{field, start_walcast, text};
+use crate::common::{field, start_walcast, text, WalcastProcess};
 use crate::common::{stack, start_registry, stop_with_sigterm, Stack, TestDb};
 
 /// Separates the fields of a row (and of a composite key) in their canonical text.
@@ -570,7 +570,7 @@ fn fetch(
 }
 
 /// walcast, killed if the test fails before stopping it.
-struct Running(Option<std::process::Child>);
+struct Running(Option<WalcastProcess>);
 
 impl Drop for Running {
     fn drop(&mut self) {

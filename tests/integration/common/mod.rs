@@ -22,7 +22,9 @@ pub(crate) use topics::{
     consume, consume_changes, consume_records, consume_until, create_topic, field, int,
     registry_schema, text, Change, Consumed,
 };
-pub(crate) use walcast_child::{start_streaming, start_walcast, start_walcast_with_env};
+pub(crate) use walcast_child::{
+    start_streaming, start_walcast, start_walcast_with_env, WalcastProcess,
+};
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};

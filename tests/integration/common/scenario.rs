@@ -8,6 +8,7 @@ use std::process::Child;
 
 use super::{
     consume, log_excerpt, settled_oracle, start_walcast, stop_with_sigterm, walcast, TestDb,
+    WalcastProcess,
 };
 
 /// One connector on public.orders and the oracle it is judged by.
@@ -45,7 +46,7 @@ impl OrdersScenario {
     }
 
     /// Starts `walcast run` and waits until its slot streams.
-    pub fn start(&self, db: &TestDb) -> Child {
+    pub fn start(&self, db: &TestDb) -> WalcastProcess {
         let child = start_walcast(&self.file, &self.log);
         db.wait_for_slot(&format!("walcast_{}", self.name), true);
         child
