@@ -114,31 +114,45 @@ as_pg() {
 kafka_jars_dir() { printf '%s\n' "$WALCAST_CACHE_DIR/kafka-$WALCAST_KAFKA_VERSION/jars"; }
 
 # ensure_kafka_jars: make sure <cache>/kafka-<version>/jars holds the broker's jars.
-# Fetched once with Maven into a temp dir, then renamed into place (a half-finished
-# download is never mistaken for a cache hit); a lock makes parallel callers wait.
 ensure_kafka_jars() {
-    local jars base tmp pom rc
-    jars=$(kafka_jars_dir)
+    fetch_maven_jars "$WALCAST_LOCAL_DIR/kafka/pom.xml" "$(kafka_jars_dir)" \
+        "kafka_2.13-$WALCAST_KAFKA_VERSION.jar" -Dkafka.version="$WALCAST_KAFKA_VERSION"
+}
+
+# connect_jars_dir: where Kafka Connect and Debezium's JDBC sink connector are cached
+# (the tests' consumer nobody here wrote; see deploy/local/connect/pom.xml).
+connect_jars_dir() { printf '%s\n' "$WALCAST_CACHE_DIR/connect-$WALCAST_KAFKA_VERSION-jdbc-3.5.0/jars"; }
+
+ensure_connect_jars() {
+    fetch_maven_jars "$WALCAST_LOCAL_DIR/connect/pom.xml" "$(connect_jars_dir)" \
+        "connect-runtime-$WALCAST_KAFKA_VERSION.jar" -Dkafka.version="$WALCAST_KAFKA_VERSION"
+}
+
+# fetch_maven_jars POM JARS MARKER [-Dprop=value...]: copy POM's runtime dependencies
+# into JARS once, with Maven, unless JARS/MARKER is there. Fetched into a temp dir, then
+# renamed into place (a half-finished download is never mistaken for a cache hit); a
+# lock makes parallel callers wait.
+fetch_maven_jars() {
+    local pom=$1 jars=$2 marker=$3 base tmp rc
+    shift 3
     base=$(dirname "$jars")
-    [ -f "$jars/kafka_2.13-$WALCAST_KAFKA_VERSION.jar" ] && return 0
-    command -v mvn >/dev/null || die "mvn not found (Kafka's jars come from Maven Central; apt-get install -y maven)"
+    [ -f "$jars/$marker" ] && return 0
+    command -v mvn >/dev/null || die "mvn not found (the jars come from Maven Central; apt-get install -y maven)"
     command -v java >/dev/null || die "java not found (Kafka 4.x needs Java 17+)"
     mkdir -p "$base"
     (
         exec 8>>"$base/.fetch.lock"
-        flock -w 600 8 || die "timed out waiting for another Kafka jar download"
-        [ -f "$jars/kafka_2.13-$WALCAST_KAFKA_VERSION.jar" ] && exit 0
-        pom=$WALCAST_LOCAL_DIR/kafka/pom.xml
+        flock -w 600 8 || die "timed out waiting for another download into $base"
+        [ -f "$jars/$marker" ] && exit 0
         tmp=$(mktemp -d "$base/jars.tmp.XXXXXX")
-        log "fetching Kafka $WALCAST_KAFKA_VERSION jars with Maven into $jars (once)"
+        log "fetching the jars of $pom with Maven into $jars (once)"
         rc=0
-        mvn -B -q -Dstyle.color=never -f "$pom" dependency:copy-dependencies \
-            -Dkafka.version="$WALCAST_KAFKA_VERSION" \
+        mvn -B -q -Dstyle.color=never -f "$pom" dependency:copy-dependencies "$@" \
             -DincludeScope=runtime -DoutputDirectory="$tmp" >"$tmp.log" 2>&1 || rc=$?
-        if [ "$rc" != 0 ] || [ ! -f "$tmp/kafka_2.13-$WALCAST_KAFKA_VERSION.jar" ]; then
+        if [ "$rc" != 0 ] || [ ! -f "$tmp/$marker" ]; then
             sed 's/\x1b\[[0-9;]*m//g' "$tmp.log" >&2
             rm -rf "$tmp" "$tmp.log"
-            die "could not fetch org.apache.kafka:kafka_2.13:$WALCAST_KAFKA_VERSION with Maven (exit $rc)"
+            die "could not fetch the dependencies of $pom with Maven (exit $rc)"
         fi
         rm -rf "$jars" "$tmp.log"
         mv "$tmp" "$jars"

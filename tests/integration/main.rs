@@ -7,6 +7,7 @@ mod consumer_example;
 mod debezium_differences;
 mod foreign_records;
 mod incremental;
+mod jdbc_sink;
 mod kafka_cuts;
 mod kafka_security;
 mod kafka_smoke;
