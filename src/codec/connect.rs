@@ -409,9 +409,25 @@ impl AvroWriter {
                 self.write_props(&props);
                 self.out.push('}');
             }
-            ConnectType::Map(_key, value) => {
+            ConnectType::Map(key, value) if key.ty == ConnectType::String && !key.optional => {
                 self.out.push_str("{\"type\":\"map\",\"values\":");
                 self.schema(value);
+                self.write_props(&props);
+                self.out.push('}');
+            }
+            ConnectType::Map(key, value) => {
+                // Avro maps have string keys: AvroData writes any other map as an array
+                // of `MapEntry {key, value}` records (named after the map if it has a
+                // name; walcast's only such map, sparsevec's, has none).
+                let entry = ConnectSchema::record(
+                    "io.confluent.connect.avro.MapEntry",
+                    vec![
+                        field("key", key.as_ref().clone()),
+                        field("value", value.as_ref().clone()),
+                    ],
+                );
+                self.out.push_str("{\"type\":\"array\",\"items\":");
+                self.record_with_props(&entry, false);
                 self.write_props(&props);
                 self.out.push('}');
             }
@@ -420,6 +436,12 @@ impl AvroWriter {
     }
 
     fn record(&mut self, s: &ConnectSchema) {
+        self.record_with_props(s, true);
+    }
+
+    /// A record, with its `connect.*` properties unless `with_props` is false (the
+    /// `MapEntry` records AvroData creates directly carry none).
+    fn record_with_props(&mut self, s: &ConnectSchema, with_props: bool) {
         let full = s
             .name
             .clone()
@@ -463,8 +485,10 @@ impl AvroWriter {
             self.out.push('}');
         }
         self.out.push(']');
-        let props = self.props(s);
-        self.write_props(&props);
+        if with_props {
+            let props = self.props(s);
+            self.write_props(&props);
+        }
         self.out.push('}');
         self.space = saved;
     }

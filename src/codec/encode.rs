@@ -341,6 +341,19 @@ pub fn write_value(kind: &Kind, v: &Value, opts: &CodecOptions, out: &mut Vec<u8
             Value::Unknown(hex) => super::geometry::put_geometry(out, hex),
             _ => return Err(MISMATCH),
         },
+        Kind::DoubleVector | Kind::FloatVector | Kind::SparseVector => {
+            let Value::Unknown(text) = v else {
+                return Err(MISMATCH);
+            };
+            let written = match kind {
+                Kind::DoubleVector => super::vector::put_double_vector(out, text),
+                Kind::FloatVector => super::vector::put_float_vector(out, text),
+                _ => super::vector::put_sparse_vector(out, text),
+            };
+            if !written {
+                return Err(Unconvertible("not pgvector's text form of the type"));
+            }
+        }
         Kind::HstoreJson => match v {
             Value::Hstore(pairs) => put_str(out, &hstore_json(pairs)),
             _ => return Err(MISMATCH),
@@ -494,6 +507,11 @@ pub fn write_fallback(kind: &Kind, opts: &CodecOptions, out: &mut Vec<u8>) {
         Kind::Bits => put_bytes(out, &[]),
         Kind::Point => super::geometry::put_point(out, 0.0, 0.0),
         Kind::Geometry => super::geometry::put_empty_geometry(out),
+        Kind::DoubleVector | Kind::FloatVector => put_long(out, 0),
+        Kind::SparseVector => {
+            put_int(out, 0);
+            put_long(out, 0);
+        }
         Kind::HstoreJson => put_str(out, "{}"),
         Kind::HstoreMap | Kind::Array { .. } => put_long(out, 0),
     }

@@ -266,6 +266,29 @@ pub fn datum_to_json(schema: &ConnectSchema, datum: &[u8], out: &mut String) -> 
     Ok(())
 }
 
+/// Reads the blocks of an Avro array or map datum, calling `item` for each element
+/// with a comma written before all but the first.
+fn each_item<'a>(
+    r: &mut Reader<'a>,
+    out: &mut String,
+    mut item: impl FnMut(&mut Reader<'a>, &mut String) -> Result<()>,
+) -> Result<()> {
+    let mut first = true;
+    loop {
+        let n = r.block()?;
+        if n == 0 {
+            return Ok(());
+        }
+        for _ in 0..n {
+            if !first {
+                out.push(',');
+            }
+            first = false;
+            item(r, out)?;
+        }
+    }
+}
+
 fn json_value(r: &mut Reader<'_>, s: &ConnectSchema, out: &mut String) -> Result<()> {
     if r.is_null(s)? {
         out.push_str("null");
@@ -305,43 +328,30 @@ fn json_value(r: &mut Reader<'_>, s: &ConnectSchema, out: &mut String) -> Result
         }
         ConnectType::Array(items) => {
             out.push('[');
-            let mut first = true;
-            loop {
-                let n = r.block()?;
-                if n == 0 {
-                    break;
-                }
-                for _ in 0..n {
-                    if !first {
-                        out.push(',');
-                    }
-                    first = false;
-                    json_value(r, items, out)?;
-                }
-            }
+            each_item(r, out, |r, out| json_value(r, items, out))?;
             out.push(']');
         }
-        ConnectType::Map(key, value) => {
-            if key.ty != ConnectType::String {
-                return Err(DatumError("only maps with string keys are supported"));
-            }
+        ConnectType::Map(key, value) if key.ty != ConnectType::String => {
+            // JsonConverter writes a map with other keys as an array of [key, value]
+            // pairs (the datum is AvroData's array of MapEntry records).
+            out.push('[');
+            each_item(r, out, |r, out| {
+                out.push('[');
+                json_value(r, key, out)?;
+                out.push(',');
+                json_value(r, value, out)?;
+                out.push(']');
+                Ok(())
+            })?;
+            out.push(']');
+        }
+        ConnectType::Map(_, value) => {
             out.push('{');
-            let mut first = true;
-            loop {
-                let n = r.block()?;
-                if n == 0 {
-                    break;
-                }
-                for _ in 0..n {
-                    if !first {
-                        out.push(',');
-                    }
-                    first = false;
-                    write_json_string(out, &String::from_utf8_lossy(r.bytes()?));
-                    out.push(':');
-                    json_value(r, value, out)?;
-                }
-            }
+            each_item(r, out, |r, out| {
+                write_json_string(out, &String::from_utf8_lossy(r.bytes()?));
+                out.push(':');
+                json_value(r, value, out)
+            })?;
             out.push('}');
         }
         ConnectType::Struct(fields) => {

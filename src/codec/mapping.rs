@@ -100,6 +100,11 @@ pub enum Kind {
     Point,
     /// PostGIS geometry / geography: the EWKB as received, and its SRID.
     Geometry,
+    /// pgvector `vector` / `halfvec`: arrays of float64 / float32.
+    DoubleVector,
+    FloatVector,
+    /// pgvector `sparsevec`: `{dimensions, vector: map<int16, float64>}`.
+    SparseVector,
     HstoreJson,
     HstoreMap,
     Array {
@@ -420,6 +425,15 @@ fn scalar(
         }
         PgType::Unknown if bare_name(type_name) == "geography" => {
             (super::geometry::geometry_schema(true), Kind::Geometry)
+        }
+        PgType::Unknown if bare_name(type_name) == "vector" => {
+            (super::vector::double_vector_schema(), Kind::DoubleVector)
+        }
+        PgType::Unknown if bare_name(type_name) == "halfvec" => {
+            (super::vector::float_vector_schema(), Kind::FloatVector)
+        }
+        PgType::Unknown if bare_name(type_name) == "sparsevec" => {
+            (super::vector::sparse_vector_schema(), Kind::SparseVector)
         }
         PgType::Unknown if bare_name(type_name) == "isbn" => {
             (ConnectSchema::string(), Kind::String)

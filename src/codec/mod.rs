@@ -42,4 +42,5 @@ pub use options::{CodecOptions, EventFormat};
 pub use records::{MessageCodec, TransactionCodec};
 mod geometry;
 pub mod unwrap;
+mod vector;
 pub use table::{EncodeError, EncodeStats, SchemaError, TableCodec, TableRoute, TableSpec};

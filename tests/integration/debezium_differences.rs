@@ -236,3 +236,65 @@ async fn postgis_columns_are_geometry_and_geography_structs() {
     stop_with_sigterm(&mut walcast);
     registry.shutdown().await.unwrap();
 }
+
+/// pgvector columns as Debezium maps them (`DoubleVector`, `FloatVector`,
+/// `SparseDoubleVector` with 1-based indices), in the snapshot and in the stream,
+/// through the registry. Needs pgvector (`deploy/local/build-pgvector`, run by
+/// `deploy/local/test-deps`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pgvector_columns_are_debeziums_vectors() {
+    let (_registry_dir, registry) = start_registry().await;
+    let db = TestDb::new(stack());
+    db.psql("CREATE EXTENSION IF NOT EXISTS vector");
+    db.psql("CREATE TABLE public.embeddings (id int PRIMARY KEY, dense vector(3) NOT NULL, half halfvec(3), sparse sparsevec(40))");
+    db.psql("INSERT INTO embeddings VALUES (1, '[1,2.5,-3e-7]', NULL, '{}/40')");
+    let name = "pgvector";
+    let file =
+        db.connector_with_registry(name, "", "[tables.\"public.embeddings\"]", &registry.url());
+    let mut walcast = start_streaming(&db, &file, name);
+    db.psql(
+        "INSERT INTO embeddings VALUES (2, '[0,0,1e20]', '[1.5,2,0.1]', '{33:2,1:1.5,9:-0.25}/40')",
+    );
+    db.psql("UPDATE embeddings SET sparse = '{40:1}/40' WHERE id = 1");
+    let topic = format!("{}.public.embeddings", db.name);
+    let records =
+        consume_records(stack().kafka_bootstrap(), &topic, Some(&registry.url()), 3).await;
+    let after = |i: usize| records[i].value.as_ref().unwrap()["after"].clone();
+    let snapshot = after(0);
+    assert_eq!(
+        snapshot["dense"],
+        serde_json::json!([1.0, 2.5, -3e-7]),
+        "{snapshot}"
+    );
+    assert!(snapshot["half"].is_null(), "{snapshot}");
+    assert_eq!(
+        snapshot["sparse"],
+        serde_json::json!({"dimensions": 40, "vector": []})
+    );
+    let streamed = after(1);
+    assert_eq!(
+        streamed["dense"],
+        serde_json::json!([0.0, 0.0, 1e20]),
+        "{streamed}"
+    );
+    // halfvec's 0.1 is the half 0.099975586, as a float.
+    let half: Vec<f64> = serde_json::from_value(streamed["half"].clone()).unwrap();
+    assert_eq!(half.len(), 3);
+    assert_eq!(half[0], 1.5);
+    assert!((half[2] - 0.099_975_586).abs() < 1e-8, "{streamed}");
+    // 1-based indices, in Java's HashMap order: pgvector sends them sorted (1, 9, 33),
+    // the map iterates bucket 1 (1, then 33) before bucket 9.
+    assert_eq!(
+        streamed["sparse"],
+        serde_json::json!({"dimensions": 40, "vector": [
+            {"key": 1, "value": 1.5}, {"key": 33, "value": 2.0}, {"key": 9, "value": -0.25}
+        ]}),
+        "{streamed}"
+    );
+    assert_eq!(
+        after(2)["sparse"],
+        serde_json::json!({"dimensions": 40, "vector": [{"key": 40, "value": 1.0}]})
+    );
+    stop_with_sigterm(&mut walcast);
+    registry.shutdown().await.unwrap();
+}

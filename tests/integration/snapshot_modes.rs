@@ -384,6 +384,6 @@ async fn role_output_settings_change_no_snapshot_value() {
     let after = without_id(1);
     assert_eq!(after["d"], 20794, "days since the epoch: {after}");
     assert_eq!(after["tstz"], "2026-12-07T13:14:15.500000Z", "{after}");
-    assert_eq!(after["f8"], "Double(0.1)", "{after}");
+    assert_eq!(after["f8"], 0.1, "{after}");
     registry.shutdown().await.unwrap();
 }

@@ -83,40 +83,16 @@ fn connect_value(
         ),
         ConnectType::Array(items) => {
             out.push('[');
-            let mut first = true;
-            loop {
-                let n = r.block()?;
-                if n == 0 {
-                    break;
-                }
-                for _ in 0..n {
-                    if !first {
-                        out.push(',');
-                    }
-                    first = false;
-                    connect_value(r, items, true, out)?;
-                }
-            }
+            super::each_item(r, out, |r, out| connect_value(r, items, true, out))?;
             out.push(']');
         }
-        ConnectType::Map(_, value) => {
+        ConnectType::Map(key, value) => {
             out.push('{');
-            let mut first = true;
-            loop {
-                let n = r.block()?;
-                if n == 0 {
-                    break;
-                }
-                for _ in 0..n {
-                    if !first {
-                        out.push(',');
-                    }
-                    first = false;
-                    connect_quoted(out, &String::from_utf8_lossy(r.bytes()?), true);
-                    out.push(':');
-                    connect_value(r, value, true, out)?;
-                }
-            }
+            super::each_item(r, out, |r, out| {
+                connect_value(r, key, true, out)?;
+                out.push(':');
+                connect_value(r, value, true, out)
+            })?;
             out.push('}');
         }
         ConnectType::Struct(fields) => {

@@ -4,34 +4,14 @@
 use super::*;
 
 fn postgis_relation() -> Arc<RelationInfo> {
-    let extension = |name: &str, oid: u32, not_null: bool| ColumnInfo {
-        name: name.into(),
-        type_info: Arc::new(TypeInfo {
-            oid,
-            name: format!("public.{name}"),
-            pg_type: PgType::Unknown,
-            enum_labels: None,
-        }),
-        type_modifier: -1,
-        is_key: false,
-        not_null,
-        default_expr: None,
-    };
-    let mut id = ColumnInfo::of_builtin("id", 23).unwrap();
-    id.is_key = true;
-    id.not_null = true;
-    Arc::new(RelationInfo {
-        oid: 42,
-        schema: "public".into(),
-        table: "places".into(),
-        replica_identity: ReplicaIdentity::Default,
-        columns: vec![
-            id,
-            extension("geometry", 90_001, true),
-            extension("geography", 90_002, false),
+    keyed_relation(
+        42,
+        "places",
+        vec![
+            extension_column("geometry", "geometry", 90_001, true),
+            extension_column("geography", "geography", 90_002, false),
         ],
-        version: 1,
-    })
+    )
 }
 
 #[test]

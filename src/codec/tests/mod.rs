@@ -55,6 +55,39 @@ fn col(name: &str, ty: Arc<TypeInfo>, typmod: i32, key: bool) -> ColumnInfo {
 }
 
 /// numeric(p,s)'s atttypmod.
+/// A column of an extension's type (PostGIS, pgvector): known to the codec by its
+/// type name only, as pgoutput reports it.
+fn extension_column(column: &str, type_name: &str, oid: u32, not_null: bool) -> ColumnInfo {
+    ColumnInfo {
+        name: column.into(),
+        type_info: Arc::new(TypeInfo {
+            oid,
+            name: format!("public.{type_name}"),
+            pg_type: PgType::Unknown,
+            enum_labels: None,
+        }),
+        type_modifier: -1,
+        is_key: false,
+        not_null,
+        default_expr: None,
+    }
+}
+
+/// `public.<table>` keyed by an int `id`, then `columns`.
+fn keyed_relation(oid: u32, table: &str, columns: Vec<ColumnInfo>) -> Arc<RelationInfo> {
+    let mut id = ColumnInfo::of_builtin("id", 23).unwrap();
+    id.is_key = true;
+    id.not_null = true;
+    Arc::new(RelationInfo {
+        oid,
+        schema: "public".into(),
+        table: table.into(),
+        replica_identity: ReplicaIdentity::Default,
+        columns: std::iter::once(id).chain(columns).collect(),
+        version: 1,
+    })
+}
+
 fn numeric_typmod(p: i32, s: i32) -> i32 {
     ((p << 16) | s) + 4
 }
@@ -583,3 +616,4 @@ fn insert_event_decodes_to_debeziums_values() {
 mod geometry;
 mod options;
 mod row_cases;
+mod vector;

@@ -53,6 +53,8 @@ fn avro_json(v: &Avro) -> serde_json::Value {
         Avro::Boolean(b) => J::Bool(*b),
         Avro::Int(i) => J::from(*i),
         Avro::Long(i) => J::from(*i),
+        Avro::Float(f) => J::from(f64::from(*f)),
+        Avro::Double(f) => J::from(*f),
         Avro::String(s) | Avro::Enum(_, s) => J::String(s.clone()),
         Avro::Union(_, inner) => avro_json(inner),
         Avro::Array(items) => J::Array(items.iter().map(avro_json).collect()),
