@@ -41,6 +41,7 @@ pub use mapping::{avro_full_name, parse_default_expression, ColumnSpec};
 pub use options::{CodecOptions, EventFormat};
 pub use records::{MessageCodec, TransactionCodec};
 mod geometry;
+pub mod json_payload;
 pub mod unwrap;
 mod vector;
 pub use table::{EncodeError, EncodeStats, SchemaError, TableCodec, TableRoute, TableSpec};

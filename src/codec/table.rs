@@ -294,8 +294,19 @@ impl TableCodec {
         schema_id: u32,
         out: &mut Vec<u8>,
     ) -> Result<EncodeStats, EncodeError> {
-        self.check_row(row)?;
         wire::start(out, schema_id);
+        self.write_columns(columns, row, out)
+    }
+
+    /// [`Self::encode_columns`] without the wire header: the columns' datums appended
+    /// to `out` (after a field written by the caller).
+    pub fn write_columns(
+        &self,
+        columns: &[&str],
+        row: &[Value],
+        out: &mut Vec<u8>,
+    ) -> Result<EncodeStats, EncodeError> {
+        self.check_row(row)?;
         let mut stats = EncodeStats::default();
         for column in columns {
             let f = self

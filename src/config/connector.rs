@@ -224,6 +224,13 @@ pub struct Outbox {
     /// (column, field name) for `column:envelope[:alias]` placements: the value is then
     /// a struct `{payload, <fields>}` instead of the bare payload.
     pub envelope: Vec<(String, String)>,
+    /// The `column:partition` placement: an integer column naming the Kafka partition.
+    pub partition: Option<String>,
+    /// `table_expand_json_payload`: a JSON object payload becomes a struct, its null
+    /// members as this says.
+    pub expand_json: Option<crate::codec::json_payload::NullBehavior>,
+    /// `table_field_event_timestamp`: the column whose time is the record's timestamp.
+    pub timestamp: Option<String>,
 }
 
 impl Outbox {

@@ -447,8 +447,16 @@ pub struct OutboxSection {
     /// The topic, with the regex's groups and `${topic_prefix}` (default
     /// `${topic_prefix}.outbox.${routedByValue}`).
     pub route_topic_replacement: Option<String>,
-    /// `column:header[:alias]` items, comma separated.
+    /// `column:header[:alias]`, `column:envelope[:alias]` and `column:partition` items,
+    /// comma separated.
     pub table_fields_additional_placement: Option<String>,
+    /// Expand a JSON object payload into a struct with an inferred schema (default
+    /// false).
+    pub table_expand_json_payload: Option<bool>,
+    /// `ignore` (default) or `optional_bytes`: what a JSON null member becomes.
+    pub table_json_payload_null_behavior: Option<String>,
+    /// A timestamp column whose value becomes the Kafka record's timestamp.
+    pub table_field_event_timestamp: Option<String>,
 }
 
 /// `[transforms]`.

@@ -9,6 +9,7 @@ use super::model::{OutboxSection, RouteSection, UnwrapSection};
 use super::selector::TableSelector;
 use super::validate::Validator;
 use super::values::EnvString;
+use crate::codec::json_payload::NullBehavior;
 use toml::Spanned;
 
 impl Validator<'_> {
@@ -29,6 +30,7 @@ impl Validator<'_> {
         })?;
         let mut headers = Vec::new();
         let mut envelope = Vec::new();
+        let mut partition = None;
         for item in o
             .table_fields_additional_placement
             .as_deref()
@@ -47,9 +49,13 @@ impl Validator<'_> {
                     let alias = parts.get(2).copied().unwrap_or(column);
                     envelope.push(((*column).to_owned(), alias.to_owned()));
                 }
+                // As in Debezium, an alias has no effect here, and the last one wins.
+                [column, place] | [column, place, _] if place.eq_ignore_ascii_case("partition") => {
+                    partition = Some((*column).to_owned());
+                }
                 [_, place] | [_, place, _] => {
                     return Err(fail(format!(
-                        "table_fields_additional_placement `{item}`: placement {place} is not supported (walcast places extra columns as headers or envelope fields: column:header[:alias], column:envelope[:alias])"
+                        "table_fields_additional_placement `{item}`: placement {place} is not supported (use column:header[:alias], column:envelope[:alias] or column:partition)"
                     )))
                 }
                 _ => {
@@ -74,6 +80,21 @@ impl Validator<'_> {
                 .unwrap_or_else(|| "${topic_prefix}.outbox.${routedByValue}".into()),
             headers,
             envelope,
+            partition,
+            expand_json: match (
+                o.table_expand_json_payload.unwrap_or(false),
+                o.table_json_payload_null_behavior.as_deref(),
+            ) {
+                (false, _) => None,
+                (true, None | Some("ignore")) => Some(NullBehavior::Ignore),
+                (true, Some("optional_bytes")) => Some(NullBehavior::OptionalBytes),
+                (true, Some(other)) => {
+                    return Err(fail(format!(
+                        "table_json_payload_null_behavior `{other}` is not ignore or optional_bytes"
+                    )))
+                }
+            },
+            timestamp: o.table_field_event_timestamp,
         })
     }
 
@@ -144,5 +165,63 @@ impl Validator<'_> {
             add_fields: list(&u.add_fields, &u.add_fields_prefix, "add_fields")?,
             add_headers: list(&u.add_headers, &u.add_headers_prefix, "add_headers")?,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use crate::codec::json_payload::NullBehavior;
+    use crate::config::parse_connector;
+
+    fn outbox(options: &str) -> Result<crate::config::Outbox, String> {
+        let text = format!(
+            "name = \"shop\"\n[source]\ndbname = \"shop\"\nuser = \"walcast\"\n\
+             [kafka]\nbootstrap_servers = \"127.0.0.1:9092\"\n\
+             [registry]\nurl = \"http://127.0.0.1:8081\"\n\
+             [tables.\"public.outbox\"]\noutbox = {{ {options} }}\n"
+        );
+        let connector =
+            parse_connector(Path::new("shop.toml"), &text).map_err(|e| e.to_string())?;
+        Ok(connector.tables[0].outbox.as_deref().cloned().unwrap())
+    }
+
+    #[test]
+    fn expansion_partition_and_timestamp_options_are_read() {
+        let o = outbox(
+            "table_expand_json_payload = true, table_json_payload_null_behavior = \"optional_bytes\", \
+             table_fields_additional_placement = \"type:header:eventType, part:partition:ignored\", \
+             table_field_event_timestamp = \"created\"",
+        )
+        .unwrap();
+        assert_eq!(o.expand_json, Some(NullBehavior::OptionalBytes));
+        assert_eq!(o.partition.as_deref(), Some("part"));
+        assert_eq!(o.timestamp.as_deref(), Some("created"));
+        assert_eq!(o.headers, vec![("type".to_owned(), "eventType")]);
+        let plain = outbox("").unwrap();
+        assert_eq!(
+            (plain.expand_json, plain.partition, plain.timestamp),
+            (None, None, None)
+        );
+        assert_eq!(
+            outbox("table_expand_json_payload = true")
+                .unwrap()
+                .expand_json,
+            Some(NullBehavior::Ignore)
+        );
+    }
+
+    #[test]
+    fn an_unknown_null_behavior_or_placement_is_refused() {
+        let err =
+            outbox("table_expand_json_payload = true, table_json_payload_null_behavior = \"drop\"")
+                .unwrap_err();
+        assert!(
+            err.contains("table_json_payload_null_behavior `drop` is not ignore or optional_bytes"),
+            "{err}"
+        );
+        let err = outbox("table_fields_additional_placement = \"type:body\"").unwrap_err();
+        assert!(err.contains("placement body is not supported"), "{err}");
     }
 }

@@ -6,6 +6,7 @@
 use tokio::time::Instant;
 use tracing::warn;
 
+use super::events::{Encoded, EventError};
 use super::run_loop::{
     Batch, Pipeline, CHECKPOINT_RECORD_INTERVAL, MAX_TRANSACTION_AGE, MAX_TRANSACTION_RECORDS,
 };
@@ -21,10 +22,7 @@ impl<S: RecordSink> Pipeline<S> {
         let mut records = std::mem::take(&mut self.records);
         for encoded in records.drain(..) {
             let position = crate::checkpoint::next_position(self.commit_lsn, &mut self.index)?;
-            self.sink.ensure_topic(&encoded.topic).await?;
-            let partition = self
-                .sink
-                .partition_of(&encoded.topic, encoded.key.as_deref());
+            let partition = self.partition_for(&encoded).await?;
             if self
                 .dedup
                 .already_present(&self.sink, &encoded.topic, partition, position)
@@ -52,6 +50,7 @@ impl<S: RecordSink> Pipeline<S> {
                 value: encoded.value,
                 headers: encoded.headers,
                 context: encoded.context,
+                timestamp_ms: encoded.timestamp_ms,
                 position,
                 txid,
                 ticket: self.tracker.sent(position.index),
@@ -68,6 +67,26 @@ impl<S: RecordSink> Pipeline<S> {
         // The buffer goes back, empty, for the next change.
         self.records = records;
         Ok(())
+    }
+
+    /// The partition `encoded` goes to (creating its topic if missing): the one it
+    /// names (the outbox router's `column:partition`), which must exist, else its key's.
+    pub(super) async fn partition_for(&mut self, encoded: &Encoded) -> Result<i32, PipelineError> {
+        let partitions = self.sink.ensure_topic(&encoded.topic).await?;
+        match encoded.partition {
+            None => Ok(self
+                .sink
+                .partition_of(&encoded.topic, encoded.key.as_deref())),
+            Some(p) if (0..partitions).contains(&p) => Ok(p),
+            Some(p) => Err(PipelineError::Events(EventError::Encode {
+                table: encoded.topic.to_string(),
+                message: format!(
+                    "an outbox row's partition column names partition {p}, but topic {} has partitions 0 to {}; the row is in the WAL, so add partitions to the topic (kafka-topics.sh --alter --partitions) and start walcast again",
+                    encoded.topic,
+                    partitions - 1
+                ),
+            })),
+        }
     }
 
     /// Delivery reports: each credits the tracker entry its ticket names (outside

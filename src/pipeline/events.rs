@@ -34,46 +34,6 @@ pub const HEADER_OLD_KEY: &str = "__debezium.oldkey";
 /// metadata (`LogicalDecodingMessageMonitor.LogicalDecodingMessageId.identifier()`).
 pub const MESSAGE_DATA_COLLECTION: &str = "LOGICAL_DECODING_MESSAGE";
 
-/// One record ready for the sink (position assigned by the caller, in order).
-#[derive(Debug, Clone)]
-pub struct Encoded {
-    pub topic: Arc<str>,
-    pub key: Option<Vec<u8>>,
-    pub value: Option<Vec<u8>>,
-    /// Headers besides walcast's own position headers (Debezium's key-change headers).
-    pub headers: Vec<(&'static str, Vec<u8>)>,
-    /// The `walcast_events_total` series a data event counts in once it is sent (none
-    /// for tombstones and transaction metadata).
-    pub counter: Option<prometheus::IntCounter>,
-    /// A data event or tombstone: it carries the connector's context headers.
-    pub context: bool,
-}
-
-impl Encoded {
-    /// Bytes of key, value and headers (what `walcast_bytes_produced_total` counts).
-    pub fn size(&self) -> usize {
-        self.key.as_ref().map_or(0, Vec::len)
-            + self.value.as_ref().map_or(0, Vec::len)
-            + self
-                .headers
-                .iter()
-                .map(|(name, value)| name.len() + value.len())
-                .sum::<usize>()
-    }
-
-    /// A record without extra headers.
-    pub fn new(topic: Arc<str>, key: Option<Vec<u8>>, value: Option<Vec<u8>>) -> Self {
-        Encoded {
-            topic,
-            key,
-            value,
-            headers: Vec::new(),
-            counter: None,
-            context: false,
-        }
-    }
-}
-
 #[derive(Debug, thiserror::Error)]
 pub enum EventError {
     #[error("{0}")]
@@ -225,7 +185,7 @@ pub struct EventStage {
     /// The heartbeat records' topic and serializers, once the first is written.
     heartbeats: Option<(Arc<str>, Serializer, Serializer)>,
     /// The serializers of each outbox route topic (and table version) seen so far.
-    outbox_topics: HashMap<(String, (u32, u64)), (Serializer, Serializer)>,
+    outbox_topics: HashMap<(String, (u32, u64), SubjectKind), Serializer>,
 }
 
 impl EventStage {
@@ -671,6 +631,14 @@ impl EventStage {
 /// `namespace.name` of an Avro record schema (for the record-name subject strategies).
 fn record_full_name(avro_json: &str) -> String {
     let parsed: serde_json::Value = serde_json::from_str(avro_json).unwrap_or_default();
+    // An optional record at the top (an expanded outbox payload) is `["null", {…}]`.
+    let parsed = match parsed {
+        serde_json::Value::Array(branches) => branches
+            .into_iter()
+            .find(serde_json::Value::is_object)
+            .unwrap_or_default(),
+        record => record,
+    };
     match (parsed["namespace"].as_str(), parsed["name"].as_str()) {
         (Some(ns), Some(name)) if !ns.is_empty() => format!("{ns}.{name}"),
         (_, Some(name)) => name.to_owned(),
@@ -684,6 +652,7 @@ fn now_ns() -> i64 {
         .map_or(0, |d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX))
 }
 
+mod encoded;
 mod masks;
 mod outbox;
 mod projection;
@@ -694,6 +663,7 @@ mod table_records;
 mod tests;
 mod transaction_metadata;
 
+pub use encoded::Encoded;
 pub use masks::apply_masks;
 use projection::{key_columns, project};
 use table_records::{OpCounters, TableRecords};

@@ -150,9 +150,7 @@ impl<S: RecordSink> Pipeline<S> {
                     // Resuming an initial snapshot: drop what Kafka holds.
                     let mut kept = Vec::with_capacity(self.records.len());
                     for record in std::mem::take(&mut self.records) {
-                        self.sink.ensure_topic(&record.topic).await?;
-                        let partition =
-                            self.sink.partition_of(&record.topic, record.key.as_deref());
+                        let partition = self.partition_for(&record).await?;
                         if chunk.present(flags, partition) {
                             already += 1;
                         } else {

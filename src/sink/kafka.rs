@@ -485,6 +485,9 @@ impl RecordSink for KafkaSink {
             if let Some(value) = &record.value {
                 base = base.payload(value.as_slice());
             }
+            if let Some(ms) = record.timestamp_ms {
+                base = base.timestamp(ms);
+            }
             match self.producer.send(base) {
                 Ok(()) => return Ok(()),
                 Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _)) => {

@@ -28,6 +28,8 @@ pub struct OutRecord {
     /// A data event or tombstone: gets the connector's context headers
     /// ([`RecordSink::set_context_headers`]) after `headers`.
     pub context: bool,
+    /// The record's timestamp in ms since the epoch; `None`: the producer's clock.
+    pub timestamp_ms: Option<i64>,
     pub position: Position,
     pub txid: u32,
     /// The acknowledgement tracker's entry this record counts in; its delivery report

@@ -4,7 +4,7 @@
 //! what ExtractNewRecordState would leave.
 
 use crate::common::{
-    consume_records, stack, start_registry, start_streaming, stop_with_sigterm, TestDb,
+    consume_records, log_excerpt, stack, start_registry, start_streaming, stop_with_sigterm, TestDb,
 };
 
 /// The latest value schema registered for `topic`, as JSON.
@@ -297,5 +297,119 @@ async fn outbox_envelope_placements_make_the_value_a_struct() {
         "named after the row record with the route inserted: {schema}"
     );
     stop_with_sigterm(&mut walcast);
+    registry.shutdown().await.unwrap();
+}
+
+/// The outbox router's other options: `table_expand_json_payload` (the payload's JSON
+/// object becomes a struct with an inferred schema, registered per shape; a payload
+/// that is not an object goes out as it is), `column:partition` and
+/// `table_field_event_timestamp`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn outbox_payloads_expand_and_rows_choose_partition_and_timestamp() {
+    let (_registry_dir, registry) = start_registry().await;
+    let db = TestDb::new(stack());
+    db.psql("CREATE TABLE public.outbox (id uuid PRIMARY KEY, aggregatetype text NOT NULL, aggregateid text NOT NULL, type text NOT NULL, payload jsonb, part int, created timestamp)");
+    let name = "outboxexp";
+    let file = db.connector_with_registry(
+        name,
+        "",
+        "[tables.\"public.outbox\"]\noutbox = { table_expand_json_payload = true, table_fields_additional_placement = \"part:partition\", table_field_event_timestamp = \"created\" }",
+        &registry.url(),
+    );
+    let text = std::fs::read_to_string(&file)
+        .unwrap()
+        .replace("[kafka]\n", "[kafka]\npartitions = 3\n");
+    std::fs::write(&file, text).unwrap();
+    let mut walcast = start_streaming(&db, &file, name);
+    db.psql("INSERT INTO outbox VALUES ('8c5e4f4a-52f6-4c1f-9f43-7d0c3a1b2c3d', 'order', '7', 'OrderPlaced', '{\"id\": 7, \"total\": 9.5, \"lines\": [{\"sku\": \"a\", \"qty\": 2}], \"note\": null}', 2, '2026-12-07 10:00:00.123456')");
+    db.psql("INSERT INTO outbox VALUES ('0b1d0c6e-8d64-4d3b-a1d5-3c2f1e0d9a8b', 'order', '7', 'OrderPaid', '{\"id\": 7, \"paid\": true}', 2, NULL)");
+    // Not an object: as it is (on a topic of its own: a registry keeping BACKWARD
+    // compatibility refuses a string after a record under one subject).
+    db.psql("INSERT INTO outbox VALUES ('5a7c9e1b-3d2f-4b6a-8c0e-1f2a3b4c5d6e', 'misc', '8', 'Odd', '[1, 2]', NULL, NULL)");
+    let url = registry.url();
+    let topic = format!("{}.outbox.order", db.name);
+    let events = consume_records(stack().kafka_bootstrap(), &topic, Some(&url), 2).await;
+    assert_eq!(
+        events.len(),
+        2,
+        "walcast's log:\n{}",
+        log_excerpt(&db.dir.path().join("walcast.log"))
+    );
+    let by_id = |id: &str| {
+        events
+            .iter()
+            .find(|e| e.headers.get("id").map(String::as_str) == Some(id))
+            .unwrap_or_else(|| panic!("no event {id} in {events:?}"))
+    };
+    let placed = by_id("8c5e4f4a-52f6-4c1f-9f43-7d0c3a1b2c3d");
+    assert_eq!(
+        placed.value.as_ref().unwrap(),
+        &serde_json::json!({"id": 7, "total": 9.5, "lines": [{"sku": "a", "qty": 2}]}),
+        "the JSON as a struct, the null member left out"
+    );
+    assert_eq!(placed.partition, 2, "the row's partition column");
+    assert_eq!(
+        placed.timestamp_ms,
+        Some(1_796_637_600_123),
+        "the row's timestamp, in ms"
+    );
+    let paid = by_id("0b1d0c6e-8d64-4d3b-a1d5-3c2f1e0d9a8b");
+    assert_eq!(
+        paid.value.as_ref().unwrap(),
+        &serde_json::json!({"id": 7, "paid": true})
+    );
+    assert_eq!(paid.partition, 2);
+    assert_ne!(paid.timestamp_ms, Some(1_796_637_600_123));
+    let misc = format!("{}.outbox.misc", db.name);
+    let odd = consume_records(stack().kafka_bootstrap(), &misc, Some(&url), 1).await;
+    assert_eq!(
+        odd[0].value.as_ref().unwrap(),
+        "[1, 2]",
+        "not an object: as it is"
+    );
+    let schema = latest_value_schema(&url, &misc).await;
+    let string = if schema.is_array() {
+        &schema[1]
+    } else {
+        &schema
+    };
+    assert_eq!(string["connect.name"], "io.debezium.data.Json", "{schema}");
+    // Two shapes, two versions of the value subject.
+    let get = |path: String| {
+        let url = format!("{url}{path}");
+        async move {
+            let body = reqwest::get(url).await.unwrap().text().await.unwrap();
+            serde_json::from_str::<serde_json::Value>(&body).unwrap()
+        }
+    };
+    let versions = get(format!("/subjects/{topic}-value/versions")).await;
+    let versions = versions.as_array().unwrap();
+    assert_eq!(versions.len(), 2, "{versions:?}");
+    let first = get(format!("/subjects/{topic}-value/versions/1")).await;
+    let first: serde_json::Value = serde_json::from_str(first["schema"].as_str().unwrap()).unwrap();
+    assert_eq!(
+        first[1]["name"], "payload",
+        "an optional record named after the column: {first}"
+    );
+    // A partition the topic does not have stops the connector, naming it.
+    db.psql("INSERT INTO outbox VALUES ('6b8d0f2c-4e3a-4c7b-9d1f-2a3b4c5d6e7f', 'order', '9', 'OrderPlaced', '{}', 7, NULL)");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let status = loop {
+        if let Some(status) = walcast.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "walcast went on after a partition out of range"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    };
+    assert!(!status.success());
+    let log = std::fs::read_to_string(db.dir.path().join("walcast.log")).unwrap();
+    assert!(
+        log.contains("names partition 7, but topic") && log.contains("has partitions 0 to 2"),
+        "{}",
+        log_excerpt(&db.dir.path().join("walcast.log"))
+    );
     registry.shutdown().await.unwrap();
 }

@@ -64,7 +64,7 @@ impl EventStage {
         };
         let row = apply_masks(row, &state.masks);
         let table = state.projected.qualified();
-        let column_text = |name: &str| -> Result<Option<String>, EventError> {
+        let column_value = |name: &str| -> Result<&Value, EventError> {
             let i = state
                 .projected
                 .columns
@@ -74,7 +74,20 @@ impl EventStage {
                     table: table.clone(),
                     message: format!("the outbox has no captured column {name}; capture it or set the outbox's column options"),
                 })?;
-            Ok(header_text(&row[i]))
+            Ok(&row[i])
+        };
+        let column_text = |name: &str| column_value(name).map(header_text);
+        let partition = match &outbox.partition {
+            Some(column) => partition_of(column, column_value(column)?, &table)?,
+            None => None,
+        };
+        let timestamp_ms = match &outbox.timestamp {
+            Some(column) => timestamp_of(column, column_value(column)?, &table)?,
+            None => None,
+        };
+        let payload_text = match column_value(&outbox.payload)? {
+            Value::Json(s) | Value::Text(s) if outbox.expand_json.is_some() => Some(s.clone()),
+            _ => None,
         };
         let route = column_text(&outbox.route_by)?.ok_or_else(|| EventError::Encode {
             table: table.clone(),
@@ -95,8 +108,30 @@ impl EventStage {
         }
         let counter = state.counters.of(crate::codec::Op::Create);
         let id = (relation.oid, relation.version);
-        let (key_serializer, value_serializer) =
-            self.outbox_serializers(&topic, &route, id, outbox).await?;
+        let expanded = match (payload_text, outbox.expand_json) {
+            (Some(text), Some(nulls)) => {
+                match crate::codec::json_payload::expand(&text, &outbox.payload, nulls) {
+                    Ok(expanded) => Some(expanded),
+                    Err(why) => {
+                        warn!(table = %table, topic = %topic, "outbox payload not expanded ({why}); sent as the column's value");
+                        None
+                    }
+                }
+            }
+            _ => None,
+        };
+        let key_serializer = self
+            .outbox_serializer(&topic, &route, id, outbox, SubjectKind::Key)
+            .await?;
+        // The column's own value schema is registered only when it is used: an
+        // expanded payload registers its own, and the two shapes are not compatible.
+        let value_serializer = match expanded {
+            Some(_) => None,
+            None => Some(
+                self.outbox_serializer(&topic, &route, id, outbox, SubjectKind::Value)
+                    .await?,
+            ),
+        };
         let codec = &self
             .tables
             .get(&id)
@@ -118,26 +153,52 @@ impl EventStage {
             .is_some_and(|i| matches!(row[i], Value::Null));
         // A NULL payload: the Avro converter writes a null value as a real null, the
         // JSON converter as `null` (or the schema with a null payload).
-        let value = match (&value_serializer, payload_is_null) {
-            // With envelope placements the value is `{payload, <fields>}`.
-            _ if !outbox.envelope.is_empty() => {
-                let mut columns = vec![outbox.payload.as_str()];
-                columns.extend(outbox.envelope.iter().map(|(c, _)| c.as_str()));
-                let mut buf = Vec::with_capacity(128);
-                codec
-                    .encode_columns(&columns, &row, value_serializer.id(), &mut buf)
-                    .map_err(|e| EventError::Encode {
-                        table: table.clone(),
-                        message: e.to_string(),
-                    })?;
-                Some(value_serializer.finish(buf, &topic)?)
+        // An expanded payload: the struct inferred from its JSON (its schema registered
+        // with each new shape), alone or first in the envelope.
+        let value = if let Some(expanded) = expanded {
+            let schema = if outbox.envelope.is_empty() {
+                expanded.schema
+            } else {
+                envelope_schema(codec, &route, outbox, expanded.schema)?
+            };
+            let serializer = self
+                .serializer(&topic, SubjectKind::Value, &schema, &schema.to_avro_json())
+                .await?;
+            let mut buf = Vec::with_capacity(expanded.datum.len() + 64);
+            crate::codec::wire::start(&mut buf, serializer.id());
+            buf.extend_from_slice(&expanded.datum);
+            let envelope: Vec<&str> = outbox.envelope.iter().map(|(c, _)| c.as_str()).collect();
+            codec
+                .write_columns(&envelope, &row, &mut buf)
+                .map_err(|e| EventError::Encode {
+                    table: table.clone(),
+                    message: e.to_string(),
+                })?;
+            Some(serializer.finish(buf, &topic)?)
+        } else {
+            let value_serializer = value_serializer
+                .ok_or_else(|| EventError::Schema("no outbox value serializer".into()))?;
+            match (&value_serializer, payload_is_null) {
+                // With envelope placements the value is `{payload, <fields>}`.
+                _ if !outbox.envelope.is_empty() => {
+                    let mut columns = vec![outbox.payload.as_str()];
+                    columns.extend(outbox.envelope.iter().map(|(c, _)| c.as_str()));
+                    let mut buf = Vec::with_capacity(128);
+                    codec
+                        .encode_columns(&columns, &row, value_serializer.id(), &mut buf)
+                        .map_err(|e| EventError::Encode {
+                            table: table.clone(),
+                            message: e.to_string(),
+                        })?;
+                    Some(value_serializer.finish(buf, &topic)?)
+                }
+                (Serializer::Avro(_), true) => None,
+                (Serializer::Json(record), true) => Some(crate::codec::json::null_payload(
+                    record.schema(),
+                    record.with_schema(),
+                )),
+                (_, false) => Some(encode(&outbox.payload, &value_serializer)?),
             }
-            (Serializer::Avro(_), true) => None,
-            (Serializer::Json(record), true) => Some(crate::codec::json::null_payload(
-                record.schema(),
-                record.with_schema(),
-            )),
-            (_, false) => Some(encode(&outbox.payload, &value_serializer)?),
         };
         out.push(Encoded {
             topic: topic.clone(),
@@ -146,20 +207,24 @@ impl EventStage {
             headers,
             counter,
             context: true,
+            partition,
+            timestamp_ms,
         });
         Ok(())
     }
 
-    /// The key and value serializers of an outbox route's topic: the aggregate id and
-    /// payload columns' schemas, registered under the route topic's subjects.
-    async fn outbox_serializers(
+    /// The key or value serializer of an outbox route's topic: the aggregate id's or
+    /// the payload column's schema (or the envelope's), registered under the route
+    /// topic's subject of that kind.
+    async fn outbox_serializer(
         &mut self,
         topic: &str,
         route: &str,
         table: (u32, u64),
         outbox: &Outbox,
-    ) -> Result<(Serializer, Serializer), EventError> {
-        let cache_key = (topic.to_owned(), table);
+        kind: SubjectKind,
+    ) -> Result<Serializer, EventError> {
+        let cache_key = (topic.to_owned(), table, kind);
         if let Some(found) = self.outbox_topics.get(&cache_key) {
             return Ok(found.clone());
         }
@@ -174,33 +239,86 @@ impl EventStage {
                 codec.table()
             )))
         };
-        let key_schema = schema_of(&outbox.event_key)?;
-        let payload_schema = schema_of(&outbox.payload)?;
-        let value_schema = if outbox.envelope.is_empty() {
-            payload_schema
-        } else {
-            // Debezium names it after the row record with the route value inserted
-            // before `.Value`, e.g. `shop.public.outbox.order.Value`.
-            let row_name = codec.row_schema_name();
-            let name = match row_name.rsplit_once('.') {
-                Some((head, last)) => format!("{head}.{route}.{last}"),
-                None => format!("{route}.{row_name}"),
-            };
-            let mut fields = vec![crate::codec::connect::field("payload", payload_schema)];
-            for (column, alias) in &outbox.envelope {
-                fields.push(crate::codec::connect::field(
-                    alias.clone(),
-                    schema_of(column)?,
-                ));
+        let schema = match kind {
+            SubjectKind::Key => schema_of(&outbox.event_key)?,
+            SubjectKind::Value if outbox.envelope.is_empty() => schema_of(&outbox.payload)?,
+            SubjectKind::Value => {
+                envelope_schema(codec, route, outbox, schema_of(&outbox.payload)?)?
             }
-            ConnectSchema::record(crate::codec::avro_full_name(&[&name]), fields)
         };
-        let (key, value) = self
-            .serializers_for(topic, &key_schema, &value_schema)
+        let serializer = self
+            .serializer(topic, kind, &schema, &schema.to_avro_json())
             .await?;
-        self.outbox_topics
-            .insert(cache_key, (key.clone(), value.clone()));
-        Ok((key, value))
+        self.outbox_topics.insert(cache_key, serializer.clone());
+        Ok(serializer)
+    }
+}
+
+/// The value of an outbox with envelope placements: `{payload, <fields>}`, named as
+/// Debezium names it, after the row record with the route value inserted before
+/// `.Value` (e.g. `shop.public.outbox.order.Value`).
+fn envelope_schema(
+    codec: &TableCodec,
+    route: &str,
+    outbox: &Outbox,
+    payload: ConnectSchema,
+) -> Result<ConnectSchema, EventError> {
+    let row_name = codec.row_schema_name();
+    let name = match row_name.rsplit_once('.') {
+        Some((head, last)) => format!("{head}.{route}.{last}"),
+        None => format!("{route}.{row_name}"),
+    };
+    let mut fields = vec![crate::codec::connect::field("payload", payload)];
+    for (column, alias) in &outbox.envelope {
+        let schema = codec.column_schema(column).ok_or_else(|| {
+            EventError::Schema(format!(
+                "outbox table {}: column {column} is not captured (or has a type walcast leaves out)",
+                codec.table()
+            ))
+        })?;
+        fields.push(crate::codec::connect::field(alias.clone(), schema));
+    }
+    Ok(ConnectSchema::record(
+        crate::codec::avro_full_name(&[&name]),
+        fields,
+    ))
+}
+
+/// The partition an outbox row names in its `column:partition` column (an integer, as
+/// Debezium reads an INT32; NULL: by key).
+fn partition_of(column: &str, value: &Value, table: &str) -> Result<Option<i32>, EventError> {
+    match value {
+        Value::Null => Ok(None),
+        Value::Int2(n) => Ok(Some(i32::from(*n))),
+        Value::Int4(n) => Ok(Some(*n)),
+        _ => Err(EventError::Encode {
+            table: table.to_owned(),
+            message: format!("the outbox partition column {column} must be smallint or integer"),
+        }),
+    }
+}
+
+/// The Kafka timestamp (ms) an outbox row's `table_field_event_timestamp` column gives:
+/// a `timestamp` (Debezium's MicroTimestamp, divided by 1,000 as Java divides) or
+/// `timestamptz` column; NULL, ±infinity or a time before 1970 (which Kafka cannot
+/// hold) leave the producer's time.
+fn timestamp_of(column: &str, value: &Value, table: &str) -> Result<Option<i64>, EventError> {
+    use crate::model::value::TimestampValue;
+    match value {
+        Value::Null => Ok(None),
+        Value::Timestamp(t) | Value::TimestampTz(t) => Ok(match t {
+            TimestampValue::Finite(micros) if *micros >= 0 => Some(micros / 1000),
+            _ => {
+                warn!(table = %table, column = %column, "an outbox row's timestamp is before 1970 or infinite; the record gets the producer's time");
+                None
+            }
+        }),
+        _ => Err(EventError::Encode {
+            table: table.to_owned(),
+            message: format!(
+                "the outbox timestamp column {column} must be timestamp or timestamptz"
+            ),
+        }),
     }
 }
 

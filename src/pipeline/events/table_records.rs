@@ -70,6 +70,8 @@ impl TableRecords<'_> {
             headers: headers.clone(),
             counter: state.counters.of(event.op),
             context: true,
+            partition: None,
+            timestamp_ms: None,
         });
         // Also after a delete without a key (REPLICA IDENTITY FULL, no primary key): a
         // tombstone with a null key, as Debezium emits it.
@@ -83,6 +85,8 @@ impl TableRecords<'_> {
                 headers,
                 counter: None,
                 context: true,
+                partition: None,
+                timestamp_ms: None,
             });
         }
         Ok(())
@@ -116,6 +120,8 @@ impl TableRecords<'_> {
             headers,
             counter: state.counters.of(event.op),
             context: true,
+            partition: None,
+            timestamp_ms: None,
         };
         match (event.op, unwrap.delete_handling) {
             (Op::Truncate, _) | (Op::Delete, DeleteHandling::Drop) => {}

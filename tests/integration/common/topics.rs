@@ -43,6 +43,9 @@ pub(crate) struct Consumed {
     pub(crate) key: Option<serde_json::Value>,
     pub(crate) value: Option<serde_json::Value>,
     pub(crate) headers: BTreeMap<String, String>,
+    pub(crate) partition: i32,
+    /// The record's timestamp (ms) as Kafka holds it.
+    pub(crate) timestamp_ms: Option<i64>,
 }
 
 /// An Avro value as JSON (records as objects, unions unwrapped), for assertions.
@@ -210,6 +213,8 @@ pub(crate) async fn consume_until(
             key,
             value,
             headers,
+            partition: m.partition(),
+            timestamp_ms: m.timestamp().to_millis(),
         });
     }
     // Records without walcast's position (heartbeats) stay in arrival order.
