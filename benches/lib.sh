@@ -3,8 +3,13 @@
 # cleanup of everything they started (walcast_pid, registry_pid and recvlogical_pid
 # are killed on exit when set).
 
-# Builds walcast (release) and sets `bin`.
+# Builds walcast (release) and sets `bin`; with BENCH_BIN set, uses that binary instead
+# (to compare an old build with a new one in alternating runs).
 bench_build() {
+    if [ -n "${BENCH_BIN:-}" ]; then
+        bin=$BENCH_BIN
+        return
+    fi
     (cd "$repo" && cargo build --release --quiet --bin walcast)
     bin=$repo/target/release/walcast
 }

@@ -16,6 +16,7 @@ mod outages;
 mod pipeline;
 mod publication_changes;
 mod replication;
+mod restarts;
 mod run;
 mod setup;
 mod slot_health;
