@@ -174,6 +174,7 @@ impl<S: RecordSink> Pipeline<S> {
         self.sink.write_checkpoint(&record).await?;
         crate::failpoint::hit("before_kafka_commit");
         self.batch = None;
+        let committing = Instant::now();
         if let Err(e) = self.sink.commit_transaction() {
             crate::observe::metrics()
                 .delivery_errors
@@ -183,6 +184,12 @@ impl<S: RecordSink> Pipeline<S> {
         }
         self.metrics.kafka_transactions.inc();
         self.metrics.batch_records.observe(batch.records as f64);
+        tracing::debug!(
+            records = batch.records,
+            open_ms = batch.started.elapsed().as_millis() as u64,
+            commit_ms = committing.elapsed().as_millis() as u64,
+            "Kafka transaction committed"
+        );
         self.tracker.acked_all_sent();
         if let Some(checkpoint) = self.tracker.advance() {
             self.confirm(&checkpoint);

@@ -33,8 +33,13 @@ const REPORT_DRAIN_BUDGET: usize = 1024;
 /// How many records one Kafka transaction holds at most before walcast commits it at
 /// the next source-transaction boundary (a snapshot is committed every this many rows).
 pub(super) const MAX_TRANSACTION_RECORDS: usize = 50_000;
-/// How long one Kafka transaction stays open at most (if a boundary comes).
-pub(super) const MAX_TRANSACTION_AGE: Duration = Duration::from_millis(100);
+/// How long one Kafka transaction stays open at most (if a boundary comes). Each commit
+/// stops producing for its round trip (about 10–30 ms here), so a backlog is committed
+/// in transactions of this age; an idle one commits within `TRANSACTION_CHECK_INTERVAL`.
+pub(super) const MAX_TRANSACTION_AGE: Duration = Duration::from_millis(250);
+/// How often an open Kafka transaction is looked at: committed when nothing more is
+/// queued (at a source-transaction boundary), or once it is `MAX_TRANSACTION_AGE` old.
+const TRANSACTION_CHECK_INTERVAL: Duration = Duration::from_millis(20);
 /// Outside transactions, how often the checkpoint record is written at most.
 pub(super) const CHECKPOINT_RECORD_INTERVAL: Duration = Duration::from_secs(1);
 /// How often the loop updates its gauges (lag, in flight, producer queue).
@@ -152,7 +157,7 @@ impl<S: RecordSink> Pipeline<S> {
         let mut inbox: Vec<TxEvent> = Vec::with_capacity(EVENT_DRAIN_BUDGET);
         let mut acks = Vec::with_capacity(REPORT_DRAIN_BUDGET);
         let mut reports_closed = false;
-        let mut batch_timer = tokio::time::interval(MAX_TRANSACTION_AGE);
+        let mut batch_timer = tokio::time::interval(TRANSACTION_CHECK_INTERVAL);
         batch_timer.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let emit_heartbeats = self.connector.heartbeat.records_topic.is_some();
         let mut heartbeats = tokio::time::interval_at(
@@ -168,9 +173,10 @@ impl<S: RecordSink> Pipeline<S> {
                 _ = inputs.shutdown.changed() => return Ok(()),
                 Some(e) = inputs.slot_lost.recv() => return Err(e),
                 // Transactional mode: a Kafka transaction left open at a source-transaction
-                // boundary (more was queued when it ended) is committed once it is old enough.
+                // boundary (more was queued when it ended) is committed once nothing more
+                // is queued, or once it is old enough.
                 _ = batch_timer.tick(), if self.batch.is_some() && !self.tracker.mid_transaction() => {
-                    self.commit_batch(false, false).await?;
+                    self.commit_batch(inputs.events.is_empty(), false).await?;
                 }
                 received = inputs.reports.recv_many(&mut acks, REPORT_DRAIN_BUDGET), if !reports_closed => {
                     if received == 0 {

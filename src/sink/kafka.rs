@@ -243,6 +243,17 @@ impl KafkaSink {
             )))
     }
 
+    /// Waits (blocking) until every record handed to the producer has its delivery
+    /// report, or `timeout`. The commit flushes too, but rust-rdkafka's flush checks
+    /// the queue once per 100 ms poll whose events the producer's own polling thread
+    /// takes, so every commit cost at least 100 ms; this looks every millisecond.
+    fn wait_until_delivered(&self, timeout: Duration) {
+        let deadline = std::time::Instant::now() + timeout;
+        while self.producer.in_flight_count() > 0 && std::time::Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
+
     /// Sets the identity stamped on every record from now on (see `reconcile::Origin`).
     pub fn stamp(&mut self, identity: &str) {
         identity.clone_into(&mut self.identity);
@@ -371,6 +382,7 @@ impl RecordSink for KafkaSink {
         let mut attempt = 0u32;
         loop {
             let result = tokio::task::block_in_place(|| {
+                self.wait_until_delivered(TRANSACTION_CALL_TIMEOUT);
                 self.producer.commit_transaction(TRANSACTION_CALL_TIMEOUT)
             });
             match result {
