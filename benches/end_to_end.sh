@@ -3,23 +3,31 @@
 # transaction) streamed by `walcast run` into Kafka (acks=all, exactly_once, Avro via
 # the dev registry), timed until the slot's confirmed position (which only moves when
 # Kafka has acknowledged everything before it) reaches the end of the backlog.
-# Prints rows/s and walcast's peak RSS.
+# Prints rows/s, the WAL streamed in MB/s and walcast's peak RSS.
 #
 # Usage: benches/end_to_end.sh [ROWS] [ROWS_PER_TX]     (defaults: 1000000 100)
 # Environment: SINK=kafka|discard (default kafka; discard encodes every event and drops
-# it), MODE=exactly_once|transactional|at_least_once (default exactly_once).
+# it), MODE=exactly_once|transactional|at_least_once (default exactly_once),
+# WORKLOAD=narrow|wide|toast (default narrow: the 8 columns above; wide: 50 columns;
+# toast: an 8 kB out-of-line text per row; see bench_table in benches/lib.sh).
 set -euo pipefail
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 rows=${1:-1000000}
 per_tx=${2:-100}
 sink=${SINK:-kafka}
 mode=${MODE:-exactly_once}
+workload=${WORKLOAD:-narrow}
 cd "$repo"
 . "$repo/benches/lib.sh"
 bench_build
 bench_stack e2e
 bench_registry
-$psql -c "CREATE TABLE bench (id bigint PRIMARY KEY, customer int, sku text, qty int, price numeric(12,2), status text, created timestamptz, note text)"
+if [ "$workload" = narrow ]; then
+    $psql -c "CREATE TABLE bench (id bigint PRIMARY KEY, customer int, sku text, qty int, price numeric(12,2), status text, created timestamptz, note text)"
+    row_select="i, i % 1000, 'sku-' || (i % 5000), 1 + i % 7, (i % 10000) / 100.0, 'paid', now(), 'note ' || i"
+else
+    bench_table bench "$workload"
+fi
 { bench_connector bench bench; cat <<TOML; } >"$state/bench.toml"
 [sink]
 kind = "$sink"
@@ -34,13 +42,15 @@ $psql -c "SELECT pg_create_logical_replication_slot('recvlogical_bench', 'pgoutp
 $psql -c "CREATE PROCEDURE fill(n bigint, per bigint) LANGUAGE plpgsql AS \$\$
     DECLARE s bigint := 1; BEGIN
       WHILE s <= n LOOP
-        INSERT INTO bench SELECT i, i % 1000, 'sku-' || (i % 5000), 1 + i % 7, (i % 10000) / 100.0, 'paid', now(), 'note ' || i
+        INSERT INTO bench SELECT $row_select
           FROM generate_series(s, least(s + per - 1, n)) i;
         COMMIT; s := s + per;
       END LOOP; END \$\$"
-echo "writing $rows rows, $per_tx per transaction" >&2
+echo "writing $rows $workload rows, $per_tx per transaction" >&2
+start_lsn=$($psql -c "SELECT pg_current_wal_lsn()")
 $psql -c "CALL fill($rows, $per_tx)"
 end_lsn=$($psql -c "SELECT pg_current_wal_lsn()")
+wal_bytes=$($psql -c "SELECT pg_wal_lsn_diff('$end_lsn', '$start_lsn')::bigint")
 
 start=$(date +%s.%N)
 "$bin" run "$state/bench.toml" 2>"$state/walcast.log" &
@@ -54,7 +64,7 @@ end=$(date +%s.%N)
 rss=$(awk '/VmHWM/ {print $2}' "/proc/$walcast_pid/status")
 cpu=$(awk -v hz="$(getconf CLK_TCK)" '{printf "%.2f", ($14 + $15) / hz}' "/proc/$walcast_pid/stat")
 echo "walcast CPU time (user+system): ${cpu}s" >&2
-python3 -c "import sys; s=float(sys.argv[2])-float(sys.argv[1]); print(f'walcast end to end (sink=$sink, mode=$mode): rows={sys.argv[3]} seconds={s:.2f} rows_per_second={int(sys.argv[3])/s:.0f} peak_rss_mib={int(sys.argv[4])/1024:.1f}')" "$start" "$end" "$rows" "$rss"
+python3 -c "import sys; s=float(sys.argv[2])-float(sys.argv[1]); print(f'walcast end to end (sink=$sink, mode=$mode, workload=$workload): rows={sys.argv[3]} seconds={s:.2f} rows_per_second={int(sys.argv[3])/s:.0f} wal_mb_per_second={int(sys.argv[5])/s/1e6:.1f} peak_rss_mib={int(sys.argv[4])/1024:.1f}')" "$start" "$end" "$rows" "$rss" "$wal_bytes"
 [ "$done_" = "t" ] || { echo "did not catch up; log:" >&2; tail -5 "$state/walcast.log" >&2; exit 1; }
 kill "$walcast_pid" 2>/dev/null || true
 wait "$walcast_pid" 2>/dev/null || true
@@ -64,4 +74,4 @@ timeout 600 "$WALCAST_PG_BIN/pg_recvlogical" -h "$WALCAST_PG_HOST" -p "$WALCAST_
     --slot recvlogical_bench --start --status-interval=1 -o proto_version=1 -o publication_names=walcast_bench \
     --endpos "$end_lsn" -f /dev/null
 end_r=$(date +%s.%N)
-python3 -c "import sys; s=float(sys.argv[2])-float(sys.argv[1]); r=float(sys.argv[4])-float(sys.argv[3]); print(f'pg_recvlogical on the same backlog: seconds={r:.2f} rows_per_second={int(sys.argv[5])/r:.0f}; walcast/pg_recvlogical = {r/s*100:.0f}%')" "$start" "$end" "$start_r" "$end_r" "$rows"
+python3 -c "import sys; s=float(sys.argv[2])-float(sys.argv[1]); r=float(sys.argv[4])-float(sys.argv[3]); print(f'pg_recvlogical on the same backlog: seconds={r:.2f} rows_per_second={int(sys.argv[5])/r:.0f} wal_mb_per_second={int(sys.argv[6])/r/1e6:.1f}; walcast/pg_recvlogical = {r/s*100:.0f}%')" "$start" "$end" "$start_r" "$end_r" "$rows" "$wal_bytes"

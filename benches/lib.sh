@@ -62,3 +62,34 @@ url = "http://127.0.0.1:$registry_port"
 enabled = false
 TOML
 }
+
+# bench_table NAME WORKLOAD: creates table NAME for one of the heavier workloads and sets
+# `row_select`, the SELECT list of row `i` (a bigint):
+#   wide   50 columns: bigint key, then int, text, numeric(12,2), timestamptz and float8
+#          columns in turn (about 500 bytes a row);
+#   toast  bigint key, an int and an 8 kB text stored out of line uncompressed
+#          (STORAGE EXTERNAL), so every row carries a TOASTed value.
+bench_table() {
+    local name=$1 cols="" k
+    case "$2" in
+        wide)
+            row_select="i"
+            for k in $(seq 1 49); do
+                case $((k % 5)) in
+                    0) cols="$cols, c$k int"; row_select="$row_select, (i * $k) % 100000" ;;
+                    1) cols="$cols, c$k text"; row_select="$row_select, 'v' || (i % 1000) || '-$k'" ;;
+                    2) cols="$cols, c$k numeric(12,2)"; row_select="$row_select, ((i + $k) % 10000) / 100.0" ;;
+                    3) cols="$cols, c$k timestamptz"; row_select="$row_select, timestamptz '2026-01-01 00:00:00+00' + (i % 100000) * interval '1 second'" ;;
+                    4) cols="$cols, c$k float8"; row_select="$row_select, i / ($k + 1.0)" ;;
+                esac
+            done
+            $psql -c "CREATE TABLE $name (id bigint PRIMARY KEY$cols)"
+            ;;
+        toast)
+            $psql -c "CREATE TABLE $name (id bigint PRIMARY KEY, kind int, body text)"
+            $psql -c "ALTER TABLE $name ALTER COLUMN body SET STORAGE EXTERNAL"
+            row_select="i, i % 10, repeat(md5(i::text), 256)"
+            ;;
+        *) echo "unknown WORKLOAD $2 (narrow, wide or toast)" >&2; exit 2 ;;
+    esac
+}

@@ -118,8 +118,6 @@ pub struct KafkaSink {
     /// The connector's identity, stamped on every record ([`HEADER_SOURCE`]) and in
     /// its checkpoint records.
     identity: String,
-    /// The consumer exactly-once restarts read topics back with, made on first use.
-    reader: Arc<std::sync::Mutex<Option<super::reconcile::TopicReader>>>,
 }
 
 /// How long walcast waits for one Kafka transaction call (init, commit, abort) before
@@ -199,7 +197,6 @@ impl KafkaSink {
                 client_id: client_id.to_owned(),
                 scratch: String::with_capacity(48),
                 identity: String::new(),
-                reader: Arc::default(),
             },
             rx,
         ))
@@ -581,19 +578,9 @@ impl RecordSink for KafkaSink {
         origin: &Origin,
     ) -> Result<HashMap<i32, Position>, SinkError> {
         let (settings, topic, origin) = (self.settings.clone(), topic.to_owned(), origin.clone());
-        let reader = self.reader.clone();
         // librdkafka's consumer blocks; keep the runtime's other tasks running.
         tokio::task::spawn_blocking(move || {
-            let mut reader = reader
-                .lock()
-                .map_err(|_| SinkError::Config("the topic reader's lock is poisoned".into()))?;
-            if reader.is_none() {
-                *reader = Some(super::reconcile::TopicReader::new(&settings, &origin)?);
-            }
-            match reader.as_ref() {
-                Some(r) => r.last_positions(&settings, &topic, &origin),
-                None => Err(SinkError::Config("no topic reader".into())),
-            }
+            super::reconcile::last_positions(&settings, &topic, &origin)
         })
         .await
         .map_err(|e| SinkError::Config(format!("reading the topic's last positions: {e}")))?

@@ -54,46 +54,27 @@ impl Origin {
     }
 }
 
-/// A read_committed consumer kept for the read-backs of one connector run: creating
-/// and destroying a librdkafka client for every topic cost more than the read itself.
-pub struct TopicReader(BaseConsumer<EndOfPartitionIsNoError>);
-
-impl TopicReader {
-    pub fn new(settings: &Kafka, origin: &Origin) -> Result<Self, SinkError> {
-        Ok(Self(reading_consumer(settings, &origin.client_id)?))
-    }
-
-    /// For exactly-once restarts: the position in the last record of this connector
-    /// (see [`Origin`]) in each partition of `topic` (partitions that are empty or hold
-    /// none of its records are absent). Blocking.
-    pub fn last_positions(
-        &self,
-        settings: &Kafka,
-        topic: &str,
-        origin: &Origin,
-    ) -> Result<HashMap<i32, Position>, SinkError> {
-        positions_with(&self.0, settings, topic, origin)
-    }
-}
-
-fn positions_with(
-    consumer: &BaseConsumer<EndOfPartitionIsNoError>,
+/// For exactly-once restarts: the position in the last record of this connector (see
+/// [`Origin`]) in each partition of `topic` (partitions that are empty or hold none of
+/// its records are absent). Blocking.
+pub fn last_positions(
     settings: &Kafka,
     topic: &str,
     origin: &Origin,
 ) -> Result<HashMap<i32, Position>, SinkError> {
+    let consumer = reading_consumer(settings, &origin.client_id)?;
     let metadata_err = |e: KafkaError| SinkError::Metadata {
         servers: settings.bootstrap_servers.clone(),
         topic: topic.to_owned(),
         message: e.to_string(),
     };
-    let partitions = partitions_of(consumer, topic).map_err(metadata_err)?;
+    let partitions = partitions_of(&consumer, topic).map_err(metadata_err)?;
     let mut out = HashMap::new();
     for partition in partitions {
         // The newest offsets can be transaction markers, records of an aborted Kafka
         // transaction (a read_committed consumer never sees them), or records of other
         // producers: walk back until a record of this connector with a position.
-        let newest = newest_back(consumer, topic, partition, (16, 8), |message| {
+        let newest = newest_back(&consumer, topic, partition, (16, 8), |message| {
             position_of(message).filter(|_| origin.wrote(message))
         })
         .map_err(metadata_err)?;
@@ -332,11 +313,7 @@ fn watermarks<C: rdkafka::consumer::ConsumerContext>(
 }
 
 /// A read_committed consumer without a group position, that reports the end of a
-/// partition (quietly). Its fetches return at once when there is nothing more to read
-/// (`fetch.wait.max.ms`): a read-back ends at the partition's end, which in a topic
-/// written in Kafka transactions is a commit marker a read_committed consumer never
-/// sees, so each read would otherwise wait out the broker's default 500 ms for data
-/// that is not coming.
+/// partition (quietly).
 fn reading_consumer(
     settings: &Kafka,
     client_id: &str,
@@ -345,7 +322,6 @@ fn reading_consumer(
         .set("group.id", format!("{client_id}-reconcile"))
         .set("enable.auto.commit", "false")
         .set("enable.partition.eof", "true")
-        .set("fetch.wait.max.ms", "10")
         .set("isolation.level", "read_committed")
         .create_with_context(EndOfPartitionIsNoError)
         .map_err(|e| SinkError::Config(e.to_string()))
@@ -353,7 +329,7 @@ fn reading_consumer(
 
 /// A consumer context for reading to the end of a partition: reaching it is how the
 /// read ends, not an error worth a log line.
-pub struct EndOfPartitionIsNoError;
+struct EndOfPartitionIsNoError;
 
 impl ClientContext for EndOfPartitionIsNoError {
     fn error(&self, error: KafkaError, reason: &str) {
