@@ -125,26 +125,27 @@ pub(super) fn java_hash_map_order(entries: &[(i16, f64)]) -> Vec<(i16, f64)> {
 /// Writes a `vector`'s Avro datum (an array of doubles); `false` if the text is not a
 /// vector.
 pub(super) fn put_double_vector(out: &mut Vec<u8>, text: &str) -> bool {
-    let Some(elements) = parse_dense::<f64>(text) else {
-        return false;
-    };
-    put_long(out, elements.len() as i64);
-    for e in elements {
-        put_f64(out, e);
-    }
-    put_long(out, 0);
-    true
+    put_dense(out, text, put_f64)
 }
 
 /// Writes a `halfvec`'s Avro datum (an array of floats: pgvector writes each half as
 /// the shortest text of its float value, read back exactly).
 pub(super) fn put_float_vector(out: &mut Vec<u8>, text: &str) -> bool {
-    let Some(elements) = parse_dense::<f32>(text) else {
+    put_dense(out, text, put_f32)
+}
+
+/// A dense vector's elements as one Avro array block, each written by `put`.
+fn put_dense<T: std::str::FromStr>(
+    out: &mut Vec<u8>,
+    text: &str,
+    put: fn(&mut Vec<u8>, T),
+) -> bool {
+    let Some(elements) = parse_dense::<T>(text) else {
         return false;
     };
     put_long(out, elements.len() as i64);
     for e in elements {
-        put_f32(out, e);
+        put(out, e);
     }
     put_long(out, 0);
     true

@@ -28,22 +28,6 @@ impl Harness {
     }
 }
 
-fn in_transaction(xid: u32, commit: u64, middle: Vec<TxEvent>) -> Vec<TxEvent> {
-    let mut events = vec![TxEvent::Begin {
-        xid,
-        commit_lsn: Lsn(commit),
-        commit_time_us: 1_700_000_000_000_000,
-    }];
-    events.extend(middle);
-    events.push(TxEvent::Commit {
-        xid,
-        commit_lsn: Lsn(commit),
-        end_lsn: Lsn(commit + 8),
-        commit_time_us: 1_700_000_000_000_000,
-    });
-    events
-}
-
 fn truncate(lsn: u64) -> TxEvent {
     TxEvent::Truncate {
         relations: vec![relation()],

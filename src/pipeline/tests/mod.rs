@@ -163,12 +163,18 @@ fn insert(id: i32, lsn: u64) -> TxEvent {
 /// A whole source transaction of inserts `ids`, committing at `commit` (its WAL ends 8
 /// bytes later).
 fn transaction(xid: u32, commit: u64, ids: &[i32]) -> Vec<TxEvent> {
+    let inserts = ids.iter().map(|&id| insert(id, commit - 10)).collect();
+    in_transaction(xid, commit, inserts)
+}
+
+/// `middle` between the BEGIN and COMMIT of transaction `xid` committing at `commit`.
+fn in_transaction(xid: u32, commit: u64, middle: Vec<TxEvent>) -> Vec<TxEvent> {
     let mut events = vec![TxEvent::Begin {
         xid,
         commit_lsn: Lsn(commit),
         commit_time_us: 1_700_000_000_000_000,
     }];
-    events.extend(ids.iter().map(|&id| insert(id, commit - 10)));
+    events.extend(middle);
     events.push(TxEvent::Commit {
         xid,
         commit_lsn: Lsn(commit),
