@@ -23,8 +23,8 @@ bench_build
 bench_stack e2e
 bench_registry
 if [ "$workload" = narrow ]; then
-    $psql -c "CREATE TABLE bench (id bigint PRIMARY KEY, customer int, sku text, qty int, price numeric(12,2), status text, created timestamptz, note text)"
-    row_select="i, i % 1000, 'sku-' || (i % 5000), 1 + i % 7, (i % 10000) / 100.0, 'paid', now(), 'note ' || i"
+    $psql -c "CREATE TABLE bench ($NARROW_BENCH_COLUMNS)"
+    row_select=$NARROW_BENCH_ROW
 else
     bench_table bench "$workload"
 fi
@@ -39,16 +39,9 @@ TOML
 $psql -c "SELECT pg_create_logical_replication_slot('walcast_bench', 'pgoutput')" >/dev/null
 # PostgreSQL's own client reads the same backlog from a second slot, for the ratio.
 $psql -c "SELECT pg_create_logical_replication_slot('recvlogical_bench', 'pgoutput')" >/dev/null
-$psql -c "CREATE PROCEDURE fill(n bigint, per bigint) LANGUAGE plpgsql AS \$\$
-    DECLARE s bigint := 1; BEGIN
-      WHILE s <= n LOOP
-        INSERT INTO bench SELECT $row_select
-          FROM generate_series(s, least(s + per - 1, n)) i;
-        COMMIT; s := s + per;
-      END LOOP; END \$\$"
 echo "writing $rows $workload rows, $per_tx per transaction" >&2
 start_lsn=$($psql -c "SELECT pg_current_wal_lsn()")
-$psql -c "CALL fill($rows, $per_tx)"
+bench_fill bench "$rows" "$per_tx" "$row_select"
 end_lsn=$($psql -c "SELECT pg_current_wal_lsn()")
 wal_bytes=$($psql -c "SELECT pg_wal_lsn_diff('$end_lsn', '$start_lsn')::bigint")
 

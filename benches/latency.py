@@ -6,12 +6,14 @@ IDLE_SECONDS SKIP_SECONDS
 
 Also splits it: commit to the moment walcast built the event (the envelope's ts_us),
 and from there to the broker's append."""
+import os
 import sys
 import time
 
 from confluent_kafka import DeserializingConsumer, TIMESTAMP_LOG_APPEND_TIME
 from confluent_kafka.schema_registry import SchemaRegistryClient
 from confluent_kafka.schema_registry.avro import AvroDeserializer
+from latency_stats import print_timeline, summary
 
 bootstrap, registry, topic, idle, skip = sys.argv[1:6]
 idle, skip = float(idle), float(skip)
@@ -26,6 +28,9 @@ consumer.subscribe([topic])
 latencies = []
 to_event = []
 to_append = []
+# LATENCY_TIMELINE=1: event-to-append per second of commit time, to tell a periodic
+# stall from a scattered tail.
+timeline = {} if os.environ.get("LATENCY_TIMELINE") else None
 first_commit = None
 last_seen = time.time()
 while time.time() - last_seen < idle:
@@ -43,15 +48,14 @@ while time.time() - last_seen < idle:
     event_us = msg.value()["ts_us"]
     to_event.append((event_us - commit_us) / 1000.0)
     to_append.append(appended_ms - event_us / 1000.0)
+    if timeline is not None:
+        second = int((commit_us - first_commit) / 1e6)
+        timeline.setdefault(second, []).append(appended_ms - event_us / 1000.0)
 consumer.close()
-latencies.sort()
-n = len(latencies)
-if n == 0:
+if not latencies:
     sys.exit("no records measured")
-pick = lambda q: latencies[min(n - 1, int(q * n))]
-print(f"commit-to-ack latency: records={n} p50_ms={pick(0.50):.1f} p90_ms={pick(0.90):.1f} "
-      f"p99_ms={pick(0.99):.1f} max_ms={latencies[-1]:.1f}")
+print(f"commit-to-ack latency: records={len(latencies)} {summary(latencies)}")
 for name, values in (("commit-to-event", to_event), ("event-to-append", to_append)):
-    values.sort()
-    at = lambda q: values[min(n - 1, int(q * n))]
-    print(f"  {name}: p50_ms={at(0.50):.1f} p90_ms={at(0.90):.1f} p99_ms={at(0.99):.1f} max_ms={values[-1]:.1f}")
+    print(f"  {name}: {summary(values)}")
+if timeline:
+    print_timeline("walcast event-to-append", timeline)

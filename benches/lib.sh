@@ -25,9 +25,11 @@ bench_cleanup() {
 }
 
 # bench_stack NAME [SERVICES]: starts the stack (default postgres,kafka) in a fresh
-# state folder, exports its settings and sets `state` and `psql`.
+# state folder under ${BENCH_TMP:-/tmp} (BENCH_TMP=/dev/shm keeps PostgreSQL's and
+# Kafka's files in memory, to tell the disk's stalls from the software's), exports its
+# settings and sets `state` and `psql`.
 bench_stack() {
-    state=$(mktemp -d "/tmp/walcast-$1-XXXXXX")
+    state=$(mktemp -d "${BENCH_TMP:-/tmp}/walcast-$1-XXXXXX")
     trap bench_cleanup EXIT
     "$repo/deploy/local/up" --services "${2:-postgres,kafka}" --state-dir "$state" >/dev/null
     set -a; . "$state/stack.env"; set +a
@@ -92,4 +94,27 @@ bench_table() {
             ;;
         *) echo "unknown WORKLOAD $2 (narrow, wide or toast)" >&2; exit 2 ;;
     esac
+}
+
+# The narrow benchmark row of row `i` (a bigint), for a table created with
+# NARROW_BENCH_COLUMNS.
+NARROW_BENCH_COLUMNS="id bigint PRIMARY KEY, customer int, sku text, qty int, price numeric(12,2), status text, created timestamptz, note text"
+NARROW_BENCH_ROW="i, i % 1000, 'sku-' || (i % 5000), 1 + i % 7, (i % 10000) / 100.0, 'paid', now(), 'note ' || i"
+
+# bench_fill TABLE ROWS PER_TX [SELECT_LIST]: inserts rows 1..ROWS (SELECT_LIST of row
+# `i`, default NARROW_BENCH_ROW) into TABLE, PER_TX rows per committed transaction, or
+# all in one transaction when PER_TX is 0.
+bench_fill() {
+    local table=$1 rows=$2 per=$3 select=${4:-$NARROW_BENCH_ROW}
+    if [ "$per" -eq 0 ]; then
+        $psql -c "INSERT INTO $table SELECT $select FROM generate_series(1, $rows) i"
+        return
+    fi
+    $psql -c "CREATE OR REPLACE PROCEDURE bench_fill_$table(n bigint, per bigint) LANGUAGE plpgsql AS \$\$
+        DECLARE s bigint := 1; BEGIN
+          WHILE s <= n LOOP
+            INSERT INTO $table SELECT $select FROM generate_series(s, least(s + per - 1, n)) i;
+            COMMIT; s := s + per;
+          END LOOP; END \$\$"
+    $psql -c "CALL bench_fill_$table($rows, $per)"
 }

@@ -17,25 +17,14 @@ cd "$repo"
 . "$repo/benches/lib.sh"
 bench_stack bench postgres
 
-$psql -c "CREATE TABLE bench (id bigint PRIMARY KEY, customer int, sku text, qty int, price numeric(12,2), status text, created timestamptz, note text)"
+$psql -c "CREATE TABLE bench ($NARROW_BENCH_COLUMNS)"
 $psql -c "CREATE PUBLICATION bench_pub FOR TABLE bench"
 $psql -c "SELECT pg_create_logical_replication_slot('walcast_bench', 'pgoutput')" >/dev/null
 $psql -c "SELECT pg_create_logical_replication_slot('recvlogical_bench', 'pgoutput')" >/dev/null
 $psql -c "SELECT pg_create_logical_replication_slot('server_side_bench', 'pgoutput')" >/dev/null
 
 echo "writing $rows rows ($([ "$per_tx" -eq 0 ] && echo 'one transaction' || echo "$per_tx per transaction"))" >&2
-if [ "$per_tx" -eq 0 ]; then
-    $psql -c "INSERT INTO bench SELECT i, i % 1000, 'sku-' || (i % 5000), 1 + i % 7, (i % 10000) / 100.0, 'paid', now(), 'note ' || i FROM generate_series(1, $rows) i"
-else
-    $psql -c "CREATE PROCEDURE fill(n bigint, per bigint) LANGUAGE plpgsql AS \$\$
-        DECLARE s bigint := 1; BEGIN
-          WHILE s <= n LOOP
-            INSERT INTO bench SELECT i, i % 1000, 'sku-' || (i % 5000), 1 + i % 7, (i % 10000) / 100.0, 'paid', now(), 'note ' || i
-              FROM generate_series(s, least(s + per - 1, n)) i;
-            COMMIT; s := s + per;
-          END LOOP; END \$\$"
-    $psql -c "CALL fill($rows, $per_tx)"
-fi
+bench_fill bench "$rows" "$per_tx"
 
 echo "pg_recvlogical (pgoutput, to /dev/null):" >&2
 start=$(date +%s.%N)

@@ -128,6 +128,16 @@ ensure_connect_jars() {
         "connect-runtime-$WALCAST_KAFKA_VERSION.jar" -Dkafka.version="$WALCAST_KAFKA_VERSION"
 }
 
+# debezium_postgres_jars_dir: where Kafka Connect and Debezium's PostgreSQL source
+# connector are cached, apart from the JDBC sink's (benches/debezium.sh runs them; see
+# deploy/local/connect/debezium-postgres.pom.xml).
+debezium_postgres_jars_dir() { printf '%s\n' "$WALCAST_CACHE_DIR/connect-$WALCAST_KAFKA_VERSION-debezium-postgres-3.6.1/jars"; }
+
+ensure_debezium_postgres_jars() {
+    fetch_maven_jars "$WALCAST_LOCAL_DIR/connect/debezium-postgres.pom.xml" "$(debezium_postgres_jars_dir)" \
+        "debezium-connector-postgres-3.6.1.Final.jar" -Dkafka.version="$WALCAST_KAFKA_VERSION"
+}
+
 # fetch_maven_jars POM JARS MARKER [-Dprop=value...]: copy POM's runtime dependencies
 # into JARS once, with Maven, unless JARS/MARKER is there. Fetched into a temp dir, then
 # renamed into place (a half-finished download is never mistaken for a cache hit); a
