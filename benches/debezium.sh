@@ -329,7 +329,7 @@ walcast_phase() {
 debezium_phase() {
     local phase=$1 name=$2 mode=$3 producer=$4 dir=$state/$2 rest_port start tool=debezium-json
     mkdir -p "$dir"
-    rest_port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+    rest_port=$(bench_free_port)
     cat >"$dir/worker.properties" <<EOF
 bootstrap.servers=$WALCAST_KAFKA_BOOTSTRAP
 key.converter=org.apache.kafka.connect.json.JsonConverter
@@ -429,9 +429,9 @@ fi
 
 if [[ " $phases " == *" snapshot "* ]]; then
     table=snap
-    $psql -c "CREATE TABLE snap (id bigint PRIMARY KEY, customer int, sku text, qty int, price numeric(12,2), status text, created timestamptz, note text, weight float8, active bool)"
+    $psql -c "CREATE TABLE snap ($SNAPSHOT_BENCH_COLUMNS)"
     echo "loading $rows rows" >&2
-    $psql -c "INSERT INTO snap SELECT i, i % 1000, 'sku-' || (i % 5000), 1 + i % 7, (i % 10000) / 100.0, 'paid', now(), 'note ' || i, i / 7.0, i % 2 = 0 FROM generate_series(1, $rows) i"
+    $psql -c "INSERT INTO snap SELECT $SNAPSHOT_BENCH_ROW FROM generate_series(1, $rows) i"
     $psql -c "VACUUM ANALYZE snap"
     for producer in $producers; do
         $psql -c "CREATE PUBLICATION dbz_snap_$producer FOR TABLE snap"

@@ -36,9 +36,14 @@ bench_stack() {
     psql="$WALCAST_PG_BIN/psql -X -q -At -h $WALCAST_PG_HOST -p $WALCAST_PG_PORT -U postgres -d postgres"
 }
 
+# Prints a loopback port free at the moment.
+bench_free_port() {
+    python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
+}
+
 # Starts the dev registry on a free port; sets `registry_port` and `registry_pid`.
 bench_registry() {
-    registry_port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+    registry_port=$(bench_free_port)
     "$bin" registry --listen "127.0.0.1:$registry_port" --data-dir "$state/registry" >"$state/registry.log" 2>&1 &
     registry_pid=$!
 }
@@ -100,6 +105,10 @@ bench_table() {
 # NARROW_BENCH_COLUMNS.
 NARROW_BENCH_COLUMNS="id bigint PRIMARY KEY, customer int, sku text, qty int, price numeric(12,2), status text, created timestamptz, note text"
 NARROW_BENCH_ROW="i, i % 1000, 'sku-' || (i % 5000), 1 + i % 7, (i % 10000) / 100.0, 'paid', now(), 'note ' || i"
+
+# The snapshot benchmarks' 10-column table and its row `i`.
+SNAPSHOT_BENCH_COLUMNS="$NARROW_BENCH_COLUMNS, weight float8, active bool"
+SNAPSHOT_BENCH_ROW="$NARROW_BENCH_ROW, i / 7.0, i % 2 = 0"
 
 # bench_fill TABLE ROWS PER_TX [SELECT_LIST]: inserts rows 1..ROWS (SELECT_LIST of row
 # `i`, default NARROW_BENCH_ROW) into TABLE, PER_TX rows per committed transaction, or

@@ -22,8 +22,8 @@ bench_build
 bench_stack snap
 bench_registry
 if [ "$workload" = narrow ]; then
-    $psql -c "CREATE TABLE snap (id bigint PRIMARY KEY, customer int, sku text, qty int, price numeric(12,2), status text, created timestamptz, note text, weight float8, active bool)"
-    row_select="i, i % 1000, 'sku-' || (i % 5000), 1 + i % 7, (i % 10000) / 100.0, 'paid', now(), 'note ' || i, i / 7.0, i % 2 = 0"
+    $psql -c "CREATE TABLE snap ($SNAPSHOT_BENCH_COLUMNS)"
+    row_select=$SNAPSHOT_BENCH_ROW
 else
     bench_table snap "$workload"
 fi

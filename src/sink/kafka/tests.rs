@@ -42,7 +42,8 @@ async fn a_fatal_error_is_reported_within_moments() {
         "fatal-one",
     )
     .unwrap();
-    // Skip past the call that asks librdkafka directly: the error callback must tell.
+    // Past the first call, which asks librdkafka directly: the error callback (or the
+    // 256th call) must tell.
     assert_eq!(sink.fatal_error(), None);
     let reason = CString::new("injected by the test").unwrap();
     // SAFETY: the client pointer is valid while `sink` lives; librdkafka's own test
